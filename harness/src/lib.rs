@@ -1,0 +1,24 @@
+//! cgrepro: reproduce crashes of container resource-controller code on simulated hosts.
+//!
+//! The pipeline, one module per stage:
+//!
+//! * [`scenario`] — scenario files: parse, validate (file:line:col errors), expand the
+//!   matrix into [`scenario::Case`]s.
+//! * [`host`] — the host model: kernel feature table, cgroup layouts, distro presets, and
+//!   the generated cgroupfs tree and /proc views of a host.
+//! * [`sandbox`] — making a subprocess see that host: namespaces, mounts, process
+//!   supervision, cleanup.
+//! * [`target`] — how code under test is driven: the driver protocol and plain commands.
+//! * [`outcome`] — classification of what happened (the closed [`outcome::Outcome`] type),
+//!   signatures and normalisation.
+//! * [`report`] — snapshots, matrix tables and expectation checks, all rendered from a
+//!   [`report::Report`].
+//! * [`cli`] — the `cgrepro` subcommands.
+
+pub mod cli;
+pub mod host;
+pub mod outcome;
+pub mod report;
+pub mod sandbox;
+pub mod scenario;
+pub mod target;
