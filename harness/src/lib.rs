@@ -13,9 +13,11 @@
 //!   signatures and normalisation.
 //! * [`report`] — snapshots, matrix tables and expectation checks, all rendered from a
 //!   [`report::Report`].
+//! * [`engine`] — the stages tied together: what the CLI and the test runner share.
 //! * [`cli`] — the `cgrepro` subcommands.
 
 pub mod cli;
+pub mod engine;
 pub mod host;
 pub mod outcome;
 pub mod report;

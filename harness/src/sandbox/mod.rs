@@ -1,1 +1,107 @@
-//! (in progress)
+//! Making a subprocess see the simulated host, and nothing else.
+//!
+//! A [`Session`] owns one temporary directory per harness run: every distinct host is
+//! materialized there once, and every case gets a copy-on-write layer (overlayfs) over its
+//! host's tree, so the upper layer *is* the list of the case's cgroupfs effects
+//! ([`effects`]). [`Session::run`] starts the process chain of [`spawn`] (own mount, PID,
+//! network, UTS, IPC, cgroup and user namespaces; the real cgroup mounts detached; a
+//! fresh procfs with the simulated /proc views bound over it; a private /run and /tmp) and
+//! [`supervise`]s it: output capture, the driver channel, timeout escalation, Ctrl-C.
+//! Nothing outlives a case: the namespaces die with init, and the case directory is
+//! removed when the case is done (unless kept for inspection).
+
+pub mod effects;
+pub mod interrupt;
+mod session;
+pub mod spawn;
+mod supervise;
+
+pub use effects::Effects;
+pub use session::{probe, Session, SessionError};
+pub use spawn::Strategy;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What to run in a case's sandbox.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub exe: PathBuf,
+    /// argv, including argv[0].
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Bytes the target reads on stdin (the driver protocol's case JSON), or nothing.
+    pub stdin: Vec<u8>,
+    pub timeout: Duration,
+    /// Between SIGTERM and SIGKILL on timeout.
+    pub grace: Duration,
+    /// Leave the case directory (and the session's hosts) on disk.
+    pub keep: bool,
+}
+
+/// The target's wait status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Exit {
+    Code(i32),
+    Signal { signal: i32, core_dumped: bool },
+}
+
+impl Exit {
+    pub fn from_raw(st: i32) -> Exit {
+        if libc::WIFSIGNALED(st) {
+            Exit::Signal {
+                signal: libc::WTERMSIG(st),
+                core_dumped: libc::WCOREDUMP(st),
+            }
+        } else {
+            Exit::Code(libc::WEXITSTATUS(st))
+        }
+    }
+}
+
+/// Bytes of one output stream: the last [`Captured::LIMIT`] bytes, and how many there were.
+#[derive(Debug, Clone, Default)]
+pub struct Captured {
+    pub tail: Vec<u8>,
+    pub total: u64,
+}
+
+impl Captured {
+    pub const LIMIT: usize = 64 * 1024;
+
+    pub fn push(&mut self, data: &[u8]) {
+        self.total += data.len() as u64;
+        self.tail.extend_from_slice(data);
+        if self.tail.len() > 2 * Self::LIMIT {
+            let cut = self.tail.len() - Self::LIMIT;
+            self.tail.drain(..cut);
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let start = self.tail.len().saturating_sub(Self::LIMIT);
+        String::from_utf8_lossy(&self.tail[start..]).into_owned()
+    }
+}
+
+/// Everything observed while a case ran: the raw material of an [`crate::outcome::Outcome`].
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub exit: Option<Exit>,
+    pub timed_out: bool,
+    pub interrupted: bool,
+    /// The sandbox could not be set up: what failed.
+    pub setup_error: Option<String>,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    /// Lines the target wrote on the driver channel.
+    pub channel: Vec<String>,
+    /// Processes still running when the target exited (killed by the harness).
+    pub leftovers: u32,
+    pub effects: Effects,
+    pub duration: Duration,
+    /// Where the case was kept (`--keep`).
+    pub kept: Option<PathBuf>,
+    pub strategy: Option<Strategy>,
+}

@@ -1,0 +1,129 @@
+//! The pipeline in one place: scenario → host → sandbox → outcome → report.
+//!
+//! An [`Engine`] is what the CLI and the test runner share: the repository's data
+//! (host presets, kernel table, drivers), one sandbox [`Session`], and the normaliser.
+//! [`Engine::run`] runs one case end to end; [`Engine::ignore_reason`] says why a case
+//! cannot run on this machine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::host::{HostData, HostError};
+use crate::outcome::{self, normalize::Normalizer};
+use crate::report::Report;
+use crate::sandbox::{Session, SessionError};
+use crate::scenario::{self, Case, Context, Scenario, ScenarioError};
+use crate::target::{self, Drivers};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no cgrepro repository here: looked for `scenarios/` and `fixtures/` in {0} and its parents (pass --root)")]
+    NoRoot(PathBuf),
+    #[error("the host data under fixtures/ is broken: {0}")]
+    HostData(#[from] HostError),
+}
+
+pub struct Engine {
+    pub root: PathBuf,
+    pub scenarios_root: PathBuf,
+    pub hosts: Arc<HostData>,
+    pub drivers: Drivers,
+    session: Result<Session, String>,
+    norm: Normalizer,
+}
+
+impl Engine {
+    /// The repository root: the first of `start` and its parents holding `scenarios/`
+    /// and `fixtures/`.
+    pub fn find_root(start: &Path) -> Result<PathBuf, EngineError> {
+        start
+            .ancestors()
+            .find(|d| d.join("scenarios").is_dir() && d.join("fixtures").is_dir())
+            .map(Path::to_path_buf)
+            .ok_or_else(|| EngineError::NoRoot(start.to_path_buf()))
+    }
+
+    pub fn new(root: &Path) -> Result<Engine, EngineError> {
+        let hosts = Arc::new(HostData::load(&root.join("fixtures"))?);
+        let drivers = Drivers::discover(root, Drivers::default_bin_dir());
+        let session = Session::new(Arc::clone(&hosts)).map_err(|e| match e {
+            SessionError::Unsupported(why) => why,
+            other => other.to_string(),
+        });
+        let norm = Normalizer::new(session.as_ref().ok().map(Session::path), Some(root));
+        Ok(Engine {
+            root: root.to_path_buf(),
+            scenarios_root: root.join("scenarios"),
+            hosts,
+            drivers,
+            session,
+            norm,
+        })
+    }
+
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref().ok()
+    }
+
+    /// Keep the session directory after exit (for `--keep`); returns it.
+    pub fn keep_session(&mut self) -> Option<PathBuf> {
+        self.session.as_mut().ok().map(Session::keep)
+    }
+
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            hosts: &self.hosts,
+            drivers: &self.drivers,
+        }
+    }
+
+    /// Load one scenario file.
+    pub fn load(&self, path: &Path) -> Result<Scenario, ScenarioError> {
+        scenario::load(path, &self.scenarios_root, &self.context())
+    }
+
+    /// Load every scenario; files that fail come back as errors, the rest as scenarios.
+    pub fn load_all(&self) -> (Vec<Scenario>, Vec<ScenarioError>) {
+        let mut ok = Vec::new();
+        let mut errors = Vec::new();
+        for path in scenario::discover(&self.scenarios_root) {
+            match self.load(&path) {
+                Ok(s) => ok.push(s),
+                Err(e) => errors.push(e),
+            }
+        }
+        (ok, errors)
+    }
+
+    /// Why this case cannot run here, if it cannot.
+    pub fn ignore_reason(&self, case: &Case) -> Option<String> {
+        if let Err(why) = &self.session {
+            return Some(why.clone());
+        }
+        target::unavailable(case, &self.drivers)
+    }
+
+    /// Run one case end to end.
+    pub fn run(&self, case: &Case, keep: bool) -> Report {
+        let session = match &self.session {
+            Ok(s) => s,
+            Err(why) => return Report::harness_error(case, why.clone()),
+        };
+        let Some(launch) = target::launch(case, &self.drivers, keep) else {
+            let why = target::unavailable(case, &self.drivers).unwrap_or_else(|| "target unavailable".into());
+            return Report::harness_error(case, why);
+        };
+        let observed = session.run(&case.host, &case.faults, &launch);
+        let classified = outcome::classify(&observed, &self.norm);
+        Report::new(case, &observed, classified.outcome, classified.ops, &self.norm)
+    }
+
+    /// Build the workspace's drivers unless told not to (`CGREPRO_SKIP_BUILD`) or not
+    /// running under cargo.
+    pub fn build_drivers(&self) -> Result<(), String> {
+        if std::env::var_os("CGREPRO_SKIP_BUILD").is_some() || std::env::var_os("CARGO").is_none() {
+            return Ok(());
+        }
+        target::ensure_built(&self.root, self.drivers.bin_dir())
+    }
+}

@@ -1,0 +1,105 @@
+//! Normalisation: unstable values replaced by named placeholders, as cargo's test support
+//! does (`[ROOT]`, `[HASH]`), so an outcome is the same on every run and every machine.
+//!
+//! | placeholder | replaces |
+//! |---|---|
+//! | `[TMP]` | the session's temp directory |
+//! | `[ROOT]` | the repository root |
+//! | `[REGISTRY]` | `~/.cargo/registry/src/<index>` |
+//! | `[RUSTLIB]` | the toolchain's std sources (`/rustc/<hash>/library`) |
+//! | `[ADDR]` | hex addresses (`0x7f…`, ≥ 4 hex digits), `+0x…` offsets |
+//! | `[GOID]` | goroutine numbers |
+//! | `[PID]` | `pid N`, `pid=N` |
+//! | `[DURATION]` | `1.5s`, `230ms`, `12µs` ... |
+
+use std::path::Path;
+
+use regex::Regex;
+
+pub struct Normalizer {
+    paths: Vec<(String, &'static str)>,
+    rules: Vec<(Regex, &'static str)>,
+}
+
+impl Normalizer {
+    /// `tmp`: the session directory; `root`: the repository root.
+    pub fn new(tmp: Option<&Path>, root: Option<&Path>) -> Normalizer {
+        let mut paths = Vec::new();
+        if let Some(t) = tmp {
+            paths.push((t.display().to_string(), "[TMP]"));
+        }
+        if let Some(r) = root {
+            paths.push((r.display().to_string(), "[ROOT]"));
+        }
+        let rules = [
+            (r"(?:/[^\s:'\x22]*)?/\.cargo/registry/src/[^/\s]+", "[REGISTRY]"),
+            (r"/rustc/[0-9a-f]{40}/library", "[RUSTLIB]"),
+            (r"\+0x[0-9a-fA-F]+", "+[ADDR]"),
+            (r"0x[0-9a-fA-F]{4,}", "[ADDR]"),
+            (r"goroutine \d+", "goroutine [GOID]"),
+            (r"\bpid[ =:]\d+", "pid [PID]"),
+            (r"\b\d+(?:\.\d+)?(?:ns|µs|us|ms|s)\b", "[DURATION]"),
+        ]
+        .into_iter()
+        .map(|(re, to)| (Regex::new(re).expect("static regex"), to))
+        .collect();
+        Normalizer { paths, rules }
+    }
+
+    pub fn apply(&self, text: &str) -> String {
+        let mut s = text.to_owned();
+        for (p, to) in &self.paths {
+            if !p.is_empty() {
+                s = s.replace(p.as_str(), to);
+            }
+        }
+        for (re, to) in &self.rules {
+            s = re.replace_all(&s, *to).into_owned();
+        }
+        s
+    }
+
+    /// Frames, normalised; Rust symbol hashes (`::h0123abcd…`) removed.
+    pub fn frames(&self, frames: &[String]) -> Vec<String> {
+        frames
+            .iter()
+            .map(|f| {
+                let f = match f.rfind("::h") {
+                    Some(i) if f[i + 3..].len() == 16 && f[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => &f[..i],
+                    _ => f.as_str(),
+                };
+                self.apply(f)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("/tmp/cgrepro-abc/cases/3/upper", "[TMP]/cases/3/upper")]
+    #[case(
+        "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cgroups-rs-0.2.9/src/lib.rs:300:9",
+        "[REGISTRY]/cgroups-rs-0.2.9/src/lib.rs:300:9"
+    )]
+    #[case("[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x55d1c0a3b2c1]", "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=[ADDR]]")]
+    #[case("goroutine 17 [running]:", "goroutine [GOID] [running]:")]
+    #[case("\t/src/x.go:12 +0x1d", "\t/src/x.go:12 +[ADDR]")]
+    #[case("took 12.5ms for pid 4242", "took [DURATION] for pid [PID]")]
+    fn placeholders(#[case] input: &str, #[case] expected: &str) {
+        let n = Normalizer::new(Some(Path::new("/tmp/cgrepro-abc")), Some(Path::new("/work/repo")));
+        assert_eq!(n.apply(input), expected);
+    }
+
+    #[test]
+    fn frame_hashes_are_stripped() {
+        let n = Normalizer::new(None, None);
+        assert_eq!(
+            n.frames(&["cgroups_rs::cgroup::Cgroup::create::h0123456789abcdef".into()]),
+            vec!["cgroups_rs::cgroup::Cgroup::create".to_string()]
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! Reading evidence: driver channel events (see `fixtures/drivers/PROTOCOL.md`), Rust
+//! panic messages and Go panic traces on stderr.
+
+use serde::{Deserialize, Serialize};
+
+use super::normalize::Normalizer;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PanicEvent {
+    pub message: String,
+    pub location: Option<String>,
+    #[serde(default)]
+    pub frames: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SignalEvent {
+    #[allow(dead_code)]
+    pub signal: String,
+    #[serde(default)]
+    pub frames: Vec<String>,
+    #[serde(default)]
+    pub stack_overflow: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChannelEvent {
+    OpStart(String),
+    Op {
+        op: String,
+        ok: bool,
+        error: Option<String>,
+        value: Option<serde_json::Value>,
+    },
+    Panic(PanicEvent),
+    Signal(SignalEvent),
+}
+
+impl ChannelEvent {
+    pub fn parse(line: &str) -> Option<ChannelEvent> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+        match v.get("event")?.as_str()? {
+            "op_start" => Some(ChannelEvent::OpStart(s("op")?)),
+            "op" => Some(ChannelEvent::Op {
+                op: s("op")?,
+                ok: s("status").as_deref() == Some("ok"),
+                error: s("error"),
+                value: v.get("value").cloned().filter(|v| !v.is_null()),
+            }),
+            "panic" => serde_json::from_value(v).ok().map(ChannelEvent::Panic),
+            "signal" => serde_json::from_value(v).ok().map(ChannelEvent::Signal),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpStatus {
+    Ok,
+    Error,
+    /// Started and never finished: the process died or hung in it.
+    Running,
+}
+
+/// One op as the driver reported it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpResult {
+    pub op: String,
+    pub status: OpStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+}
+
+impl OpResult {
+    pub fn from_events(events: &[ChannelEvent], norm: &Normalizer) -> Vec<OpResult> {
+        let mut ops: Vec<OpResult> = Vec::new();
+        for e in events {
+            match e {
+                ChannelEvent::OpStart(op) => ops.push(OpResult {
+                    op: op.clone(),
+                    status: OpStatus::Running,
+                    error: None,
+                    value: None,
+                }),
+                ChannelEvent::Op { op, ok, error, value } => {
+                    let result = OpResult {
+                        op: op.clone(),
+                        status: if *ok { OpStatus::Ok } else { OpStatus::Error },
+                        error: error.as_deref().map(|e| norm.apply(e)),
+                        value: value.clone(),
+                    };
+                    match ops.last_mut() {
+                        Some(last) if last.op == *op && last.status == OpStatus::Running => *last = result,
+                        _ => ops.push(result),
+                    }
+                }
+                _ => {}
+            }
+        }
+        ops
+    }
+}
+
+/// A Rust panic as the default hook prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextPanic {
+    pub message: String,
+    pub location: Option<String>,
+}
+
+/// `thread 'main' panicked at src/main.rs:2:5:\nmessage` (Rust ≥ 1.73) or
+/// `thread 'main' panicked at 'message', src/main.rs:2:5` (older).
+pub fn rust_panic(stderr: &str) -> Option<TextPanic> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let i = lines.iter().position(|l| l.starts_with("thread '") && l.contains("' panicked at "))?;
+    let rest = &lines[i][lines[i].find("' panicked at ")? + "' panicked at ".len()..];
+    if let Some(loc) = rest.strip_suffix(':') {
+        let mut msg = Vec::new();
+        for l in &lines[i + 1..] {
+            if l.starts_with("note: ") || l.starts_with("stack backtrace:") {
+                break;
+            }
+            msg.push(*l);
+        }
+        return Some(TextPanic {
+            message: msg.join("\n").trim_end().to_owned(),
+            location: Some(loc.to_owned()),
+        });
+    }
+    // Old format: 'message', location
+    let rest = rest.strip_prefix('\'')?;
+    let end = rest.rfind("', ")?;
+    Some(TextPanic {
+        message: rest[..end].to_owned(),
+        location: Some(rest[end + 3..].to_owned()),
+    })
+}
+
+pub fn rust_stack_overflow(stderr: &str) -> bool {
+    stderr.contains("has overflowed its stack")
+}
+
+/// A Go panic or fatal error with its goroutine trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoPanic {
+    pub message: String,
+    /// `SIGSEGV` when the runtime reports `[signal SIGSEGV: ...]`.
+    pub signal: Option<String>,
+    /// Functions of the panicking goroutine, innermost first, runtime frames dropped,
+    /// argument lists removed.
+    pub frames: Vec<String>,
+}
+
+pub fn go_panic(stderr: &str) -> Option<GoPanic> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("panic: ") || l.starts_with("fatal error: "))?;
+    let first = lines[start];
+    let message = first
+        .strip_prefix("panic: ")
+        .or_else(|| first.strip_prefix("fatal error: "))
+        .unwrap_or(first)
+        .trim()
+        .to_owned();
+    let mut signal = None;
+    for l in &lines[start + 1..] {
+        if let Some(r) = l.strip_prefix("[signal ") {
+            signal = r.split(':').next().map(str::to_owned);
+            break;
+        }
+        if l.starts_with("goroutine ") {
+            break;
+        }
+    }
+    let mut frames = Vec::new();
+    if let Some(g) = lines[start..].iter().position(|l| l.starts_with("goroutine ")) {
+        for l in &lines[start + g + 1..] {
+            if l.trim().is_empty() {
+                break;
+            }
+            if l.starts_with('\t') || l.starts_with("created by ") {
+                continue;
+            }
+            let func = match l.rfind('(') {
+                Some(i) if l.ends_with(')') => &l[..i],
+                _ => l,
+            };
+            if func.starts_with("runtime.") || func.starts_with("panic") {
+                continue;
+            }
+            frames.push(func.to_owned());
+            if frames.len() == 16 {
+                break;
+            }
+        }
+    }
+    Some(GoPanic {
+        message,
+        signal,
+        frames,
+    })
+}
+
+/// The last non-empty line of a text.
+pub fn last_line(text: &str) -> Option<String> {
+    text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_owned())
+}

@@ -1,0 +1,418 @@
+//! One harness run's scratch space and the setup of each case's sandbox.
+//!
+//! Layout of the session directory (removed when the [`Session`] drops):
+//!
+//! ```text
+//! cgrepro-XXXXXX/
+//!   hosts/<key>/        a materialized host: tree/ (overlay lower layer) and proc/ views
+//!   cases/<n>/upper     the case's copy-on-write layer = its cgroupfs effects
+//!   cases/<n>/work      overlayfs work directory
+//! ```
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::effects::Effects;
+use super::spawn::{self, Prepared, Step, Strategy};
+use super::supervise::{self, Pipes, SetupFailure};
+use super::{Launch, Observed};
+use crate::host::{ContentFault, Host, HostData, Layout};
+
+/// The sandbox's root uid/gid on the host when the harness is root.
+const SUBORDINATE_ID: u32 = 100_000;
+const SUBORDINATE_COUNT: u32 = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot create the session directory: {0}")]
+    TempDir(std::io::Error),
+    #[error("this machine cannot run sandboxed cases: {0}")]
+    Unsupported(String),
+}
+
+/// Which strategy this machine supports, or why it supports none. Cheap: decided from
+/// privileges and kernel knobs; the first case proves it.
+pub fn probe() -> Result<Strategy, String> {
+    if std::env::var("CGREPRO_STRATEGY").as_deref() == Ok("userns") {
+        return Ok(Strategy::UserNs);
+    }
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(Strategy::Root);
+    }
+    let read = |p: &str| fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return Err("not root, and user namespaces are disabled (user.max_user_namespaces = 0)".into());
+    }
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return Err("not root, and unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)".into());
+    }
+    Ok(Strategy::UserNs)
+}
+
+struct MaterializedHost {
+    layout: Layout,
+    /// O_PATH fds of the /proc views, by the /proc path they cover.
+    views: Vec<(PathBuf, OwnedFd)>,
+}
+
+type HostSlot = Arc<OnceLock<Result<Arc<MaterializedHost>, String>>>;
+
+pub struct Session {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+    strategy: Strategy,
+    owner: (u32, u32),
+    data: Arc<HostData>,
+    hosts: Mutex<HashMap<String, HostSlot>>,
+    next_case: AtomicU64,
+}
+
+impl Session {
+    /// A session in the system temp dir. Fails with [`SessionError::Unsupported`] (the
+    /// reason cases are ignored) when no sandbox strategy works here.
+    pub fn new(data: Arc<HostData>) -> Result<Session, SessionError> {
+        let strategy = probe().map_err(SessionError::Unsupported)?;
+        let dir = tempfile::Builder::new()
+            .prefix("cgrepro-")
+            .tempdir()
+            .map_err(SessionError::TempDir)?;
+        // The sandbox's root must be able to traverse to its overlay layers.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).map_err(SessionError::TempDir)?;
+        let path = dir.path().to_path_buf();
+        fs::create_dir(path.join("hosts")).map_err(SessionError::TempDir)?;
+        fs::create_dir(path.join("cases")).map_err(SessionError::TempDir)?;
+        let owner = match strategy {
+            _ if unsafe { libc::geteuid() } == 0 => (SUBORDINATE_ID, SUBORDINATE_ID),
+            _ => unsafe { (libc::geteuid(), libc::getegid()) },
+        };
+        Ok(Session {
+            dir: Some(dir),
+            path,
+            strategy,
+            owner,
+            data,
+            hosts: Mutex::new(HashMap::new()),
+            next_case: AtomicU64::new(0),
+        })
+    }
+
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn host_data(&self) -> &HostData {
+        &self.data
+    }
+
+    /// Keep the session directory on disk after the session ends; returns its path.
+    pub fn keep(&mut self) -> PathBuf {
+        if let Some(d) = self.dir.take() {
+            let _ = d.keep();
+        }
+        self.path.clone()
+    }
+
+    fn host(&self, host: &Host, faults: &[ContentFault]) -> Result<Arc<MaterializedHost>, String> {
+        let key = host.key(faults);
+        let slot = {
+            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(hosts.entry(key.clone()).or_default())
+        };
+        slot.get_or_init(|| {
+            let dir = self.path.join("hosts").join(&key);
+            fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            chown(&dir, Some(self.owner.0), Some(self.owner.1)).map_err(|e| e.to_string())?;
+            let layout = host
+                .materialize(&self.data, faults, &dir, self.owner)
+                .map_err(|e| e.to_string())?;
+            let mut views = Vec::new();
+            for (target, file) in &layout.proc_views {
+                let c = CString::new(file.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+                let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+                if fd < 0 {
+                    return Err(format!("opening {}: {}", file.display(), std::io::Error::last_os_error()));
+                }
+                views.push((target.clone(), unsafe { OwnedFd::from_raw_fd(fd) }));
+            }
+            Ok(Arc::new(MaterializedHost { layout, views }))
+        })
+        .clone()
+    }
+
+    /// Run one case: materialize (or reuse) its host, set up its sandbox, run the target
+    /// and collect everything observed. Never panics on the target's behaviour; setup
+    /// problems come back as `Observed::setup_error`.
+    pub fn run(&self, host: &Host, faults: &[ContentFault], launch: &Launch) -> Observed {
+        match self.try_run(host, faults, launch) {
+            Ok(o) => o,
+            Err(e) => Observed {
+                setup_error: Some(e),
+                strategy: Some(self.strategy),
+                ..Observed::default()
+            },
+        }
+    }
+
+    fn try_run(&self, host: &Host, faults: &[ContentFault], launch: &Launch) -> Result<Observed, String> {
+        if super::interrupt::interrupted() {
+            return Ok(Observed {
+                interrupted: true,
+                strategy: Some(self.strategy),
+                ..Observed::default()
+            });
+        }
+        let mhost = self.host(host, faults)?;
+        let n = self.next_case.fetch_add(1, Ordering::SeqCst);
+        let case_dir = self.path.join("cases").join(n.to_string());
+        let upper = case_dir.join("upper");
+        let work = case_dir.join("work");
+        for d in [&case_dir, &upper, &work] {
+            fs::create_dir(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+            chown(d, Some(self.owner.0), Some(self.owner.1)).map_err(|e| format!("chown {}: {e}", d.display()))?;
+        }
+        let result = self.run_in(&mhost, &upper, &work, launch);
+        let mut observed = result?;
+        observed.effects = Effects::diff(&mhost.layout.tree, &upper);
+        observed.strategy = Some(self.strategy);
+        if launch.keep {
+            observed.kept = Some(case_dir);
+        } else {
+            remove_tree(&case_dir);
+        }
+        Ok(observed)
+    }
+
+    fn run_in(&self, mhost: &MaterializedHost, upper: &Path, work: &Path, launch: &Launch) -> Result<Observed, String> {
+        let cs = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
+        let c = |s: &str| CString::new(s).map_err(|e| e.to_string());
+
+        let stdin = memfd_with(&launch.stdin)?;
+        let (stdout_r, stdout_w) = pipe()?;
+        let (stderr_r, stderr_w) = pipe()?;
+        let (chan_r, chan_w) = pipe()?;
+        let (status_r, status_w) = pipe()?;
+        let (sync_r, sync_w) = pipe()?;
+
+        let root = self.strategy == Strategy::Root;
+        let mut init_steps = vec![Step::MakePrivate];
+        if root {
+            init_steps.push(Step::Detach(c("/sys/fs/cgroup")?));
+        }
+        let mut overlay = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            mhost.layout.tree.display(),
+            upper.display(),
+            work.display()
+        );
+        if !root {
+            overlay.push_str(",userxattr");
+        }
+        let nosuid = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        init_steps.push(Step::Mount {
+            source: c("cgrepro")?,
+            target: c("/sys/fs/cgroup")?,
+            fstype: c("overlay")?,
+            flags: nosuid,
+            data: Some(c(&overlay)?),
+        });
+        init_steps.push(Step::Mount {
+            source: c("proc")?,
+            target: c("/proc")?,
+            fstype: c("proc")?,
+            flags: nosuid,
+            data: None,
+        });
+        let mut target_steps = Vec::new();
+        let mut keep: Vec<RawFd> = Vec::new();
+        for (target, fd) in &mhost.views {
+            let step = Step::BindFd {
+                source: c(&format!("/proc/self/fd/{}", fd.as_raw_fd()))?,
+                target: cs(target)?,
+            };
+            keep.push(fd.as_raw_fd());
+            if target.starts_with("/proc/self") {
+                target_steps.push(step);
+            } else {
+                init_steps.push(step);
+            }
+        }
+        for (dir, opts) in [("/run", "mode=755"), ("/tmp", "mode=1777")] {
+            init_steps.push(Step::Mount {
+                source: c("tmpfs")?,
+                target: c(dir)?,
+                fstype: c("tmpfs")?,
+                flags: libc::MS_NOSUID | libc::MS_NODEV,
+                data: Some(c(opts)?),
+            });
+        }
+        if !Path::new("/var/run").is_symlink() && Path::new("/var/run").is_dir() {
+            init_steps.push(Step::Mount {
+                source: c("tmpfs")?,
+                target: c("/var/run")?,
+                fstype: c("tmpfs")?,
+                flags: libc::MS_NOSUID | libc::MS_NODEV,
+                data: Some(c("mode=755")?),
+            });
+        }
+        init_steps.push(Step::Hostname(c("cgrepro")?));
+        init_steps.push(Step::LoopbackUp);
+
+        let (uid_map, gid_map) = if unsafe { libc::geteuid() } == 0 {
+            let m = format!("0 {SUBORDINATE_ID} {SUBORDINATE_COUNT}\n");
+            (c(&m)?, c(&m)?)
+        } else {
+            (c(&format!("0 {} 1\n", self.owner.0))?, c(&format!("0 {} 1\n", self.owner.1))?)
+        };
+
+        let exe = cs(&launch.exe)?;
+        let argv = launch.argv.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
+        let envp = launch
+            .env
+            .iter()
+            .map(|(k, v)| c(&format!("{k}={v}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let prepared = Prepared::new(
+            self.strategy,
+            init_steps,
+            target_steps,
+            uid_map,
+            gid_map,
+            exe,
+            argv,
+            envp,
+            c("/")?,
+            [stdin.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd(), chan_w.as_raw_fd()],
+            status_w.as_raw_fd(),
+            sync_r.as_raw_fd(),
+            keep,
+        );
+
+        let init = unsafe { spawn::start(&prepared) }.map_err(|e| {
+            format!(
+                "cannot create the case's namespaces (clone): {}",
+                std::io::Error::from_raw_os_error(e)
+            )
+        })?;
+        drop((stdin, stdout_w, stderr_w, chan_w, status_w, sync_r));
+        if self.strategy == Strategy::UserNs {
+            let deny = unsafe { libc::geteuid() } != 0;
+            if let Err(e) = unsafe { spawn::write_id_maps(init, &prepared.uid_map, &prepared.gid_map, deny) } {
+                unsafe { libc::kill(init, libc::SIGKILL) };
+                let mut st = 0;
+                unsafe { libc::waitpid(init, &mut st, 0) };
+                return Err(format!(
+                    "cannot write the user namespace's id maps: {}",
+                    std::io::Error::from_raw_os_error(e)
+                ));
+            }
+        }
+        let go = [1u8];
+        unsafe { libc::write(sync_w.as_raw_fd(), go.as_ptr().cast(), 1) };
+        drop(sync_w);
+
+        let watched = supervise::watch(
+            init,
+            Pipes {
+                stdout: stdout_r,
+                stderr: stderr_r,
+                channel: chan_r,
+                status: status_r,
+            },
+            launch.timeout,
+            launch.grace,
+        );
+        let mut observed = watched.observed;
+        if let Some(f) = watched.setup_failure {
+            let err = |e: i32| std::io::Error::from_raw_os_error(e);
+            observed.setup_error = Some(match f {
+                SetupFailure::Init { step, errno } => {
+                    let what = usize::try_from(step)
+                        .ok()
+                        .and_then(|i| prepared.init_steps.get(i))
+                        .map_or("switch to the sandbox's root".into(), Step::describe);
+                    format!("sandbox setup failed: {what}: {}", err(errno))
+                }
+                SetupFailure::Target { step, errno } => {
+                    let what = match step {
+                        -1 => "enter the target's user namespace".to_string(),
+                        -2 => "switch to the sandbox's root".into(),
+                        -3 => "set up the target's stdio".into(),
+                        -4 => "chdir".into(),
+                        -5 => "install the syscall layer".into(),
+                        -6 => "fork the target".into(),
+                        i => prepared
+                            .target_steps
+                            .get(i as usize)
+                            .map_or("?".into(), Step::describe),
+                    };
+                    format!("target setup failed: {what}: {}", err(errno))
+                }
+                SetupFailure::Exec { errno } => {
+                    format!("cannot execute {}: {}", launch.exe.display(), err(errno))
+                }
+            });
+        }
+        Ok(observed)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.dir.is_some() {
+            remove_tree(&self.path);
+            // TempDir's own removal then finds nothing left.
+        }
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn memfd_with(data: &[u8]) -> Result<OwnedFd, String> {
+    use std::io::{Seek, Write};
+    let fd = unsafe { libc::memfd_create(c"cgrepro-stdin".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+    }
+    let mut f = unsafe { fs::File::from_raw_fd(fd) };
+    f.write_all(data).map_err(|e| e.to_string())?;
+    f.rewind().map_err(|e| e.to_string())?;
+    Ok(OwnedFd::from(f))
+}
+
+/// Remove a directory tree that may contain mode-000 directories (overlayfs work dirs).
+pub(crate) fn remove_tree(path: &Path) {
+    if fs::remove_dir_all(path).is_ok() || !path.exists() {
+        return;
+    }
+    fn open_up(p: &Path) {
+        if let Ok(meta) = fs::symlink_metadata(p) {
+            if meta.is_dir() {
+                let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
+                if let Ok(rd) = fs::read_dir(p) {
+                    for e in rd.flatten() {
+                        open_up(&e.path());
+                    }
+                }
+            }
+        }
+    }
+    open_up(path);
+    let _ = fs::remove_dir_all(path);
+}

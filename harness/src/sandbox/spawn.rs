@@ -1,0 +1,549 @@
+//! The process chain of one case: harness → sandbox init (pid 1 of a fresh PID
+//! namespace) → target.
+//!
+//! Everything that runs between `clone` and `execve` lives here and obeys one rule: it is
+//! async-signal-safe. The harness is multithreaded (parallel cases, libtest threads), and
+//! the child is made with a raw `clone` syscall, so the child may only use raw syscalls on
+//! data prepared beforehand ([`Prepared`]): no allocation, no locks, no glibc function that
+//! depends on the thread's cached tid (raise, pthread_*). Failures are reported to the
+//! harness as fixed-size records on the status pipe ([`Record`]).
+//!
+//! Two strategies, chosen by privilege:
+//!
+//! * [`Strategy::Root`] (harness is root): init is cloned into new mount, PID, network,
+//!   UTS, IPC and cgroup namespaces *without* a user namespace, so it can detach the real
+//!   cgroup mounts (`umount2(MNT_DETACH)`) before mounting the simulated tree. The target
+//!   then enters a user namespace of its own in which its uid 0 is an unprivileged uid on
+//!   the host: even a root target that reaches a real cgroupfs cannot write a file in it.
+//! * [`Strategy::UserNs`] (not root, or forced): init is cloned into a user namespace as
+//!   well. The real cgroup mounts are then locked and can only be *covered*; the target's
+//!   root is again an unprivileged uid on the host.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+use libc::{c_char, c_int, c_long, c_ulong};
+
+/// How the namespaces are arranged; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    Root,
+    UserNs,
+}
+
+/// One setup step run by init (or by the target before exec). Paths are prepared
+/// C strings; `BindFd` binds the file behind an fd that was opened by the harness.
+#[derive(Debug)]
+pub enum Step {
+    /// `mount(NULL, "/", NULL, MS_REC|MS_PRIVATE, NULL)`.
+    MakePrivate,
+    /// `umount2(path, MNT_DETACH)`: detaches the mount and everything below it.
+    Detach(CString),
+    Mount {
+        source: CString,
+        target: CString,
+        fstype: CString,
+        flags: c_ulong,
+        data: Option<CString>,
+    },
+    /// Bind the file or directory open as `fd` (an O_PATH fd inherited from the harness)
+    /// over `target`. `source` is the prepared "/proc/self/fd/N" path.
+    BindFd { source: CString, target: CString },
+    Mkdir(CString),
+    Hostname(CString),
+    /// `ip link set lo up`, via ioctl.
+    LoopbackUp,
+}
+
+impl Step {
+    /// What the step does, for error messages in the harness.
+    pub fn describe(&self) -> String {
+        let s = |c: &CString| c.to_string_lossy().into_owned();
+        match self {
+            Step::MakePrivate => "make / private (MS_REC|MS_PRIVATE)".into(),
+            Step::Detach(p) => format!("detach the real mounts at {}", s(p)),
+            Step::Mount { fstype, target, .. } => format!("mount {} on {}", s(fstype), s(target)),
+            Step::BindFd { target, .. } => format!("bind the simulated view over {}", s(target)),
+            Step::Mkdir(p) => format!("mkdir {}", s(p)),
+            Step::Hostname(h) => format!("set hostname {}", s(h)),
+            Step::LoopbackUp => "bring up lo".into(),
+        }
+    }
+}
+
+/// Everything the child needs, prepared by the harness before `clone`.
+pub struct Prepared {
+    pub strategy: Strategy,
+    /// Namespaces for init.
+    pub clone_flags: c_int,
+    pub init_steps: Vec<Step>,
+    pub target_steps: Vec<Step>,
+    /// "0 <host uid> <count>\n" for the target's (Root) or init's (UserNs) user namespace.
+    pub uid_map: CString,
+    pub gid_map: CString,
+    pub exe: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub cwd: CString,
+    /// Harness-side fds handed to the target as 0, 1, 2, 3.
+    pub stdio: [RawFd; 4],
+    /// Write end of the status pipe (init and target report on it).
+    pub status_w: RawFd,
+    /// Read end of the go-ahead pipe (harness → init, after writing id maps).
+    pub sync_r: RawFd,
+    /// Fds init must keep open (everything above, plus the O_PATH view fds), sorted.
+    pub keep: Vec<RawFd>,
+    /// Extra work in the target right before exec (the syscall layer's filter install).
+    pub before_exec: Option<Box<dyn Fn() -> Result<(), c_int> + Send + Sync>>,
+    // Pointer arrays for execve, built once from argv/envp.
+    argv_ptrs: Vec<*const c_char>,
+    envp_ptrs: Vec<*const c_char>,
+}
+
+// The raw pointers point into the CStrings owned by the same struct.
+unsafe impl Send for Prepared {}
+unsafe impl Sync for Prepared {}
+
+impl Prepared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        strategy: Strategy,
+        init_steps: Vec<Step>,
+        target_steps: Vec<Step>,
+        uid_map: CString,
+        gid_map: CString,
+        exe: CString,
+        argv: Vec<CString>,
+        envp: Vec<CString>,
+        cwd: CString,
+        stdio: [RawFd; 4],
+        status_w: RawFd,
+        sync_r: RawFd,
+        mut keep: Vec<RawFd>,
+    ) -> Prepared {
+        let mut clone_flags = libc::CLONE_NEWNS
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWCGROUP;
+        if strategy == Strategy::UserNs {
+            clone_flags |= libc::CLONE_NEWUSER;
+        }
+        keep.extend_from_slice(&stdio);
+        keep.push(status_w);
+        keep.push(sync_r);
+        keep.sort_unstable();
+        keep.dedup();
+        let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        Prepared {
+            strategy,
+            clone_flags,
+            init_steps,
+            target_steps,
+            uid_map,
+            gid_map,
+            exe,
+            argv,
+            envp,
+            cwd,
+            stdio,
+            status_w,
+            sync_r,
+            keep,
+            before_exec: None,
+            argv_ptrs,
+            envp_ptrs,
+        }
+    }
+}
+
+/// Status pipe records: 12 bytes, written atomically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// Init setup step `step` failed with errno.
+    InitStepFailed { step: i32, errno: i32 },
+    /// Target setup step failed (index into `target_steps`; -1 = user namespace, -2 =
+    /// id switch, -3 = stdio, -4 = chdir, -5 = before_exec hook, -6 = fork).
+    TargetStepFailed { step: i32, errno: i32 },
+    ExecFailed { errno: i32 },
+    /// The target process exited; raw wait status.
+    TargetExited { status: i32 },
+    /// Processes still running in the case after the target exited (then killed).
+    Leftovers { count: i32 },
+}
+
+const TAG_INIT_FAIL: i32 = 1;
+const TAG_TARGET_FAIL: i32 = 2;
+const TAG_EXEC_FAIL: i32 = 3;
+const TAG_EXIT: i32 = 4;
+const TAG_LEFTOVERS: i32 = 5;
+
+impl Record {
+    pub fn decode(b: &[u8; 12]) -> Option<Record> {
+        let w = |i: usize| i32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let (tag, a, c) = (w(0), w(4), w(8));
+        Some(match tag {
+            TAG_INIT_FAIL => Record::InitStepFailed { step: a, errno: c },
+            TAG_TARGET_FAIL => Record::TargetStepFailed { step: a, errno: c },
+            TAG_EXEC_FAIL => Record::ExecFailed { errno: c },
+            TAG_EXIT => Record::TargetExited { status: a },
+            TAG_LEFTOVERS => Record::Leftovers { count: a },
+            _ => return None,
+        })
+    }
+}
+
+fn send(fd: RawFd, tag: i32, a: i32, b: i32) {
+    let mut buf = [0u8; 12];
+    buf[0..4].copy_from_slice(&tag.to_ne_bytes());
+    buf[4..8].copy_from_slice(&a.to_ne_bytes());
+    buf[8..12].copy_from_slice(&b.to_ne_bytes());
+    unsafe {
+        libc::write(fd, buf.as_ptr().cast(), 12);
+    }
+}
+
+fn errno() -> c_int {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// A raw fork-like clone: no stack switch, no tid bookkeeping. Returns 0 in the child.
+unsafe fn raw_clone(flags: c_int) -> c_long {
+    libc::syscall(
+        libc::SYS_clone,
+        (flags | libc::SIGCHLD) as c_ulong,
+        0usize,
+        0usize,
+        0usize,
+        0usize,
+    )
+}
+
+/// Start init. Returns init's pid (in the harness's PID namespace) or the clone errno.
+///
+/// # Safety
+/// `p` must stay alive until the call returns (the child works on its own copy).
+pub unsafe fn start(p: &Prepared) -> Result<libc::pid_t, c_int> {
+    let harness = libc::getpid();
+    match raw_clone(p.clone_flags) {
+        -1 => Err(errno()),
+        0 => init_main(p, harness),
+        pid => Ok(pid as libc::pid_t),
+    }
+}
+
+/// Close every fd that is not in `keep` (sorted).
+unsafe fn close_others(keep: &[RawFd]) {
+    let mut next: u32 = 0;
+    for &k in keep {
+        let k = k as u32;
+        if k > next {
+            close_range(next, k - 1);
+        }
+        next = k + 1;
+    }
+    close_range(next, u32::MAX);
+}
+
+unsafe fn close_range(first: u32, last: u32) {
+    if libc::syscall(libc::SYS_close_range, first, last, 0u32) == 0 {
+        return;
+    }
+    // Before 5.9: close one by one up to a sane bound.
+    let mut fd = first;
+    while fd <= last && fd < 65_536 {
+        libc::close(fd as c_int);
+        fd += 1;
+    }
+}
+
+unsafe fn write_file(path: &[u8], data: &[u8]) -> Result<(), c_int> {
+    // `path` is NUL-terminated.
+    let fd = libc::open(path.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
+    if fd < 0 {
+        return Err(errno());
+    }
+    let n = libc::write(fd, data.as_ptr().cast(), data.len());
+    let e = errno();
+    libc::close(fd);
+    if n as usize == data.len() {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// Write `/proc/<pid>/{setgroups,uid_map,gid_map}` (async-signal-safe: formats the pid by
+/// hand into a stack buffer).
+pub unsafe fn write_id_maps(pid: libc::pid_t, uid_map: &CString, gid_map: &CString, deny_setgroups: bool) -> Result<(), c_int> {
+    let mut buf = [0u8; 64];
+    let prefix = b"/proc/";
+    buf[..prefix.len()].copy_from_slice(prefix);
+    let mut n = prefix.len();
+    let mut digits = [0u8; 12];
+    let mut d = 0;
+    let mut v = pid as u32;
+    loop {
+        digits[d] = b'0' + (v % 10) as u8;
+        d += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        buf[n] = digits[d];
+        n += 1;
+    }
+    let put = |buf: &mut [u8; 64], n: usize, s: &[u8]| {
+        buf[n..n + s.len()].copy_from_slice(s);
+        buf[n + s.len()] = 0;
+    };
+    if deny_setgroups {
+        put(&mut buf, n, b"/setgroups");
+        write_file(&buf, b"deny")?;
+    }
+    put(&mut buf, n, b"/uid_map");
+    write_file(&buf, uid_map.as_bytes())?;
+    put(&mut buf, n, b"/gid_map");
+    write_file(&buf, gid_map.as_bytes())?;
+    Ok(())
+}
+
+unsafe fn run_step(step: &Step) -> Result<(), c_int> {
+    let r = match step {
+        Step::MakePrivate => libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ),
+        Step::Detach(p) => libc::umount2(p.as_ptr(), libc::MNT_DETACH),
+        Step::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+        } => libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            *flags,
+            data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+        ),
+        Step::BindFd { source, target } => libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ),
+        Step::Mkdir(p) => {
+            let r = libc::mkdir(p.as_ptr(), 0o755);
+            if r != 0 && errno() == libc::EEXIST {
+                0
+            } else {
+                r
+            }
+        }
+        Step::Hostname(h) => libc::sethostname(h.as_ptr(), h.as_bytes().len()),
+        Step::LoopbackUp => loopback_up(),
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+unsafe fn loopback_up() -> c_int {
+    let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+    if s < 0 {
+        return -1;
+    }
+    let mut ifr: libc::ifreq = std::mem::zeroed();
+    ifr.ifr_name[0] = b'l' as c_char;
+    ifr.ifr_name[1] = b'o' as c_char;
+    let mut r = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr);
+    if r == 0 {
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as i16;
+        r = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+    }
+    libc::close(s);
+    r
+}
+
+extern "C" fn forward_term(_: c_int) {
+    // As pid 1 of the case: SIGTERM every other process of the case.
+    unsafe {
+        libc::kill(-1, libc::SIGTERM);
+    }
+}
+
+unsafe fn become_root() -> Result<(), c_int> {
+    if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+        return Err(errno());
+    }
+    // Drop supplementary groups where the user namespace allows it.
+    libc::setgroups(0, std::ptr::null());
+    Ok(())
+}
+
+/// Pid 1 of the case.
+unsafe fn init_main(p: &Prepared, harness: libc::pid_t) -> ! {
+    close_others(&p.keep);
+    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong);
+    if libc::getppid() != harness {
+        libc::_exit(1);
+    }
+    // Wait for the harness's go-ahead (id maps written, in UserNs).
+    let mut b = 0u8;
+    if libc::read(p.sync_r, (&mut b as *mut u8).cast(), 1) != 1 {
+        libc::_exit(1);
+    }
+    libc::close(p.sync_r);
+    let status = p.status_w;
+    if p.strategy == Strategy::UserNs {
+        if let Err(e) = become_root() {
+            send(status, TAG_INIT_FAIL, -1, e);
+            libc::_exit(1);
+        }
+    }
+    for (i, step) in p.init_steps.iter().enumerate() {
+        if let Err(e) = run_step(step) {
+            send(status, TAG_INIT_FAIL, i as i32, e);
+            libc::_exit(1);
+        }
+    }
+    let mut sa: libc::sigaction = std::mem::zeroed();
+    sa.sa_sigaction = forward_term as *const () as usize;
+    libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+
+    // Handshake pipes with the target (Root: init writes its id maps).
+    let mut to_init = [0 as c_int; 2];
+    let mut to_target = [0 as c_int; 2];
+    if libc::pipe2(to_init.as_mut_ptr(), libc::O_CLOEXEC) != 0
+        || libc::pipe2(to_target.as_mut_ptr(), libc::O_CLOEXEC) != 0
+    {
+        send(status, TAG_TARGET_FAIL, -6, errno());
+        libc::_exit(1);
+    }
+    let target = raw_clone(0);
+    if target == 0 {
+        libc::close(to_init[0]);
+        libc::close(to_target[1]);
+        target_main(p, to_init[1], to_target[0]);
+    }
+    if target < 0 {
+        send(status, TAG_TARGET_FAIL, -6, errno());
+        libc::_exit(1);
+    }
+    let target = target as libc::pid_t;
+    libc::close(to_init[1]);
+    libc::close(to_target[0]);
+    if p.strategy == Strategy::Root {
+        // The target asks for its maps once it has unshared its user namespace.
+        if libc::read(to_init[0], (&mut b as *mut u8).cast(), 1) == 1 {
+            if let Err(e) = write_id_maps(target, &p.uid_map, &p.gid_map, false) {
+                send(status, TAG_TARGET_FAIL, -1, e);
+                libc::kill(target, libc::SIGKILL);
+            }
+        }
+    }
+    libc::write(to_target[1], (&b as *const u8).cast(), 1);
+    libc::close(to_init[0]);
+    libc::close(to_target[1]);
+    for &fd in &p.stdio {
+        libc::close(fd);
+    }
+
+    // Reap until the target exits; then end everything else in the case.
+    loop {
+        let mut st: c_int = 0;
+        let pid = libc::waitpid(-1, &mut st, 0);
+        if pid == target {
+            send(status, TAG_EXIT, st, 0);
+            break;
+        }
+        if pid < 0 && errno() != libc::EINTR {
+            break;
+        }
+    }
+    libc::kill(-1, libc::SIGKILL);
+    let mut leftovers = 0;
+    loop {
+        let mut st: c_int = 0;
+        let pid = libc::waitpid(-1, &mut st, 0);
+        if pid > 0 {
+            leftovers += 1;
+        } else if errno() != libc::EINTR {
+            break;
+        }
+    }
+    send(status, TAG_LEFTOVERS, leftovers, 0);
+    libc::_exit(0);
+}
+
+/// The target, before exec.
+unsafe fn target_main(p: &Prepared, to_init: RawFd, from_init: RawFd) -> ! {
+    let status = p.status_w;
+    let fail = |step: i32, e: c_int| -> ! {
+        send(status, TAG_TARGET_FAIL, step, e);
+        libc::_exit(127);
+    };
+    libc::signal(libc::SIGTERM, libc::SIG_DFL);
+    if p.strategy == Strategy::Root {
+        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+            fail(-1, errno());
+        }
+    }
+    let b = 1u8;
+    libc::write(to_init, (&b as *const u8).cast(), 1);
+    let mut r = 0u8;
+    if libc::read(from_init, (&mut r as *mut u8).cast(), 1) != 1 {
+        fail(-1, libc::EPIPE);
+    }
+    if p.strategy == Strategy::Root {
+        if let Err(e) = become_root() {
+            fail(-2, e);
+        }
+    }
+    for (i, step) in p.target_steps.iter().enumerate() {
+        if let Err(e) = run_step(step) {
+            fail(i as i32, e);
+        }
+    }
+    libc::setsid();
+    // Move the four stdio fds out of the way, then into place.
+    let mut high = [0 as c_int; 4];
+    for (i, &fd) in p.stdio.iter().enumerate() {
+        high[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 512);
+        if high[i] < 0 {
+            fail(-3, errno());
+        }
+    }
+    for (i, &fd) in high.iter().enumerate() {
+        if libc::dup2(fd, i as c_int) < 0 {
+            fail(-3, errno());
+        }
+    }
+    if libc::chdir(p.cwd.as_ptr()) != 0 {
+        fail(-4, errno());
+    }
+    if let Some(hook) = &p.before_exec {
+        if let Err(e) = hook() {
+            fail(-5, e);
+        }
+    }
+    libc::execve(p.exe.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
+    send(status, TAG_EXEC_FAIL, 0, errno());
+    libc::_exit(127);
+}

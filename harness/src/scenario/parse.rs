@@ -1,0 +1,536 @@
+//! From TOML text to validated cases. Serde (with `deny_unknown_fields`) checks the shape;
+//! the [`Locator`] turns any problem back into a file position using toml's spanned
+//! parse tree, and the semantic checks (presets, drivers, ops, matrix axes) happen here.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::error::{did_you_mean, suggest, ScenarioError};
+use super::matrix;
+use super::{Case, Context, Expect, Meta, Pod, Scenario, ScenarioInfo, Target, TargetKind, OPS};
+use crate::host::{ContentAction, ContentFault, HostError, HostSpec};
+use crate::outcome::Class;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    scenario: RawMeta,
+    #[serde(default)]
+    host: HostSpec,
+    target: RawTarget,
+    #[serde(default)]
+    runtime: toml::Table,
+    #[serde(default)]
+    pod: RawPod,
+    #[serde(default)]
+    fault: Vec<RawFault>,
+    #[serde(default)]
+    matrix: toml::Table,
+    #[serde(default)]
+    expect: Vec<RawExpect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeta {
+    title: String,
+    report: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    driver: Option<String>,
+    version: Option<String>,
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    ops: Vec<String>,
+    timeout: Option<String>,
+    grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPod {
+    id: Option<String>,
+    cgroups_path: Option<String>,
+    memory: Option<toml::Value>,
+    cpus: Option<String>,
+    cpu_quota: Option<i64>,
+    cpu_period: Option<u64>,
+    cpu_shares: Option<u64>,
+    pids_limit: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFault {
+    file: String,
+    action: String,
+    content: Option<String>,
+    lines: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    #[serde(default)]
+    when: toml::Table,
+    class: Option<Class>,
+    signal: Option<String>,
+    message: Option<String>,
+}
+
+/// Maps dotted fields (and matrix values) back to spans in the source.
+pub(super) struct Locator<'a> {
+    pub file: &'a Path,
+    pub src: &'a str,
+    tree: Option<Spanned<DeTable<'a>>>,
+}
+
+impl<'a> Locator<'a> {
+    fn new(file: &'a Path, src: &'a str) -> Locator<'a> {
+        Locator {
+            file,
+            src,
+            tree: DeTable::parse(src).ok(),
+        }
+    }
+
+    pub fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ScenarioError {
+        ScenarioError::new(self.file, self.src, span, message)
+    }
+
+    fn lookup(&self, path: &[&str]) -> Option<(Range<usize>, &Spanned<DeValue<'a>>)> {
+        let tree = self.tree.as_ref()?;
+        let mut table = tree.get_ref();
+        let mut found = None;
+        for (i, seg) in path.iter().enumerate() {
+            let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *seg)?;
+            found = Some((k.span(), v));
+            if i + 1 < path.len() {
+                match v.get_ref() {
+                    DeValue::Table(t) => table = t,
+                    DeValue::Array(a) => match a.last().map(|x| x.get_ref()) {
+                        Some(DeValue::Table(t)) => table = t,
+                        _ => return None,
+                    },
+                    _ => return None,
+                }
+            }
+        }
+        found.map(|(_, v)| (v.span(), v))
+    }
+
+    /// Span of the value at a dotted path (or of its nearest existing parent's key).
+    pub fn span(&self, dotted: &str) -> Option<Range<usize>> {
+        let parts: Vec<&str> = dotted.split('.').collect();
+        for n in (1..=parts.len()).rev() {
+            if let Some((span, _)) = self.lookup(&parts[..n]) {
+                return Some(span);
+            }
+        }
+        None
+    }
+
+    /// Span of the key (not the value) of a dotted path.
+    fn key_span(&self, table: &str, key: &str) -> Option<Range<usize>> {
+        let tree = self.tree.as_ref()?;
+        let (_, v) = tree.get_ref().iter().find(|(k, _)| k.get_ref().as_ref() == table)?;
+        let DeValue::Table(t) = v.get_ref() else { return None };
+        t.iter().find(|(k, _)| k.get_ref().as_ref() == key).map(|(k, _)| k.span())
+    }
+
+    /// Span of the `idx`th value of matrix axis `axis`.
+    pub fn matrix_value(&self, axis: &str, idx: usize) -> Option<Range<usize>> {
+        let (span, v) = self.lookup(&["matrix", axis])?;
+        match v.get_ref() {
+            DeValue::Array(a) => a.get(idx).map(|x| x.span()),
+            _ => Some(span),
+        }
+    }
+
+    /// Span of the axis key itself.
+    pub fn matrix_key(&self, axis: &str) -> Option<Range<usize>> {
+        self.key_span("matrix", axis)
+    }
+
+    /// The dotted path of the innermost key or value containing `pos`.
+    fn path_at(&self, pos: usize) -> Option<String> {
+        fn walk(t: &DeTable<'_>, pos: usize, prefix: &str, best: &mut Option<String>) {
+            for (k, v) in t.iter() {
+                let name = if prefix.is_empty() {
+                    k.get_ref().to_string()
+                } else {
+                    format!("{prefix}.{}", k.get_ref())
+                };
+                let ks = k.span();
+                let vs = v.span();
+                if ks.contains(&pos) || vs.contains(&pos) || (vs.start <= pos && pos <= vs.end) {
+                    *best = Some(name.clone());
+                }
+                match v.get_ref() {
+                    DeValue::Table(inner) => walk(inner, pos, &name, best),
+                    DeValue::Array(a) => {
+                        for item in a.iter() {
+                            if let DeValue::Table(inner) = item.get_ref() {
+                                walk(inner, pos, &name, best);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut best = None;
+        walk(self.tree.as_ref()?.get_ref(), pos, "", &mut best);
+        best
+    }
+
+    /// Turn a toml/serde error into a located error with the field and a hint.
+    pub fn serde_error(&self, e: &toml::de::Error, span_override: Option<Range<usize>>) -> ScenarioError {
+        let msg = e.message().trim().to_owned();
+        let span = span_override.or_else(|| e.span());
+        let mut err = self.error(span.clone(), first_sentence(&msg));
+        if let Some(field) = span.and_then(|s| self.path_at(s.start)) {
+            err = err.field(field);
+        }
+        if let Some(h) = unknown_hint(&msg) {
+            err = err.hint(h);
+        }
+        err
+    }
+}
+
+fn first_sentence(msg: &str) -> String {
+    msg.lines().next().unwrap_or(msg).to_owned()
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" (and variants): a hint.
+fn unknown_hint(msg: &str) -> Option<String> {
+    let re = regex::Regex::new(r"unknown (field|variant) `([^`]*)`, expected (?:one of )?(.*)").ok()?;
+    let c = re.captures(msg)?;
+    let input = c.get(2)?.as_str();
+    let names: Vec<&str> = c
+        .get(3)?
+        .as_str()
+        .split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s)
+        .collect();
+    let what = if &c[1] == "field" { "allowed fields" } else { "allowed values" };
+    Some(match did_you_mean(input, names.iter().copied()) {
+        Some(m) => format!("did you mean `{m}`? {what}: {}", names.join(", ")),
+        None => format!("{what}: {}", names.join(", ")),
+    })
+}
+
+pub(super) fn parse(path: &Path, name: &str, src: &str, ctx: &Context) -> Result<Scenario, ScenarioError> {
+    let loc = Locator::new(path, src);
+    let doc: toml::Table = toml::from_str(src).map_err(|e| loc.serde_error(&e, None))?;
+    let base: RawFile = toml::from_str(src).map_err(|e| loc.serde_error(&e, None))?;
+    let axes = matrix::axes(&base.matrix, &loc)?;
+    let info = Arc::new(ScenarioInfo {
+        path: path.to_owned(),
+        name: name.to_owned(),
+        meta: Meta {
+            title: base.scenario.title.clone(),
+            report: base.scenario.report.clone(),
+            tags: base.scenario.tags.clone(),
+        },
+    });
+    validate_expect_keys(&base, &axes, &loc)?;
+
+    let mut cases = Vec::new();
+    for cell in matrix::cells(&axes) {
+        let raw = matrix::apply(&doc, &axes, &cell, &loc)?;
+        let labels: Vec<(String, String)> = cell
+            .iter()
+            .enumerate()
+            .map(|(a, &i)| (axes[a].name.clone(), axes[a].labels[i].clone()))
+            .collect();
+        let at = CellLocator {
+            loc: &loc,
+            axes: &axes,
+            cell: &cell,
+        };
+        cases.push(resolve(raw, &info, labels, &at, ctx)?);
+    }
+    Ok(Scenario {
+        path: path.to_owned(),
+        name: name.to_owned(),
+        meta: info.meta.clone(),
+        axes: axes.iter().map(|a| (a.name.clone(), a.labels.clone())).collect(),
+        cases,
+    })
+}
+
+fn validate_expect_keys(base: &RawFile, axes: &[matrix::Axis], loc: &Locator) -> Result<(), ScenarioError> {
+    let names: Vec<&str> = axes.iter().map(|a| a.name.as_str()).collect();
+    for e in &base.expect {
+        for key in e.when.keys() {
+            if !names.contains(&key.as_str()) {
+                let hint = if names.is_empty() {
+                    "`when` selects matrix cells, and this scenario has no [matrix]".to_string()
+                } else {
+                    suggest(key, "matrix axes", &names)
+                };
+                return Err(loc
+                    .error(loc.span("expect"), format!("`when` names `{key}`, which is not a matrix axis"))
+                    .field("expect.when")
+                    .hint(hint));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Locates a field of one cell: at the matrix value when an axis set it, else in the
+/// document.
+pub(super) struct CellLocator<'a> {
+    loc: &'a Locator<'a>,
+    axes: &'a [matrix::Axis],
+    cell: &'a [usize],
+}
+
+impl CellLocator<'_> {
+    fn at(&self, field: &str, message: impl Into<String>) -> ScenarioError {
+        let by_axis = self
+            .axes
+            .iter()
+            .zip(self.cell)
+            .find(|(a, _)| a.name == field)
+            .and_then(|(a, &i)| self.loc.matrix_value(&a.name, i));
+        let span = by_axis.or_else(|| self.loc.span(field));
+        self.loc.error(span, message).field(field)
+    }
+}
+
+fn resolve(
+    raw: RawFile,
+    info: &Arc<ScenarioInfo>,
+    cell: Vec<(String, String)>,
+    at: &CellLocator,
+    ctx: &Context,
+) -> Result<Case, ScenarioError> {
+    // Host.
+    let host = ctx.hosts.resolve(&raw.host).map_err(|e| host_error(e, at, &raw.host))?;
+
+    // Target.
+    let kind = match (&raw.target.driver, &raw.target.command) {
+        (Some(_), Some(_)) => {
+            return Err(at
+                .at("target.command", "a target has either `driver` or `command`, not both")
+                .hint("remove one of them"))
+        }
+        (None, None) => {
+            return Err(at
+                .at("target", "the target names neither a `driver` nor a `command`")
+                .hint("add `driver = \"<name>\"` (a workspace driver) or `command = [\"argv\", ...]`"))
+        }
+        (Some(d), None) => {
+            let versions = ctx.drivers.versions(d);
+            if versions.is_none() {
+                let known = ctx.drivers.names();
+                return Err(at
+                    .at("target.driver", format!("unknown driver `{d}`"))
+                    .hint(suggest(d, "known drivers", &known)));
+            }
+            let versions = versions.unwrap_or_default();
+            match &raw.target.version {
+                Some(v) if !versions.contains(v) => {
+                    let msg = if versions.is_empty() {
+                        format!("driver `{d}` has a single version; remove `version = \"{v}\"`")
+                    } else {
+                        format!("driver `{d}` has no version `{v}`")
+                    };
+                    return Err(at
+                        .at("target.version", msg)
+                        .hint(suggest(v, "versions", &versions)));
+                }
+                None if !versions.is_empty() => {
+                    return Err(at
+                        .at("target.driver", format!("driver `{d}` needs a `version`"))
+                        .hint(format!("versions: {}", versions.join(", "))));
+                }
+                _ => {}
+            }
+            TargetKind::Driver {
+                name: d.clone(),
+                version: raw.target.version.clone(),
+            }
+        }
+        (None, Some(argv)) => {
+            if argv.is_empty() {
+                return Err(at
+                    .at("target.command", "`command` is empty")
+                    .hint("give the argv, e.g. [\"sh\", \"-c\", \"cat /proc/self/cgroup\"]"));
+            }
+            if raw.target.version.is_some() {
+                return Err(at.at("target.version", "`version` selects a driver version; a command has none"));
+            }
+            TargetKind::Command { argv: argv.clone() }
+        }
+    };
+    for op in &raw.target.ops {
+        if !OPS.contains(&op.as_str()) {
+            return Err(at
+                .at("target.ops", format!("unknown op `{op}`"))
+                .hint(suggest(op, "the ops vocabulary", OPS)));
+        }
+    }
+    if matches!(kind, TargetKind::Command { .. }) && !raw.target.ops.is_empty() {
+        return Err(at
+            .at("target.ops", "`ops` are for drivers; a command runs as it is")
+            .hint("remove `ops`, or use a driver"));
+    }
+    let duration = |field: &str, v: &Option<String>, default: Duration| -> Result<Duration, ScenarioError> {
+        match v {
+            None => Ok(default),
+            Some(s) => humantime::parse_duration(s).map_err(|e| {
+                at.at(field, format!("invalid duration `{s}`: {e}"))
+                    .hint("write it like \"10s\", \"500ms\" or \"1m 30s\"")
+            }),
+        }
+    };
+    let target = Target {
+        kind,
+        ops: raw.target.ops.clone(),
+        timeout: duration("target.timeout", &raw.target.timeout, Duration::from_secs(10))?,
+        grace: duration("target.grace", &raw.target.grace, Duration::from_millis(500))?,
+    };
+
+    // Pod.
+    let id = raw.pod.id.clone().unwrap_or_else(|| "cgrepro-sandbox".into());
+    let memory = match &raw.pod.memory {
+        None => None,
+        Some(toml::Value::Integer(n)) if *n >= 0 => Some(*n as u64),
+        Some(toml::Value::String(s)) => Some(super::parse_quantity(s).ok_or_else(|| {
+            at.at("pod.memory", format!("invalid quantity `{s}`"))
+                .hint("write bytes as an integer, or a quantity like \"256Mi\", \"1Gi\", \"512M\"")
+        })?),
+        Some(other) => {
+            return Err(at
+                .at("pod.memory", format!("invalid memory `{other}`"))
+                .hint("write bytes as an integer, or a quantity like \"256Mi\""))
+        }
+    };
+    let pod = Pod {
+        cgroups_path: raw
+            .pod
+            .cgroups_path
+            .clone()
+            .unwrap_or_else(|| "/cgrepro/{id}".into())
+            .replace("{id}", &id),
+        id,
+        memory,
+        cpus: raw.pod.cpus.clone(),
+        cpu_quota: raw.pod.cpu_quota,
+        cpu_period: raw.pod.cpu_period,
+        cpu_shares: raw.pod.cpu_shares,
+        pids_limit: raw.pod.pids_limit,
+    };
+
+    // Faults.
+    let mut faults = Vec::new();
+    for f in &raw.fault {
+        let action = match (f.action.as_str(), &f.content, &f.lines) {
+            ("missing", None, None) => ContentAction::Missing,
+            ("empty", None, None) => ContentAction::Empty,
+            ("replace", Some(c), None) => ContentAction::Replace(c.clone()),
+            ("drop-lines", None, Some(l)) => ContentAction::DropLines(l.clone()),
+            ("replace", None, _) => {
+                return Err(at.at("fault.action", "`replace` needs `content`").hint("add content = \"...\""))
+            }
+            ("drop-lines", _, None) => {
+                return Err(at
+                    .at("fault.action", "`drop-lines` needs `lines` (a substring of the lines to drop)")
+                    .hint("add lines = \" - cgroup \""))
+            }
+            (a @ ("missing" | "empty" | "replace" | "drop-lines"), _, _) => {
+                return Err(at.at("fault", format!("fault action `{a}` takes no other field than `file`")))
+            }
+            (a, _, _) => {
+                let actions = ["missing", "empty", "replace", "drop-lines"];
+                return Err(at
+                    .at("fault.action", format!("unknown fault action `{a}`"))
+                    .hint(suggest(a, "actions", &actions)));
+            }
+        };
+        faults.push(ContentFault {
+            file: f.file.replace("{id}", &pod.id),
+            action,
+        });
+    }
+
+    // Expectations that apply to this cell.
+    let mut expect = Vec::new();
+    for (i, e) in raw.expect.iter().enumerate() {
+        let matches = e.when.iter().all(|(k, v)| {
+            let want = matrix::label(v);
+            cell.iter().any(|(ax, val)| {
+                ax == k
+                    && globset::Glob::new(&want)
+                        .map(|g| g.compile_matcher().is_match(val))
+                        .unwrap_or(want == *val)
+            })
+        });
+        if matches {
+            let span = at.loc.span("expect");
+            let line = span.map_or(0, |s| at.loc.src[..s.start].matches('\n').count() + 1);
+            expect.push(Expect {
+                class: e.class,
+                signal: e.signal.clone(),
+                message: e.message.clone(),
+                at: format!("{}:{line} (expect #{})", at.loc.file.display(), i + 1),
+            });
+        }
+    }
+
+    let runtime = serde_json::to_value(&raw.runtime).unwrap_or(serde_json::Value::Null);
+    let name = if cell.is_empty() {
+        info.name.clone()
+    } else {
+        let parts: Vec<String> = cell.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{}::{}", info.name, parts.join(","))
+    };
+    Ok(Case {
+        name,
+        scenario: Arc::clone(info),
+        cell,
+        host,
+        target,
+        pod,
+        runtime,
+        faults,
+        expect,
+    })
+}
+
+fn host_error(e: HostError, at: &CellLocator, spec: &HostSpec) -> ScenarioError {
+    match &e {
+        HostError::UnknownPreset { name, known } => at
+            .at("host.preset", e.to_string())
+            .hint(suggest(name, "known presets", known)),
+        HostError::BadKernel(_) => at.at("host.kernel", e.to_string()),
+        HostError::Unsupported { .. } => {
+            let field = if spec.cgroup.is_some() { "host.cgroup" } else { "host.kernel" };
+            at.at(field, e.to_string())
+                .hint("choose a newer kernel or another cgroup mode")
+        }
+        HostError::UnknownOption { name, known } => at
+            .at("host.options", e.to_string())
+            .hint(suggest(name, "known options", known)),
+        HostError::BadFault { .. } => at.at("fault.file", e.to_string()),
+        _ => at.at("host", e.to_string()),
+    }
+}
