@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install what cgrepro needs on a fresh Debian machine, if it is missing. Idempotent.
+# Sourced by ci/test.sh and ci/replay.sh; safe to run on its own.
+set -euo pipefail
+
+need_cmd() { command -v "$1" >/dev/null 2>&1; }
+
+apt_install() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        if need_cmd sudo; then SUDO=sudo; else
+            echo "cgrepro setup: missing packages ${missing[*]} and not root: install them and rerun" >&2
+            exit 1
+        fi
+    else
+        SUDO=
+    fi
+    echo "cgrepro setup: installing ${missing[*]}" >&2
+    $SUDO apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+if ! need_cmd cargo; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "cgrepro setup: installing the Rust toolchain (rustup)" >&2
+        apt_install curl ca-certificates
+        curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt >/dev/null
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+fi
+
+# gcc builds the static C test target of the syscall-layer tests; libc6-dev has its static libc.
+apt_install gcc libc6-dev

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, then builds and runs every test
+# (unit tests, the scenario matrix, containment and error tests), checks formatting and
+# lints. CI runs this through .ci/run with CI=true (snapshots are then never written).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source ci/setup.sh
+
+echo "== build" >&2
+cargo build --workspace --all-targets --quiet
+echo "== test" >&2
+# Drivers were just built: the scenario runner need not rebuild them.
+CGREPRO_SKIP_BUILD=1 cargo test --workspace --quiet -- --test-threads="$(nproc)"
+echo "== fmt, clippy" >&2
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== done" >&2
