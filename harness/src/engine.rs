@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::host::{HostData, HostError};
 use crate::outcome::{self, normalize::Normalizer};
 use crate::report::Report;
-use crate::sandbox::{Session, SessionError};
+use crate::sandbox::{Session, SessionError, Strategy};
 use crate::scenario::{self, Case, Context, Scenario, ScenarioError};
 use crate::target::{self, Drivers};
 
@@ -44,9 +44,18 @@ impl Engine {
     }
 
     pub fn new(root: &Path) -> Result<Engine, EngineError> {
+        Engine::with_strategy(root, None)
+    }
+
+    /// An engine whose sandbox uses `strategy` instead of the probed one.
+    pub fn with_strategy(root: &Path, strategy: Option<Strategy>) -> Result<Engine, EngineError> {
         let hosts = Arc::new(HostData::load(&root.join("fixtures"))?);
         let drivers = Drivers::discover(root, Drivers::default_bin_dir());
-        let session = Session::new(Arc::clone(&hosts)).map_err(|e| match e {
+        let session = match strategy {
+            Some(s) => Session::with_strategy(Arc::clone(&hosts), s),
+            None => Session::new(Arc::clone(&hosts)),
+        };
+        let session = session.map_err(|e| match e {
             SessionError::Unsupported(why) => why,
             other => other.to_string(),
         });

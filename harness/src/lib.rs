@@ -20,6 +20,7 @@ pub mod cli;
 pub mod engine;
 pub mod host;
 pub mod outcome;
+pub mod pool;
 pub mod report;
 pub mod sandbox;
 pub mod scenario;

@@ -3,13 +3,12 @@
 //! Exit status: 0 all good; 1 a case failed (unexpected outcome, changed snapshot,
 //! harness error); 2 bad input (scenario errors, unknown cell); 130 interrupted.
 
-mod pool;
-
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 use crate::engine::Engine;
+use crate::pool;
 use crate::report::{self, snapshot::Comparison, Report};
 use crate::sandbox::interrupt;
 use crate::scenario::{Case, Scenario};

@@ -79,6 +79,15 @@ impl Session {
     /// reason cases are ignored) when no sandbox strategy works here.
     pub fn new(data: Arc<HostData>) -> Result<Session, SessionError> {
         let strategy = probe().map_err(SessionError::Unsupported)?;
+        Session::with_strategy(data, strategy)
+    }
+
+    /// A session with a given strategy (`UserNs` works as root too: tests use it to cover
+    /// the unprivileged path).
+    pub fn with_strategy(data: Arc<HostData>, strategy: Strategy) -> Result<Session, SessionError> {
+        if strategy == Strategy::Root && unsafe { libc::geteuid() } != 0 {
+            return Err(SessionError::Unsupported("the root strategy needs root".into()));
+        }
         let dir = tempfile::Builder::new()
             .prefix("cgrepro-")
             .tempdir()

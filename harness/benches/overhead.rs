@@ -1,0 +1,115 @@
+//! cgrepro's own cost, measured (run: `cargo bench -p cgrepro --bench overhead`).
+//!
+//! 1. Per case: the same driver binary with the same stdin, (a) spawned bare with
+//!    `std::process::Command` (stdout/stderr captured) and (b) run as a full cgrepro case
+//!    (namespaces, overlay over the host tree, /proc views, classification, effects diff,
+//!    report). The driver is the cgroups-rs driver with no ops, so the bare spawn touches
+//!    nothing on this machine.
+//! 2. Throughput: a 220-case matrix of the real cgroups-rs driver (create, apply,
+//!    delete) at several `--jobs`.
+//!
+//! Figures go to BENCHMARKS.md. Environment: `CGREPRO_BENCH_N` (iterations, default 300).
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cgrepro::engine::Engine;
+use cgrepro::outcome::Class;
+use cgrepro::{pool, target};
+
+fn stats(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
+    v.sort();
+    let mean = v.iter().sum::<Duration>() / v.len() as u32;
+    (v[v.len() / 2], v[v.len() * 9 / 10], mean)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` lists benches; nothing to list here.
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repo root");
+    let engine = Engine::new(&root).expect("engine");
+    engine.build_drivers().expect("drivers build");
+    let n: usize = std::env::var("CGREPRO_BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let strategy = engine.session().map(|s| format!("{:?}", s.strategy())).unwrap_or_default();
+    println!("cgrepro overhead benchmark ({} CPUs, sandbox strategy {strategy})", std::thread::available_parallelism().map_or(0, |n| n.get()));
+
+    // 1. Per-case overhead.
+    let noop = engine.load(&root.join("fixtures/bench/noop.toml")).expect("noop scenario");
+    let case = &noop.cases[0];
+    if let Some(why) = engine.ignore_reason(case) {
+        println!("skipped: {why}");
+        return;
+    }
+    let launch = target::launch(case, &engine.drivers, false).expect("driver built");
+    let input = std::env::temp_dir().join(format!("cgrepro-bench-input-{}", std::process::id()));
+    std::fs::File::create(&input).and_then(|mut f| f.write_all(&launch.stdin)).expect("input file");
+
+    let bare = |_: usize| {
+        let t = Instant::now();
+        let out = Command::new(&launch.exe)
+            .arg0(&launch.argv[0])
+            .env_clear()
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::fs::File::open(&input).expect("input"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("bare spawn");
+        assert!(out.status.success(), "bare driver failed: {out:?}");
+        t.elapsed()
+    };
+    let sandboxed = |_: usize| {
+        let t = Instant::now();
+        let r = engine.run(case, false);
+        assert_eq!(r.outcome.class(), Class::Ok, "{}", r.snapshot());
+        t.elapsed()
+    };
+    // Warm up both paths (page cache, host materialization).
+    for i in 0..10 {
+        bare(i);
+        sandboxed(i);
+    }
+    // Interleave so both see the same machine conditions.
+    let mut b = Vec::with_capacity(n);
+    let mut s = Vec::with_capacity(n);
+    for i in 0..n {
+        b.push(bare(i));
+        s.push(sandboxed(i));
+    }
+    let _ = std::fs::remove_file(&input);
+    let (bm, b90, bmean) = stats(b);
+    let (sm, s90, smean) = stats(s);
+    println!("\nper case, {n} runs each, sequential     median      p90     mean");
+    println!("  bare spawn (Command::output)      {bm:>9.2?} {b90:>9.2?} {bmean:>9.2?}");
+    println!("  cgrepro case (Engine::run)        {sm:>9.2?} {s90:>9.2?} {smean:>9.2?}");
+    println!(
+        "  ratio (median)                    {:>8.2}x   overhead {:.2?}",
+        sm.as_secs_f64() / bm.as_secs_f64(),
+        sm.saturating_sub(bm)
+    );
+
+    // 2. Throughput.
+    let matrix = engine.load(&root.join("fixtures/bench/throughput.toml")).expect("throughput scenario");
+    let cases: Vec<_> = matrix.cases.iter().collect();
+    println!("\nmatrix throughput: {} cases (cgroups-rs create/apply/delete)", cases.len());
+    for jobs in [1, 2, 4] {
+        let t = Instant::now();
+        let reports = pool::map(&cases, jobs, |c| engine.run(c, false));
+        let el = t.elapsed();
+        let harness_errors = reports
+            .iter()
+            .flatten()
+            .filter(|r| r.outcome.class() == Class::HarnessError)
+            .count();
+        assert_eq!(harness_errors, 0, "harness errors in the throughput matrix");
+        println!(
+            "  --jobs {jobs}: {el:>8.2?} total, {:>7.2?} per case, {:>6.0} cases/s",
+            el / cases.len() as u32,
+            cases.len() as f64 / el.as_secs_f64()
+        );
+    }
+}
