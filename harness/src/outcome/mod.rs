@@ -153,9 +153,11 @@ impl Outcome {
     /// `SIGSEGV in resourcecontrol.NewSandboxResourceController`.
     pub fn signature(&self) -> String {
         let place = |frames: &[String], location: &Option<String>, op: &Option<String>| {
+            // Go frames carry the import path: keep its last element
+            // (`resourcecontrol.NewSandboxResourceController`).
             frames
                 .first()
-                .cloned()
+                .map(|f| f.rsplit('/').next().unwrap_or(f).to_owned())
                 .or_else(|| location.clone())
                 .or_else(|| op.clone())
         };

@@ -210,3 +210,63 @@ pub fn go_panic(stderr: &str) -> Option<GoPanic> {
 pub fn last_line(text: &str) -> Option<String> {
     text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GO_NIL_DEREF: &str = "time=\"2024-12-02T10:00:00Z\" level=info msg=\"loaded configuration\"
+panic: runtime error: invalid memory address or nil pointer dereference
+[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x1a2b3c4]
+
+goroutine 47 [running]:
+github.com/kata-containers/kata-containers/src/runtime/pkg/resourcecontrol.NewSandboxResourceController({0xc000512000, 0x4c}, 0xc0004e6000, 0x1)
+\t/go/src/github.com/kata-containers/kata-containers/src/runtime/pkg/resourcecontrol/cgroups.go:189 +0x2f4
+github.com/kata-containers/kata-containers/src/runtime/virtcontainers.(*Sandbox).createResourceController(0xc0001e2000)
+\t/go/src/github.com/kata-containers/kata-containers/src/runtime/virtcontainers/sandbox_linux.go:46 +0x1b9
+created by github.com/kata-containers/kata-containers/src/runtime/pkg/containerd-shim-v2.(*service).Create in goroutine 33
+\t/go/src/.../service.go:380 +0x1c5
+";
+
+    #[test]
+    fn go_nil_pointer_panic_is_a_sigsegv_with_its_top_frame() {
+        let g = go_panic(GO_NIL_DEREF).unwrap();
+        assert_eq!(g.message, "runtime error: invalid memory address or nil pointer dereference");
+        assert_eq!(g.signal.as_deref(), Some("SIGSEGV"));
+        assert_eq!(
+            g.frames[0],
+            "github.com/kata-containers/kata-containers/src/runtime/pkg/resourcecontrol.NewSandboxResourceController"
+        );
+        assert_eq!(g.frames.len(), 2, "`created by` lines are not frames: {:?}", g.frames);
+    }
+
+    #[test]
+    fn go_explicit_panic_has_no_signal_and_skips_runtime_frames() {
+        let text = "panic: cgroups: cgroup mountpoint does not exist\n\ngoroutine 1 [running]:\nruntime.gopanic(...)\n\t/usr/lib/go/src/runtime/panic.go:1 +0x1\nmain.load(...)\n\t/src/main.go:12 +0x1d\nmain.main()\n\t/src/main.go:5 +0x1\n";
+        let g = go_panic(text).unwrap();
+        assert_eq!(g.signal, None);
+        assert_eq!(g.frames, vec!["main.load", "main.main"]);
+    }
+
+    #[test]
+    fn rust_panics_in_both_formats() {
+        let new = "thread 'main' panicked at src/lib.rs:300:33:\npath should be valid: \"/x\"\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            rust_panic(new),
+            Some(TextPanic {
+                message: "path should be valid: \"/x\"".into(),
+                location: Some("src/lib.rs:300:33".into())
+            })
+        );
+        let old = "thread 'main' panicked at 'called `Option::unwrap()` on a `None` value', src/hierarchies.rs:185:14\n";
+        let p = rust_panic(old).unwrap();
+        assert_eq!(p.message, "called `Option::unwrap()` on a `None` value");
+        assert_eq!(p.location.as_deref(), Some("src/hierarchies.rs:185:14"));
+    }
+
+    #[test]
+    fn not_a_panic() {
+        assert_eq!(rust_panic("error: create: EPERM\n"), None);
+        assert_eq!(go_panic("level=error msg=\"panic handler\"\n"), None);
+    }
+}
