@@ -10,6 +10,10 @@
 //!
 //! INTERFACE CONTRACT (used by scenario/, sandbox/, report/): keep these names and
 //! signatures; add fields freely.
+//!
+//! Submodules: [`version`] (kernel releases), [`data`] (the fixture files), `resolve`
+//! (spec -> host), [`tree`] (hierarchies, groups, interface files -> [`Plan`]), `procfs`
+//! (/proc views), `faults` (content faults on a plan), `materialize` (a plan on disk).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -131,7 +135,9 @@ pub struct HostData {
     pub presets: BTreeMap<String, data::Preset>,
 }
 
-/// Where a materialized host lives on disk.
+/// Where a materialized host lives on disk. Hierarchy roots are `r-xr-xr-x` like the
+/// kernel's, so removing the tree needs CAP_DAC_OVERRIDE (the sandbox root) or a chmod first.
+/// Materialize into a tmpfs: file creation on a disk filesystem dominates the cost.
 #[derive(Debug, Clone)]
 pub struct Layout {
     /// The cgroupfs tree: mounted (as the lower layer of an overlay) at /sys/fs/cgroup.

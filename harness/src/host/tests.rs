@@ -895,6 +895,25 @@ fn a_6_1_v1_host_matches_the_captured_6_1_kernel() {
 }
 
 #[test]
+fn the_comparison_does_notice_a_different_kernel() {
+    let problems = compare(
+        &plan(&preset("debian-11")),
+        &captured("6.1-v2.json"),
+        "cgroup2",
+        "/probe",
+        "system.slice",
+    );
+    assert!(
+        problems.iter().any(|p| p.ends_with("missing memory.peak")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.ends_with("missing cgroup.kill")),
+        "{problems:#?}"
+    );
+}
+
+#[test]
 fn a_6_1_hybrid_host_matches_the_captured_unified_root() {
     let host = resolve(HostSpec {
         preset: Some("debian-12".into()),
