@@ -10,11 +10,29 @@
 //!
 //! INTERFACE CONTRACT (used by scenario/, sandbox/, report/): keep these names and
 //! signatures; add fields freely.
+//!
+//! Submodules: [`version`] (kernel releases), [`data`] (the fixture files), `resolve`
+//! (spec -> host), [`tree`] (hierarchies, groups, interface files -> [`Plan`]), `procfs`
+//! (/proc views), `faults` (content faults on a plan), `materialize` (a plan on disk).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+pub mod data;
+mod faults;
+mod materialize;
+mod procfs;
+mod resolve;
+pub mod tree;
+pub mod version;
+
+#[cfg(test)]
+mod tests;
+
+pub use tree::{Layer, Level, Node, Plan};
+pub use version::KernelVersion;
 
 /// cgroup layout of a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,7 +55,7 @@ pub struct HostSpec {
     pub kernel: Option<String>,
     pub cgroup: Option<CgroupMode>,
     pub swap_accounting: Option<bool>,
-    /// systemd version, or absent.
+    /// systemd version, or absent. `0` means "no systemd" (overrides a preset's).
     pub systemd: Option<u32>,
     /// Device nodes present, e.g. ["kvm"].
     pub devices: Option<Vec<String>>,
@@ -56,6 +74,7 @@ pub struct ContentFault {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum ContentAction {
+    /// The file is absent (the tree only: /proc views cannot be removed).
     Missing,
     Empty,
     Replace(String),
@@ -74,7 +93,10 @@ pub struct Host {
     pub swap_accounting: bool,
     pub systemd: Option<u32>,
     pub devices: Vec<String>,
+    /// Every config knob of options.toml with its value, plus controllers forced on or off.
     pub options: BTreeMap<String, bool>,
+    /// `/proc/version`.
+    pub proc_version: String,
 }
 
 /// Errors resolving a host spec. `field` is the `[host]` key at fault.
@@ -85,7 +107,11 @@ pub enum HostError {
     #[error("invalid kernel release `{0}`: expected something like 5.10.230 or 5.4.0-182-generic")]
     BadKernel(String),
     #[error("cgroup mode {mode:?} is not possible on kernel {kernel}: {why}")]
-    Unsupported { mode: CgroupMode, kernel: String, why: String },
+    Unsupported {
+        mode: CgroupMode,
+        kernel: String,
+        why: String,
+    },
     #[error("unknown host option `{name}`")]
     UnknownOption { name: String, known: Vec<String> },
     #[error("fault on `{file}`: {why}")]
@@ -93,52 +119,108 @@ pub enum HostError {
     #[error("host data in {path}: {why}")]
     Data { path: PathBuf, why: String },
     #[error("materializing the host in {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The data under fixtures/ (kernels + presets), loaded once.
 pub struct HostData {
-    // filled by the implementation
+    /// The `fixtures/` directory the data came from.
+    pub root: PathBuf,
+    /// fixtures/kernels/*.toml.
+    pub kernels: data::KernelTables,
+    /// fixtures/hosts/*.toml by preset name.
+    pub presets: BTreeMap<String, data::Preset>,
 }
 
-/// Where a materialized host lives on disk.
+/// Where a materialized host lives on disk. Hierarchy roots are `r-xr-xr-x` like the
+/// kernel's, so removing the tree needs CAP_DAC_OVERRIDE (the sandbox root) or a chmod first.
+/// Materialize into a tmpfs: file creation on a disk filesystem dominates the cost.
 #[derive(Debug, Clone)]
 pub struct Layout {
     /// The cgroupfs tree: mounted (as the lower layer of an overlay) at /sys/fs/cgroup.
     pub tree: PathBuf,
     /// Files to bind over /proc paths, as (path the target sees, file on disk). Includes
     /// /proc/self/mountinfo, /proc/self/cgroup, /proc/cgroups,
-    /// /proc/sys/kernel/osrelease, /proc/version. A view removed by a `missing` fault is
-    /// simply absent here... (see ContentAction::Missing handling in the implementation).
+    /// /proc/sys/kernel/osrelease, /proc/version. A `missing` fault on a view is rejected
+    /// (`HostError::BadFault`): a bind mount cannot make a /proc file disappear.
     pub proc_views: Vec<(PathBuf, PathBuf)>,
 }
 
 impl HostData {
     /// Load `fixtures/kernels/*.toml` and `fixtures/hosts/*.toml` under `fixtures`.
     pub fn load(fixtures: &Path) -> Result<HostData, HostError> {
-        let _ = fixtures;
-        todo!()
+        Ok(HostData {
+            root: fixtures.to_owned(),
+            kernels: data::load_kernels(&fixtures.join("kernels"))?,
+            presets: data::load_presets(&fixtures.join("hosts"))?,
+        })
     }
     /// Names of all presets, sorted.
     pub fn presets(&self) -> Vec<String> {
-        todo!()
+        self.presets.keys().cloned().collect()
     }
-    /// Resolve a spec: preset (if any) then overrides; validate.
+    /// Resolve a spec: preset (if any) then overrides; validate. With neither a preset nor a
+    /// kernel, the host is the `debian-12` preset. A kernel without a preset gets cgroup v2
+    /// from 5.10 on (v1 below), no systemd, swap accounting from 5.8 on, no devices.
     pub fn resolve(&self, spec: &HostSpec) -> Result<Host, HostError> {
-        let _ = spec;
-        todo!()
+        resolve::resolve(self, spec)
+    }
+    /// Names of the syscalls (syscalls.toml) that the host's kernel does not have yet.
+    pub fn syscalls_newer_than(&self, host: &Host) -> Vec<String> {
+        let v = host.version();
+        self.kernels
+            .syscalls
+            .iter()
+            .filter(|s| s.since > v)
+            .map(|s| s.name.clone())
+            .collect()
     }
 }
 
 impl Host {
     /// One line for reports: `ubuntu-20.04: kernel 5.4.0-182-generic, cgroup hybrid, systemd 245, swap accounting off`.
     pub fn summary(&self) -> String {
-        todo!()
+        let systemd = match self.systemd {
+            Some(v) => format!("systemd {v}"),
+            None => "no systemd".to_owned(),
+        };
+        let mode = match self.cgroup {
+            CgroupMode::V1 => "v1",
+            CgroupMode::Hybrid => "hybrid",
+            CgroupMode::V2 => "v2",
+        };
+        let swap = if self.swap_accounting { "on" } else { "off" };
+        format!(
+            "{}: kernel {}, cgroup {mode}, {systemd}, swap accounting {swap}",
+            self.preset.as_deref().unwrap_or("custom"),
+            self.kernel
+        )
     }
-    /// Stable key for caching materialized trees (host + faults).
+    /// Stable key for caching materialized trees (host + faults): 16 hex digits of a SHA-256
+    /// over the JSON of both.
     pub fn key(&self, faults: &[ContentFault]) -> String {
-        let _ = faults;
-        todo!()
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(self).expect("a Host serializes"));
+        h.update([0]);
+        h.update(serde_json::to_vec(faults).expect("faults serialize"));
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+    /// The kernel version (the release's `major.minor.patch`).
+    pub fn version(&self) -> KernelVersion {
+        KernelVersion::parse_release(&self.kernel).expect("a resolved host has a valid release")
+    }
+    /// The host as files, in memory: the tree and the /proc views, faults applied.
+    pub fn plan(&self, data: &HostData, faults: &[ContentFault]) -> Result<Plan, HostError> {
+        let mut plan = tree::build(self, data);
+        faults::apply(&mut plan, self, data, faults)?;
+        Ok(plan)
     }
     /// Write the tree and the /proc views under `dir` (which exists and is empty). Every
     /// file and directory is owned by `owner` (uid, gid) — the sandbox's root.
@@ -149,7 +231,7 @@ impl Host {
         dir: &Path,
         owner: (u32, u32),
     ) -> Result<Layout, HostError> {
-        let _ = (data, faults, dir, owner);
-        todo!()
+        let plan = self.plan(data, faults)?;
+        materialize::write(&plan, dir, owner)
     }
 }

@@ -1,0 +1,111 @@
+//! Resolution of a `[host]` spec into a [`Host`]: preset, then overrides, then defaults for
+//! what neither gives, then validation against the kernel feature table.
+
+use super::version::KernelVersion;
+use super::{CgroupMode, Host, HostData, HostError, HostSpec};
+
+/// The preset used when a spec names neither a preset nor a kernel.
+pub const DEFAULT_PRESET: &str = "debian-12";
+/// Without a preset, kernels from this version on default to cgroup v2 (most distros
+/// switched with their 5.10-5.15 releases), older ones to v1.
+const V2_DEFAULT_FROM: KernelVersion = KernelVersion::new(5, 10, 0);
+/// cgroup2 became official in 4.5: v2 and hybrid need it.
+const CGROUP2_SINCE: KernelVersion = KernelVersion::new(4, 5, 0);
+/// Without a preset, swap accounting defaults on from 5.8 (upstream made it the default).
+const SWAP_DEFAULT_FROM: KernelVersion = KernelVersion::new(5, 8, 0);
+
+pub fn resolve(data: &HostData, spec: &HostSpec) -> Result<Host, HostError> {
+    let preset_name = match (&spec.preset, &spec.kernel) {
+        (Some(p), _) => Some(p.clone()),
+        (None, None) => Some(DEFAULT_PRESET.to_owned()),
+        (None, Some(_)) => None,
+    };
+    let preset = match &preset_name {
+        Some(name) => Some(
+            data.presets
+                .get(name)
+                .ok_or_else(|| HostError::UnknownPreset {
+                    name: name.clone(),
+                    known: data.presets(),
+                })?,
+        ),
+        None => None,
+    };
+
+    let kernel = spec
+        .kernel
+        .clone()
+        .or_else(|| preset.map(|p| p.kernel.clone()))
+        .expect("a kernel or a preset");
+    let version = KernelVersion::parse_release(&kernel)
+        .ok_or_else(|| HostError::BadKernel(kernel.clone()))?;
+
+    let cgroup =
+        spec.cgroup
+            .or(preset.map(|p| p.cgroup))
+            .unwrap_or(if version >= V2_DEFAULT_FROM {
+                CgroupMode::V2
+            } else {
+                CgroupMode::V1
+            });
+    if cgroup != CgroupMode::V1 && version < CGROUP2_SINCE {
+        return Err(HostError::Unsupported {
+            mode: cgroup,
+            kernel,
+            why: format!("cgroup2 appeared in kernel {CGROUP2_SINCE}; use cgroup = \"v1\""),
+        });
+    }
+
+    let systemd = match spec.systemd {
+        Some(0) => None,
+        Some(v) => Some(v),
+        None => preset.and_then(|p| p.systemd),
+    };
+    let swap_accounting = spec
+        .swap_accounting
+        .or(preset.map(|p| p.swap_accounting))
+        .unwrap_or(version >= SWAP_DEFAULT_FROM);
+    let devices = spec
+        .devices
+        .clone()
+        .or_else(|| preset.map(|p| p.devices.clone()))
+        .unwrap_or_default();
+
+    let tables = &data.kernels;
+    let mut options: std::collections::BTreeMap<String, bool> = tables
+        .options
+        .iter()
+        .map(|(k, d)| (k.clone(), d.default))
+        .collect();
+    let given = preset
+        .map(|p| &p.options)
+        .into_iter()
+        .flatten()
+        .chain(spec.options.iter().flatten());
+    for (name, &value) in given {
+        if !tables.options.contains_key(name) && tables.controller(name).is_none() {
+            return Err(HostError::UnknownOption {
+                name: name.clone(),
+                known: tables.option_names(),
+            });
+        }
+        options.insert(name.clone(), value);
+    }
+
+    let proc_version = match preset {
+        Some(p) if p.kernel == kernel => p.proc_version.clone(),
+        Some(p) if p.proc_version.contains(&p.kernel) => p.proc_version.replace(&p.kernel, &kernel),
+        _ => tables.procfs.version.template.replace("{release}", &kernel),
+    };
+
+    Ok(Host {
+        preset: preset_name,
+        kernel,
+        cgroup,
+        swap_accounting,
+        systemd,
+        devices,
+        options,
+        proc_version,
+    })
+}
