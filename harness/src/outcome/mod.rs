@@ -155,9 +155,14 @@ impl Outcome {
         let place = |frames: &[String], location: &Option<String>, op: &Option<String>| {
             // Go frames carry the import path: keep its last element
             // (`resourcecontrol.NewSandboxResourceController`).
+            // Rust closures name their enclosing function.
             frames
                 .first()
-                .map(|f| f.rsplit('/').next().unwrap_or(f).to_owned())
+                .map(|f| {
+                    let f = f.rsplit('/').next().unwrap_or(f);
+                    let f = f.split(" (×").next().unwrap_or(f);
+                    f.trim_end_matches("::{{closure}}").to_owned()
+                })
                 .or_else(|| location.clone())
                 .or_else(|| op.clone())
         };

@@ -59,17 +59,23 @@ impl Normalizer {
         s
     }
 
-    /// Frames, normalised; Rust symbol hashes (`::h0123abcd…`) removed.
+    /// Frames, normalised; Rust symbol hashes (`::h0123abcd…`) removed; a run of the
+    /// same frame (recursion) collapsed into one, marked `(×N)`.
     pub fn frames(&self, frames: &[String]) -> Vec<String> {
-        frames
-            .iter()
-            .map(|f| {
-                let f = match f.rfind("::h") {
-                    Some(i) if f[i + 3..].len() == 16 && f[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => &f[..i],
-                    _ => f.as_str(),
-                };
-                self.apply(f)
-            })
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for f in frames {
+            let f = match f.rfind("::h") {
+                Some(i) if f[i + 3..].len() == 16 && f[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => &f[..i],
+                _ => f.as_str(),
+            };
+            let f = self.apply(f);
+            match out.last_mut() {
+                Some((last, n)) if *last == f => *n += 1,
+                _ => out.push((f, 1)),
+            }
+        }
+        out.into_iter()
+            .map(|(f, n)| if n > 1 { format!("{f} (×{n})") } else { f })
             .collect()
     }
 }
@@ -101,5 +107,12 @@ mod tests {
             n.frames(&["cgroups_rs::cgroup::Cgroup::create::h0123456789abcdef".into()]),
             vec!["cgroups_rs::cgroup::Cgroup::create".to_string()]
         );
+    }
+
+    #[test]
+    fn recursion_is_collapsed() {
+        let n = Normalizer::new(None, None);
+        let frames: Vec<String> = ["recurse", "recurse", "recurse", "main"].map(String::from).to_vec();
+        assert_eq!(n.frames(&frames), vec!["recurse (×3)".to_string(), "main".to_string()]);
     }
 }

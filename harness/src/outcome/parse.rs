@@ -115,9 +115,11 @@ pub struct TextPanic {
 /// `thread 'main' panicked at src/main.rs:2:5:\nmessage` (Rust ≥ 1.73) or
 /// `thread 'main' panicked at 'message', src/main.rs:2:5` (older).
 pub fn rust_panic(stderr: &str) -> Option<TextPanic> {
+    // Rust ≥ 1.89 adds the thread id: `thread 'main' (2) panicked at ...`.
+    let header = regex::Regex::new(r"^thread '[^']*'(?: \(\d+\))? panicked at (.*)$").expect("static regex");
     let lines: Vec<&str> = stderr.lines().collect();
-    let i = lines.iter().position(|l| l.starts_with("thread '") && l.contains("' panicked at "))?;
-    let rest = &lines[i][lines[i].find("' panicked at ")? + "' panicked at ".len()..];
+    let (i, caps) = lines.iter().enumerate().find_map(|(i, l)| header.captures(l).map(|c| (i, c)))?;
+    let rest = caps.get(1)?.as_str();
     if let Some(loc) = rest.strip_suffix(':') {
         let mut msg = Vec::new();
         for l in &lines[i + 1..] {
@@ -250,7 +252,7 @@ created by github.com/kata-containers/kata-containers/src/runtime/pkg/containerd
 
     #[test]
     fn rust_panics_in_both_formats() {
-        let new = "thread 'main' panicked at src/lib.rs:300:33:\npath should be valid: \"/x\"\nnote: run with `RUST_BACKTRACE=1`\n";
+        let new = "thread 'main' (2) panicked at src/lib.rs:300:33:\npath should be valid: \"/x\"\nnote: run with `RUST_BACKTRACE=1`\n";
         assert_eq!(
             rust_panic(new),
             Some(TextPanic {

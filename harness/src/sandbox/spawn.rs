@@ -14,7 +14,9 @@
 //!   UTS, IPC and cgroup namespaces *without* a user namespace, so it can detach the real
 //!   cgroup mounts (`umount2(MNT_DETACH)`) before mounting the simulated tree. The target
 //!   then enters a user namespace of its own in which its uid 0 is an unprivileged uid on
-//!   the host: even a root target that reaches a real cgroupfs cannot write a file in it.
+//!   the host: even a root target that reaches a real cgroupfs cannot write a file in it,
+//!   and it cannot undo init's mounts (their namespace belongs to the initial user
+//!   namespace).
 //! * [`Strategy::UserNs`] (not root, or forced): init is cloned into a user namespace as
 //!   well. The real cgroup mounts are then locked and can only be *covered*; the target's
 //!   root is again an unprivileged uid on the host.
@@ -32,8 +34,9 @@ pub enum Strategy {
     UserNs,
 }
 
-/// One setup step run by init (or by the target before exec). Paths are prepared
-/// C strings; `BindFd` binds the file behind an fd that was opened by the harness.
+/// One setup step run by init. Paths are prepared C strings; `BindView` binds one of the
+/// simulated /proc views (opened by init at its start, while the session directory is
+/// still visible) over a path.
 #[derive(Debug)]
 pub enum Step {
     /// `mount(NULL, "/", NULL, MS_REC|MS_PRIVATE, NULL)`.
@@ -47,9 +50,8 @@ pub enum Step {
         flags: c_ulong,
         data: Option<CString>,
     },
-    /// Bind the file or directory open as `fd` (an O_PATH fd inherited from the harness)
-    /// over `target`. `source` is the prepared "/proc/self/fd/N" path.
-    BindFd { source: CString, target: CString },
+    /// Bind view number `view` (an index into [`Prepared::views`]) over `target`.
+    BindView { view: usize, target: CString },
     Mkdir(CString),
     Hostname(CString),
     /// `ip link set lo up`, via ioctl.
@@ -64,7 +66,7 @@ impl Step {
             Step::MakePrivate => "make / private (MS_REC|MS_PRIVATE)".into(),
             Step::Detach(p) => format!("detach the real mounts at {}", s(p)),
             Step::Mount { fstype, target, .. } => format!("mount {} on {}", s(fstype), s(target)),
-            Step::BindFd { target, .. } => format!("bind the simulated view over {}", s(target)),
+            Step::BindView { target, .. } => format!("bind the simulated view over {}", s(target)),
             Step::Mkdir(p) => format!("mkdir {}", s(p)),
             Step::Hostname(h) => format!("set hostname {}", s(h)),
             Step::LoopbackUp => "bring up lo".into(),
@@ -78,7 +80,11 @@ pub struct Prepared {
     /// Namespaces for init.
     pub clone_flags: c_int,
     pub init_steps: Vec<Step>,
-    pub target_steps: Vec<Step>,
+    /// Files with simulated /proc content, opened by init before any mount.
+    pub views: Vec<CString>,
+    /// Views bound over the target's own /proc/<pid>/<name> before it execs:
+    /// (view index, name), e.g. (0, "mountinfo").
+    pub process_views: Vec<(usize, CString)>,
     /// "0 <host uid> <count>\n" for the target's (Root) or init's (UserNs) user namespace.
     pub uid_map: CString,
     pub gid_map: CString,
@@ -92,8 +98,8 @@ pub struct Prepared {
     pub status_w: RawFd,
     /// Read end of the go-ahead pipe (harness → init, after writing id maps).
     pub sync_r: RawFd,
-    /// Fds init must keep open (everything above, plus the O_PATH view fds), sorted.
-    pub keep: Vec<RawFd>,
+    /// Fds init must keep open (everything above), sorted.
+    keep: Vec<RawFd>,
     /// Extra work in the target right before exec (the syscall layer's filter install).
     pub before_exec: Option<Box<dyn Fn() -> Result<(), c_int> + Send + Sync>>,
     // Pointer arrays for execve, built once from argv/envp.
@@ -110,7 +116,8 @@ impl Prepared {
     pub fn new(
         strategy: Strategy,
         init_steps: Vec<Step>,
-        target_steps: Vec<Step>,
+        views: Vec<CString>,
+        process_views: Vec<(usize, CString)>,
         uid_map: CString,
         gid_map: CString,
         exe: CString,
@@ -120,8 +127,8 @@ impl Prepared {
         stdio: [RawFd; 4],
         status_w: RawFd,
         sync_r: RawFd,
-        mut keep: Vec<RawFd>,
     ) -> Prepared {
+        let mut keep = Vec::new();
         let mut clone_flags = libc::CLONE_NEWNS
             | libc::CLONE_NEWPID
             | libc::CLONE_NEWNET
@@ -144,7 +151,8 @@ impl Prepared {
             strategy,
             clone_flags,
             init_steps,
-            target_steps,
+            views,
+            process_views,
             uid_map,
             gid_map,
             exe,
@@ -167,8 +175,9 @@ impl Prepared {
 pub enum Record {
     /// Init setup step `step` failed with errno.
     InitStepFailed { step: i32, errno: i32 },
-    /// Target setup step failed (index into `target_steps`; -1 = user namespace, -2 =
-    /// id switch, -3 = stdio, -4 = chdir, -5 = before_exec hook, -6 = fork).
+    /// Target setup step failed (index into `process_views`; -1 = user namespace, -2 =
+    /// id switch, -3 = stdio, -4 = chdir, -5 = before_exec hook, -6 = fork, -7 = too
+    /// many views, -8 = opening a view).
     TargetStepFailed { step: i32, errno: i32 },
     ExecFailed { errno: i32 },
     /// The target process exited; raw wait status.
@@ -229,10 +238,9 @@ unsafe fn raw_clone(flags: c_int) -> c_long {
 /// # Safety
 /// `p` must stay alive until the call returns (the child works on its own copy).
 pub unsafe fn start(p: &Prepared) -> Result<libc::pid_t, c_int> {
-    let harness = libc::getpid();
     match raw_clone(p.clone_flags) {
         -1 => Err(errno()),
-        0 => init_main(p, harness),
+        0 => init_main(p),
         pid => Ok(pid as libc::pid_t),
     }
 }
@@ -316,7 +324,7 @@ pub unsafe fn write_id_maps(pid: libc::pid_t, uid_map: &CString, gid_map: &CStri
     Ok(())
 }
 
-unsafe fn run_step(step: &Step) -> Result<(), c_int> {
+unsafe fn run_step(step: &Step, view_fds: &[c_int]) -> Result<(), c_int> {
     let r = match step {
         Step::MakePrivate => libc::mount(
             std::ptr::null(),
@@ -339,13 +347,11 @@ unsafe fn run_step(step: &Step) -> Result<(), c_int> {
             *flags,
             data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr().cast()),
         ),
-        Step::BindFd { source, target } => libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND,
-            std::ptr::null(),
-        ),
+        Step::BindView { view, target } => {
+            let mut src = CPath::new();
+            src.push(b"/proc/self/fd/").num(view_fds[*view] as u32);
+            bind(&src, target.as_ptr())
+        }
         Step::Mkdir(p) => {
             let r = libc::mkdir(p.as_ptr(), 0o755);
             if r != 0 && errno() == libc::EEXIST {
@@ -397,14 +403,60 @@ unsafe fn become_root() -> Result<(), c_int> {
     Ok(())
 }
 
+/// A NUL-terminated path built without allocating.
+struct CPath {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl CPath {
+    fn new() -> CPath {
+        CPath {
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, s: &[u8]) -> &mut Self {
+        let n = s.len().min(self.buf.len() - 1 - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s[..n]);
+        self.len += n;
+        self.buf[self.len] = 0;
+        self
+    }
+
+    fn num(&mut self, mut v: u32) -> &mut Self {
+        let mut digits = [0u8; 10];
+        let mut d = 0;
+        loop {
+            digits[d] = b'0' + (v % 10) as u8;
+            d += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        digits[..d].reverse();
+        self.push(&digits[..d])
+    }
+
+    fn as_ptr(&self) -> *const c_char {
+        self.buf.as_ptr().cast()
+    }
+}
+
+unsafe fn bind(src: &CPath, target: *const c_char) -> c_int {
+    libc::mount(src.as_ptr(), target, std::ptr::null(), libc::MS_BIND, std::ptr::null())
+}
+
+const MAX_VIEWS: usize = 16;
+
 /// Pid 1 of the case.
-unsafe fn init_main(p: &Prepared, harness: libc::pid_t) -> ! {
+unsafe fn init_main(p: &Prepared) -> ! {
     close_others(&p.keep);
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong);
-    if libc::getppid() != harness {
-        libc::_exit(1);
-    }
-    // Wait for the harness's go-ahead (id maps written, in UserNs).
+    // Wait for the harness's go-ahead (id maps written, in UserNs). If the harness died
+    // before the parent-death signal was armed, its end of the pipe is closed: EOF.
     let mut b = 0u8;
     if libc::read(p.sync_r, (&mut b as *mut u8).cast(), 1) != 1 {
         libc::_exit(1);
@@ -417,8 +469,23 @@ unsafe fn init_main(p: &Prepared, harness: libc::pid_t) -> ! {
             libc::_exit(1);
         }
     }
+    // Open the views while the session directory is visible (before /tmp is covered);
+    // binding them later goes through /proc/self/fd, inside this mount namespace.
+    let mut view_fds = [-1 as c_int; MAX_VIEWS];
+    if p.views.len() > MAX_VIEWS {
+        send(status, TAG_TARGET_FAIL, -7, libc::E2BIG);
+        libc::_exit(1);
+    }
+    for (i, v) in p.views.iter().enumerate() {
+        view_fds[i] = libc::open(v.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+        if view_fds[i] < 0 {
+            send(status, TAG_TARGET_FAIL, -8, errno());
+            libc::_exit(1);
+        }
+    }
+    let view_fds = &view_fds[..p.views.len()];
     for (i, step) in p.init_steps.iter().enumerate() {
-        if let Err(e) = run_step(step) {
+        if let Err(e) = run_step(step, view_fds) {
             send(status, TAG_INIT_FAIL, i as i32, e);
             libc::_exit(1);
         }
@@ -427,7 +494,8 @@ unsafe fn init_main(p: &Prepared, harness: libc::pid_t) -> ! {
     sa.sa_sigaction = forward_term as *const () as usize;
     libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
 
-    // Handshake pipes with the target (Root: init writes its id maps).
+    // Handshake with the target: it reports once it is in its user namespace (Root);
+    // init then writes its id maps and binds the per-process views over its /proc/<pid>.
     let mut to_init = [0 as c_int; 2];
     let mut to_target = [0 as c_int; 2];
     if libc::pipe2(to_init.as_mut_ptr(), libc::O_CLOEXEC) != 0
@@ -449,19 +517,34 @@ unsafe fn init_main(p: &Prepared, harness: libc::pid_t) -> ! {
     let target = target as libc::pid_t;
     libc::close(to_init[1]);
     libc::close(to_target[0]);
-    if p.strategy == Strategy::Root {
-        // The target asks for its maps once it has unshared its user namespace.
-        if libc::read(to_init[0], (&mut b as *mut u8).cast(), 1) == 1 {
-            if let Err(e) = write_id_maps(target, &p.uid_map, &p.gid_map, false) {
-                send(status, TAG_TARGET_FAIL, -1, e);
-                libc::kill(target, libc::SIGKILL);
+    let mut ok = libc::read(to_init[0], (&mut b as *mut u8).cast(), 1) == 1;
+    if ok && p.strategy == Strategy::Root {
+        if let Err(e) = write_id_maps(target, &p.uid_map, &p.gid_map, false) {
+            send(status, TAG_TARGET_FAIL, -1, e);
+            ok = false;
+        }
+    }
+    if ok {
+        for (i, (view, name)) in p.process_views.iter().enumerate() {
+            let mut src = CPath::new();
+            src.push(b"/proc/self/fd/").num(view_fds[*view] as u32);
+            let mut dst = CPath::new();
+            dst.push(b"/proc/").num(target as u32).push(b"/").push(name.as_bytes());
+            if bind(&src, dst.as_ptr()) != 0 {
+                send(status, TAG_TARGET_FAIL, i as i32, errno());
+                ok = false;
+                break;
             }
         }
     }
-    libc::write(to_target[1], (&b as *const u8).cast(), 1);
+    if ok {
+        libc::write(to_target[1], (&b as *const u8).cast(), 1);
+    } else {
+        libc::kill(target, libc::SIGKILL);
+    }
     libc::close(to_init[0]);
     libc::close(to_target[1]);
-    for &fd in &p.stdio {
+    for &fd in p.stdio.iter().chain(view_fds) {
         libc::close(fd);
     }
 
@@ -470,7 +553,9 @@ unsafe fn init_main(p: &Prepared, harness: libc::pid_t) -> ! {
         let mut st: c_int = 0;
         let pid = libc::waitpid(-1, &mut st, 0);
         if pid == target {
-            send(status, TAG_EXIT, st, 0);
+            if ok {
+                send(status, TAG_EXIT, st, 0);
+            }
             break;
         }
         if pid < 0 && errno() != libc::EINTR {
@@ -500,25 +585,21 @@ unsafe fn target_main(p: &Prepared, to_init: RawFd, from_init: RawFd) -> ! {
         libc::_exit(127);
     };
     libc::signal(libc::SIGTERM, libc::SIG_DFL);
-    if p.strategy == Strategy::Root {
-        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
-            fail(-1, errno());
-        }
+    // Root: a user namespace of its own, where uid 0 is an unprivileged uid on the host.
+    // Its mount namespace stays init's (owned by the initial user namespace), so the
+    // target cannot undo any of init's mounts.
+    if p.strategy == Strategy::Root && libc::unshare(libc::CLONE_NEWUSER) != 0 {
+        fail(-1, errno());
     }
     let b = 1u8;
     libc::write(to_init, (&b as *const u8).cast(), 1);
     let mut r = 0u8;
     if libc::read(from_init, (&mut r as *mut u8).cast(), 1) != 1 {
-        fail(-1, libc::EPIPE);
+        libc::_exit(127);
     }
     if p.strategy == Strategy::Root {
         if let Err(e) = become_root() {
             fail(-2, e);
-        }
-    }
-    for (i, step) in p.target_steps.iter().enumerate() {
-        if let Err(e) = run_step(step) {
-            fail(i as i32, e);
         }
     }
     libc::setsid();

@@ -175,6 +175,7 @@ impl Case {
 pub fn load(path: &Path, scenarios_root: &Path, ctx: &Context) -> Result<Scenario, ScenarioError> {
     let src = std::fs::read_to_string(path)
         .map_err(|e| ScenarioError::file(path, format!("cannot read scenario: {e}")))?;
+    let path = &path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let name = path
         .strip_prefix(scenarios_root)
         .unwrap_or(path)
@@ -229,12 +230,15 @@ pub fn parse_quantity(s: &str) -> Option<u64> {
 /// The ops vocabulary drivers understand (fixtures/drivers/PROTOCOL.md).
 pub const OPS: &[&str] = &[
     "create",
+    "load",
     "apply",
     "add_task",
+    "add_task_by_tgid",
     "add_thread",
     "freeze",
     "thaw",
     "stats",
+    "root",
     "delete",
 ];
 

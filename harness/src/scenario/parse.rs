@@ -149,6 +149,16 @@ impl<'a> Locator<'a> {
         t.iter().find(|(k, _)| k.get_ref().as_ref() == key).map(|(k, _)| k.span())
     }
 
+    /// Span of the `idx`th element of the array at a dotted path.
+    pub fn element(&self, dotted: &str, idx: usize) -> Option<Range<usize>> {
+        let parts: Vec<&str> = dotted.split('.').collect();
+        let (span, v) = self.lookup(&parts)?;
+        match v.get_ref() {
+            DeValue::Array(a) => a.get(idx).map(|x| x.span()),
+            _ => Some(span),
+        }
+    }
+
     /// Span of the `idx`th value of matrix axis `axis`.
     pub fn matrix_value(&self, axis: &str, idx: usize) -> Option<Range<usize>> {
         let (span, v) = self.lookup(&["matrix", axis])?;
@@ -303,6 +313,10 @@ pub(super) struct CellLocator<'a> {
 }
 
 impl CellLocator<'_> {
+    fn set_by_axis(&self, field: &str) -> bool {
+        self.axes.iter().any(|a| a.name == field)
+    }
+
     fn at(&self, field: &str, message: impl Into<String>) -> ScenarioError {
         let by_axis = self
             .axes
@@ -381,11 +395,15 @@ fn resolve(
             TargetKind::Command { argv: argv.clone() }
         }
     };
-    for op in &raw.target.ops {
+    for (i, op) in raw.target.ops.iter().enumerate() {
         if !OPS.contains(&op.as_str()) {
-            return Err(at
+            let mut err = at
                 .at("target.ops", format!("unknown op `{op}`"))
-                .hint(suggest(op, "the ops vocabulary", OPS)));
+                .hint(suggest(op, "the ops vocabulary", OPS));
+            if !at.set_by_axis("target.ops") {
+                err = at.loc.error(at.loc.element("target.ops", i), err.message.clone()).field("target.ops").hint(err.hint.unwrap_or_default());
+            }
+            return Err(err);
         }
     }
     if matches!(kind, TargetKind::Command { .. }) && !raw.target.ops.is_empty() {
