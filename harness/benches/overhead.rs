@@ -30,15 +30,29 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists benches; nothing to list here.
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repo root");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repo root");
     let engine = Engine::new(&root).expect("engine");
     engine.build_drivers().expect("drivers build");
-    let n: usize = std::env::var("CGREPRO_BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
-    let strategy = engine.session().map(|s| format!("{:?}", s.strategy())).unwrap_or_default();
-    println!("cgrepro overhead benchmark ({} CPUs, sandbox strategy {strategy})", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    let n: usize = std::env::var("CGREPRO_BENCH_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let strategy = engine
+        .session()
+        .map(|s| format!("{:?}", s.strategy()))
+        .unwrap_or_default();
+    println!(
+        "cgrepro overhead benchmark ({} CPUs, sandbox strategy {strategy})",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 
     // 1. Per-case overhead.
-    let noop = engine.load(&root.join("fixtures/bench/noop.toml")).expect("noop scenario");
+    let noop = engine
+        .load(&root.join("fixtures/bench/noop.toml"))
+        .expect("noop scenario");
     let case = &noop.cases[0];
     if let Some(why) = engine.ignore_reason(case) {
         println!("skipped: {why}");
@@ -46,7 +60,9 @@ fn main() {
     }
     let launch = target::launch(case, &engine.drivers, false).expect("driver built");
     let input = std::env::temp_dir().join(format!("cgrepro-bench-input-{}", std::process::id()));
-    std::fs::File::create(&input).and_then(|mut f| f.write_all(&launch.stdin)).expect("input file");
+    std::fs::File::create(&input)
+        .and_then(|mut f| f.write_all(&launch.stdin))
+        .expect("input file");
 
     let bare = |_: usize| {
         let t = Instant::now();
@@ -93,9 +109,14 @@ fn main() {
     );
 
     // 2. Throughput.
-    let matrix = engine.load(&root.join("fixtures/bench/throughput.toml")).expect("throughput scenario");
+    let matrix = engine
+        .load(&root.join("fixtures/bench/throughput.toml"))
+        .expect("throughput scenario");
     let cases: Vec<_> = matrix.cases.iter().collect();
-    println!("\nmatrix throughput: {} cases (cgroups-rs create/apply/delete)", cases.len());
+    println!(
+        "\nmatrix throughput: {} cases (cgroups-rs create/apply/delete)",
+        cases.len()
+    );
     for jobs in [1, 2, 4] {
         let t = Instant::now();
         let reports = pool::map(&cases, jobs, |c| engine.run(c, false));

@@ -87,6 +87,7 @@ impl Engine {
     }
 
     /// Load one scenario file.
+    #[allow(clippy::result_large_err)]
     pub fn load(&self, path: &Path) -> Result<Scenario, ScenarioError> {
         scenario::load(path, &self.scenarios_root, &self.context())
     }
@@ -119,12 +120,19 @@ impl Engine {
             Err(why) => return Report::harness_error(case, why.clone()),
         };
         let Some(launch) = target::launch(case, &self.drivers, keep) else {
-            let why = target::unavailable(case, &self.drivers).unwrap_or_else(|| "target unavailable".into());
+            let why = target::unavailable(case, &self.drivers)
+                .unwrap_or_else(|| "target unavailable".into());
             return Report::harness_error(case, why);
         };
         let observed = session.run(&case.host, &case.faults, &launch);
         let classified = outcome::classify(&observed, &self.norm);
-        Report::new(case, &observed, classified.outcome, classified.ops, &self.norm)
+        Report::new(
+            case,
+            &observed,
+            classified.outcome,
+            classified.ops,
+            &self.norm,
+        )
     }
 
     /// Build the workspace's drivers unless told not to (`CGREPRO_SKIP_BUILD`) or not

@@ -19,7 +19,10 @@ use cgrepro::sandbox::Strategy;
 use rstest::rstest;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Why these tests cannot run here, if they cannot.
@@ -39,14 +42,23 @@ fn host_fingerprint() -> String {
     let mut mounts: Vec<String> = Vec::new();
     for line in mountinfo.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
-        let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
-        out.push_str(&format!("mount {} {} {}\n", fields[4], fields[dash + 1], fields[dash + 2]));
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        out.push_str(&format!(
+            "mount {} {} {}\n",
+            fields[4],
+            fields[dash + 1],
+            fields[dash + 2]
+        ));
         if fields[dash + 1] == "cgroup" || fields[dash + 1] == "cgroup2" {
             mounts.push(fields[4].to_owned());
         }
     }
     fn walk(dir: &Path, out: &mut String, depth: usize) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         let mut entries: Vec<_> = rd.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
@@ -56,8 +68,15 @@ fn host_fingerprint() -> String {
                 if depth < 8 {
                     walk(&p, out, depth + 1);
                 }
-            } else if ["memory.limit_in_bytes", "cgroup.subtree_control", "pids.max", "cpu.cfs_quota_us", "cpuset.cpus", "memory.max"]
-                .contains(&e.file_name().to_string_lossy().as_ref())
+            } else if [
+                "memory.limit_in_bytes",
+                "cgroup.subtree_control",
+                "pids.max",
+                "cpu.cfs_quota_us",
+                "cpuset.cpus",
+                "memory.max",
+            ]
+            .contains(&e.file_name().to_string_lossy().as_ref())
             {
                 let c = std::fs::read_to_string(&p).unwrap_or_default();
                 out.push_str(&format!("file {} = {}\n", p.display(), c.trim()));
@@ -75,9 +94,16 @@ fn fixture_processes() -> Vec<String> {
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(exe) = std::fs::read_link(e.path().join("exe")) {
-            let name = exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = exe
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if name.starts_with("crasher-") || name.starts_with("cgroups-rs-") {
-                found.push(format!("{} {}", e.file_name().to_string_lossy(), exe.display()));
+                found.push(format!(
+                    "{} {}",
+                    e.file_name().to_string_lossy(),
+                    exe.display()
+                ));
             }
         }
     }
@@ -89,7 +115,10 @@ fn session_dirs(tmp: &Path) -> BTreeSet<PathBuf> {
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.path())
-                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("cgrepro-")))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("cgrepro-"))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -107,25 +136,54 @@ fn hostile_root_target_cannot_touch_the_host(#[case] strategy: Strategy) {
     let before = host_fingerprint();
     let engine = Engine::with_strategy(&root, Some(strategy)).unwrap();
     engine.build_drivers().unwrap();
-    let session_dir = engine.session().expect("sandbox available").path().to_path_buf();
-    let scenario = engine.load(&root.join("scenarios/crashers/hostile.toml")).unwrap();
+    let session_dir = engine
+        .session()
+        .expect("sandbox available")
+        .path()
+        .to_path_buf();
+    let scenario = engine
+        .load(&root.join("scenarios/crashers/hostile.toml"))
+        .unwrap();
     assert!(!scenario.cases.is_empty());
     for case in &scenario.cases {
         let report = engine.run(case, false);
-        assert_ne!(report.outcome.class(), Class::HarnessError, "{}", report.snapshot());
+        assert_ne!(
+            report.outcome.class(),
+            Class::HarnessError,
+            "{}",
+            report.snapshot()
+        );
         let out = &report.stdout_tail;
         // The target really tried (and reported each attempt).
-        assert!(out.contains("attempt:"), "hostile target reported nothing:\n{}", report.snapshot());
+        assert!(
+            out.contains("attempt:"),
+            "hostile target reported nothing:\n{}",
+            report.snapshot()
+        );
         // No mount of a real cgroup hierarchy led to a write.
-        for line in out.lines().filter(|l| l.contains("cgrepro-escape") && l.contains("/tmp/")) {
+        for line in out
+            .lines()
+            .filter(|l| l.contains("cgrepro-escape") && l.contains("/tmp/"))
+        {
             assert!(!line.ends_with("-> ok"), "escape attempt succeeded: {line}");
         }
     }
-    assert_eq!(fixture_processes(), Vec::<String>::new(), "processes of the case survived");
+    assert_eq!(
+        fixture_processes(),
+        Vec::<String>::new(),
+        "processes of the case survived"
+    );
     drop(engine);
-    assert!(!session_dir.exists(), "session dir {} left behind", session_dir.display());
+    assert!(
+        !session_dir.exists(),
+        "session dir {} left behind",
+        session_dir.display()
+    );
     let after = host_fingerprint();
-    assert_eq!(before, after, "the host's cgroup hierarchies or mounts changed");
+    assert_eq!(
+        before, after,
+        "the host's cgroup hierarchies or mounts changed"
+    );
 }
 
 #[test]
@@ -147,24 +205,53 @@ fn ctrl_c_in_the_middle_of_a_run_kills_the_case_and_cleans_up() {
         .unwrap();
     // Wait until the hanging target is running.
     let start = Instant::now();
-    while !fixture_processes().iter().any(|p| p.contains("crasher-hang")) {
-        assert!(start.elapsed() < Duration::from_secs(20), "the hang case never started");
+    while !fixture_processes()
+        .iter()
+        .any(|p| p.contains("crasher-hang"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the hang case never started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(session_dirs(tmp.path()).len(), 1, "a running case has its session dir");
+    assert_eq!(
+        session_dirs(tmp.path()).len(),
+        1,
+        "a running case has its session dir"
+    );
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "cgrepro did not stop after SIGINT");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "cgrepro did not stop after SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut out = String::new();
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
-    assert_eq!(status.code(), Some(130), "exit status after Ctrl-C; output:\n{out}");
-    assert!(out.contains("interrupted"), "partial results name the interrupted case:\n{out}");
-    assert!(!fixture_processes().iter().any(|p| p.contains("crasher-hang")), "the hanging target survived");
-    assert_eq!(session_dirs(tmp.path()), BTreeSet::new(), "session dir left behind");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "exit status after Ctrl-C; output:\n{out}"
+    );
+    assert!(
+        out.contains("interrupted"),
+        "partial results name the interrupted case:\n{out}"
+    );
+    assert!(
+        !fixture_processes()
+            .iter()
+            .any(|p| p.contains("crasher-hang")),
+        "the hanging target survived"
+    );
+    assert_eq!(
+        session_dirs(tmp.path()),
+        BTreeSet::new(),
+        "session dir left behind"
+    );
     assert_eq!(before, host_fingerprint());
 }

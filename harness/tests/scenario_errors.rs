@@ -8,22 +8,34 @@ use cgrepro::engine::Engine;
 use rstest::rstest;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
 }
 
 #[rstest]
-fn malformed_scenarios_get_located_errors(#[files("../fixtures/bad-scenarios/*.toml")] path: PathBuf) {
+fn malformed_scenarios_get_located_errors(
+    #[files("../fixtures/bad-scenarios/*.toml")] path: PathBuf,
+) {
     let root = root();
     let engine = Engine::new(&root).unwrap();
     let err = match engine.load(&path) {
-        Ok(s) => panic!("{} loaded ({} cases) but should not", path.display(), s.cases.len()),
+        Ok(s) => panic!(
+            "{} loaded ({} cases) but should not",
+            path.display(),
+            s.cases.len()
+        ),
         Err(e) => e,
     };
     let rendered = err.to_string().replace(&format!("{}/", root.display()), "");
     let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
     assert!(err.line >= 1 && err.col >= 1);
     assert!(
-        rendered.contains(&format!("fixtures/bad-scenarios/{stem}.toml:{}:{}", err.line, err.col)),
+        rendered.contains(&format!(
+            "fixtures/bad-scenarios/{stem}.toml:{}:{}",
+            err.line, err.col
+        )),
         "{rendered}"
     );
     insta::with_settings!({ snapshot_suffix => stem.clone(), omit_expression => true }, {

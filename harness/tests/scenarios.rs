@@ -49,7 +49,9 @@ fn main() {
             .display()
             .to_string();
         let msg = e.to_string();
-        trials.push(Trial::test(format!("{name}::load"), move || Err(Failed::from(msg))));
+        trials.push(Trial::test(format!("{name}::load"), move || {
+            Err(Failed::from(msg))
+        }));
     }
     for case in scenarios.into_iter().flat_map(|s| s.cases) {
         let engine = Arc::clone(&engine);
@@ -59,7 +61,11 @@ fn main() {
             }
             let report = engine.run(&case, false);
             if let Outcome::HarnessError { message } = &report.outcome {
-                if case.expect.iter().all(|e| e.class != Some(Class::HarnessError)) {
+                if case
+                    .expect
+                    .iter()
+                    .all(|e| e.class != Some(Class::HarnessError))
+                {
                     return Err(format!("harness error: {message}").into());
                 }
             }

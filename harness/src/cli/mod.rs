@@ -14,7 +14,11 @@ use crate::sandbox::interrupt;
 use crate::scenario::{Case, Scenario};
 
 #[derive(Parser, Debug)]
-#[command(name = "cgrepro", version, about = "Reproduce crashes of container resource-controller code on simulated hosts")]
+#[command(
+    name = "cgrepro",
+    version,
+    about = "Reproduce crashes of container resource-controller code on simulated hosts"
+)]
 struct Cli {
     /// Repository root (holds scenarios/ and fixtures/). Default: found from the current directory.
     #[arg(long, global = true)]
@@ -118,14 +122,19 @@ fn prepare(engine: &Engine) {
 }
 
 fn jobs(n: Option<usize>) -> usize {
-    n.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
+    n.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1)
 }
 
 /// Verdict of one case for `run`.
 fn verdict(engine: &Engine, case: &Case, report: &Report) -> Result<&'static str, Vec<String>> {
     let mut problems = report.expectation_failures.clone();
     if let crate::outcome::Outcome::HarnessError { message } = &report.outcome {
-        if case.expect.iter().all(|e| e.class != Some(crate::outcome::Class::HarnessError)) {
+        if case
+            .expect
+            .iter()
+            .all(|e| e.class != Some(crate::outcome::Class::HarnessError))
+        {
             problems.push(format!("harness error: {message}"));
         }
     }
@@ -208,13 +217,20 @@ fn select<'a>(scenario: &'a Scenario, cells: &[String]) -> Result<&'a Case, Stri
     let mut wanted = Vec::new();
     for c in cells {
         let Some((k, v)) = c.split_once('=') else {
-            return Err(format!("--cell `{c}`: expected AXIS=VALUE, e.g. --cell target.version=0.2.9"));
+            return Err(format!(
+                "--cell `{c}`: expected AXIS=VALUE, e.g. --cell target.version=0.2.9"
+            ));
         };
         if !scenario.axes.iter().any(|(a, _)| a == k) {
             let axes: Vec<&str> = scenario.axes.iter().map(|(a, _)| a.as_str()).collect();
-            return Err(format!("--cell `{c}`: the scenario has no axis `{k}` (axes: {})", axes.join(", ")));
+            return Err(format!(
+                "--cell `{c}`: the scenario has no axis `{k}` (axes: {})",
+                axes.join(", ")
+            ));
         }
-        let glob = globset::Glob::new(v).map_err(|e| format!("--cell `{c}`: {e}"))?.compile_matcher();
+        let glob = globset::Glob::new(v)
+            .map_err(|e| format!("--cell `{c}`: {e}"))?
+            .compile_matcher();
         wanted.push((k.to_owned(), glob));
     }
     let matching: Vec<&Case> = scenario
@@ -294,7 +310,10 @@ fn replay(engine: &mut Engine, file: &std::path::Path, cells: &[String], keep: b
             println!("\nkept      {}", dir.display());
             println!("          hosts/<key>/tree is the simulated /sys/fs/cgroup, hosts/<key>/proc the /proc views,");
             if let Some(k) = &report.kept {
-                println!("          {}/upper is this case's layer (its cgroupfs effects)", k.display());
+                println!(
+                    "          {}/upper is this case's layer (its cgroupfs effects)",
+                    k.display()
+                );
             }
             println!("          remove it with: rm -rf {}", dir.display());
         }
@@ -320,7 +339,10 @@ fn matrix(engine: &Engine, file: &std::path::Path, n: Option<usize>) -> i32 {
     }
     println!();
     print!("{}", report::matrix::table(&scenario.axes, &reports));
-    let unexpected = reports.iter().filter(|r| !r.expectation_failures.is_empty()).count();
+    let unexpected = reports
+        .iter()
+        .filter(|r| !r.expectation_failures.is_empty())
+        .count();
     if unexpected > 0 {
         println!("\n{unexpected} cell(s) differ from the scenario's [[expect]]");
         1

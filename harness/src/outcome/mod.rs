@@ -168,7 +168,11 @@ impl Outcome {
         };
         match self {
             Outcome::Ok => "ok".into(),
-            Outcome::Error { op, message, exit_code } => match op {
+            Outcome::Error {
+                op,
+                message,
+                exit_code,
+            } => match op {
                 Some(op) => format!("error in {op}: {}", short(message)),
                 None => format!("exit {exit_code}: {}", short(message)),
             },
@@ -237,7 +241,13 @@ pub fn signal_name(sig: i32) -> String {
 fn is_fatal(sig: i32) -> bool {
     matches!(
         sig,
-        libc::SIGSEGV | libc::SIGBUS | libc::SIGABRT | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP | libc::SIGSYS
+        libc::SIGSEGV
+            | libc::SIGBUS
+            | libc::SIGABRT
+            | libc::SIGILL
+            | libc::SIGFPE
+            | libc::SIGTRAP
+            | libc::SIGSYS
     )
 }
 
@@ -247,7 +257,10 @@ pub fn describe_exit(exit: Option<Exit>) -> String {
     match exit {
         None => "did not exit (killed with the case)".into(),
         Some(Exit::Code(c)) => format!("exited with status {c}"),
-        Some(Exit::Signal { signal, core_dumped }) => format!(
+        Some(Exit::Signal {
+            signal,
+            core_dumped,
+        }) => format!(
             "aborted with signal {signal} ({}){}",
             signal_name(signal),
             if core_dumped { ", core dumped" } else { "" }
@@ -264,10 +277,21 @@ pub struct Classified {
 
 /// Classify what the sandbox observed. `norm` is applied to every piece of evidence.
 pub fn classify(obs: &Observed, norm: &normalize::Normalizer) -> Classified {
-    let events: Vec<ChannelEvent> = obs.channel.iter().filter_map(|l| ChannelEvent::parse(l)).collect();
+    let events: Vec<ChannelEvent> = obs
+        .channel
+        .iter()
+        .filter_map(|l| ChannelEvent::parse(l))
+        .collect();
     let ops = OpResult::from_events(&events, norm);
-    let running_op = ops.iter().rev().find(|o| o.status == parse::OpStatus::Running).map(|o| o.op.clone());
-    let failed_op = ops.iter().rev().find(|o| o.status == parse::OpStatus::Error);
+    let running_op = ops
+        .iter()
+        .rev()
+        .find(|o| o.status == parse::OpStatus::Running)
+        .map(|o| o.op.clone());
+    let failed_op = ops
+        .iter()
+        .rev()
+        .find(|o| o.status == parse::OpStatus::Error);
     let stderr = obs.stderr.text();
     let outcome = (|| {
         if let Some(e) = &obs.setup_error {
@@ -281,7 +305,9 @@ pub fn classify(obs: &Observed, norm: &normalize::Normalizer) -> Classified {
             };
         }
         if obs.timed_out {
-            return Outcome::Timeout { op: running_op.clone() };
+            return Outcome::Timeout {
+                op: running_op.clone(),
+            };
         }
         let Some(exit) = obs.exit else {
             return Outcome::HarnessError {
@@ -301,17 +327,37 @@ pub fn classify(obs: &Observed, norm: &normalize::Normalizer) -> Classified {
         match exit {
             Exit::Signal { signal, .. } if is_fatal(signal) => {
                 let (runtime, message, location, frames) = if let Some(g) = &go {
-                    (Some(Runtime::Go), Some(g.message.clone()), None, g.frames.clone())
+                    (
+                        Some(Runtime::Go),
+                        Some(g.message.clone()),
+                        None,
+                        g.frames.clone(),
+                    )
                 } else if let Some(p) = driver_panic {
                     // panic=abort, or a panic while panicking.
-                    (Some(Runtime::Rust), Some(p.message.clone()), p.location.clone(), p.frames.clone())
+                    (
+                        Some(Runtime::Rust),
+                        Some(p.message.clone()),
+                        p.location.clone(),
+                        p.frames.clone(),
+                    )
                 } else if let Some(s) = driver_signal {
                     let msg = s.stack_overflow.then(|| "stack overflow".to_string());
                     (Some(Runtime::Rust), msg, None, s.frames.clone())
                 } else if let Some(p) = &text_panic {
-                    (Some(Runtime::Rust), Some(p.message.clone()), p.location.clone(), vec![])
+                    (
+                        Some(Runtime::Rust),
+                        Some(p.message.clone()),
+                        p.location.clone(),
+                        vec![],
+                    )
                 } else if parse::rust_stack_overflow(&stderr) {
-                    (Some(Runtime::Rust), Some("stack overflow".into()), None, vec![])
+                    (
+                        Some(Runtime::Rust),
+                        Some("stack overflow".into()),
+                        None,
+                        vec![],
+                    )
                 } else {
                     (None, None, None, vec![])
                 };

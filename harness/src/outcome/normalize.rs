@@ -32,7 +32,10 @@ impl Normalizer {
             paths.push((r.display().to_string(), "[ROOT]"));
         }
         let rules = [
-            (r"(?:/[^\s:'\x22]*)?/\.cargo/registry/src/[^/\s]+", "[REGISTRY]"),
+            (
+                r"(?:/[^\s:'\x22]*)?/\.cargo/registry/src/[^/\s]+",
+                "[REGISTRY]",
+            ),
             (r"/rustc/[0-9a-f]{40}/library", "[RUSTLIB]"),
             (r"\+0x[0-9a-fA-F]+", "+[ADDR]"),
             (r"0x[0-9a-fA-F]{4,}", "[ADDR]"),
@@ -65,7 +68,12 @@ impl Normalizer {
         let mut out: Vec<(String, usize)> = Vec::new();
         for f in frames {
             let f = match f.rfind("::h") {
-                Some(i) if f[i + 3..].len() == 16 && f[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => &f[..i],
+                Some(i)
+                    if f[i + 3..].len() == 16
+                        && f[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) =>
+                {
+                    &f[..i]
+                }
                 _ => f.as_str(),
             };
             let f = self.apply(f);
@@ -91,12 +99,18 @@ mod tests {
         "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cgroups-rs-0.2.9/src/lib.rs:300:9",
         "[REGISTRY]/cgroups-rs-0.2.9/src/lib.rs:300:9"
     )]
-    #[case("[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x55d1c0a3b2c1]", "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=[ADDR]]")]
+    #[case(
+        "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x55d1c0a3b2c1]",
+        "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=[ADDR]]"
+    )]
     #[case("goroutine 17 [running]:", "goroutine [GOID] [running]:")]
     #[case("\t/src/x.go:12 +0x1d", "\t/src/x.go:12 +[ADDR]")]
     #[case("took 12.5ms for pid 4242", "took [DURATION] for pid [PID]")]
     fn placeholders(#[case] input: &str, #[case] expected: &str) {
-        let n = Normalizer::new(Some(Path::new("/tmp/cgrepro-abc")), Some(Path::new("/work/repo")));
+        let n = Normalizer::new(
+            Some(Path::new("/tmp/cgrepro-abc")),
+            Some(Path::new("/work/repo")),
+        );
         assert_eq!(n.apply(input), expected);
     }
 
@@ -112,7 +126,12 @@ mod tests {
     #[test]
     fn recursion_is_collapsed() {
         let n = Normalizer::new(None, None);
-        let frames: Vec<String> = ["recurse", "recurse", "recurse", "main"].map(String::from).to_vec();
-        assert_eq!(n.frames(&frames), vec!["recurse (×3)".to_string(), "main".to_string()]);
+        let frames: Vec<String> = ["recurse", "recurse", "recurse", "main"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            n.frames(&frames),
+            vec!["recurse (×3)".to_string(), "main".to_string()]
+        );
     }
 }

@@ -86,7 +86,12 @@ impl OpResult {
                     error: None,
                     value: None,
                 }),
-                ChannelEvent::Op { op, ok, error, value } => {
+                ChannelEvent::Op {
+                    op,
+                    ok,
+                    error,
+                    value,
+                } => {
                     let result = OpResult {
                         op: op.clone(),
                         status: if *ok { OpStatus::Ok } else { OpStatus::Error },
@@ -94,7 +99,9 @@ impl OpResult {
                         value: value.clone(),
                     };
                     match ops.last_mut() {
-                        Some(last) if last.op == *op && last.status == OpStatus::Running => *last = result,
+                        Some(last) if last.op == *op && last.status == OpStatus::Running => {
+                            *last = result
+                        }
                         _ => ops.push(result),
                     }
                 }
@@ -116,9 +123,13 @@ pub struct TextPanic {
 /// `thread 'main' panicked at 'message', src/main.rs:2:5` (older).
 pub fn rust_panic(stderr: &str) -> Option<TextPanic> {
     // Rust ≥ 1.89 adds the thread id: `thread 'main' (2) panicked at ...`.
-    let header = regex::Regex::new(r"^thread '[^']*'(?: \(\d+\))? panicked at (.*)$").expect("static regex");
+    let header =
+        regex::Regex::new(r"^thread '[^']*'(?: \(\d+\))? panicked at (.*)$").expect("static regex");
     let lines: Vec<&str> = stderr.lines().collect();
-    let (i, caps) = lines.iter().enumerate().find_map(|(i, l)| header.captures(l).map(|c| (i, c)))?;
+    let (i, caps) = lines
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| header.captures(l).map(|c| (i, c)))?;
     let rest = caps.get(1)?.as_str();
     if let Some(loc) = rest.strip_suffix(':') {
         let mut msg = Vec::new();
@@ -180,7 +191,10 @@ pub fn go_panic(stderr: &str) -> Option<GoPanic> {
         }
     }
     let mut frames = Vec::new();
-    if let Some(g) = lines[start..].iter().position(|l| l.starts_with("goroutine ")) {
+    if let Some(g) = lines[start..]
+        .iter()
+        .position(|l| l.starts_with("goroutine "))
+    {
         for l in &lines[start + g + 1..] {
             if l.trim().is_empty() {
                 break;
@@ -210,7 +224,10 @@ pub fn go_panic(stderr: &str) -> Option<GoPanic> {
 
 /// The last non-empty line of a text.
 pub fn last_line(text: &str) -> Option<String> {
-    text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_owned())
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_owned())
 }
 
 #[cfg(test)]
@@ -233,13 +250,21 @@ created by github.com/kata-containers/kata-containers/src/runtime/pkg/containerd
     #[test]
     fn go_nil_pointer_panic_is_a_sigsegv_with_its_top_frame() {
         let g = go_panic(GO_NIL_DEREF).unwrap();
-        assert_eq!(g.message, "runtime error: invalid memory address or nil pointer dereference");
+        assert_eq!(
+            g.message,
+            "runtime error: invalid memory address or nil pointer dereference"
+        );
         assert_eq!(g.signal.as_deref(), Some("SIGSEGV"));
         assert_eq!(
             g.frames[0],
             "github.com/kata-containers/kata-containers/src/runtime/pkg/resourcecontrol.NewSandboxResourceController"
         );
-        assert_eq!(g.frames.len(), 2, "`created by` lines are not frames: {:?}", g.frames);
+        assert_eq!(
+            g.frames.len(),
+            2,
+            "`created by` lines are not frames: {:?}",
+            g.frames
+        );
     }
 
     #[test]

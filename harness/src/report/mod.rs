@@ -43,7 +43,13 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(case: &Case, observed: &Observed, outcome: Outcome, ops: Vec<OpResult>, norm: &Normalizer) -> Report {
+    pub fn new(
+        case: &Case,
+        observed: &Observed,
+        outcome: Outcome,
+        ops: Vec<OpResult>,
+        norm: &Normalizer,
+    ) -> Report {
         let expectation_failures = check_expectations(case, &outcome);
         Report {
             case: case.name.clone(),
@@ -104,16 +110,25 @@ impl Report {
             let ops: Vec<Value> = self.ops.iter().map(op_line).collect();
             m.insert("ops".into(), Value::Array(ops));
         }
-        m.insert("outcome".into(), serde_json::to_value(&self.outcome).unwrap_or(Value::Null));
+        m.insert(
+            "outcome".into(),
+            serde_json::to_value(&self.outcome).unwrap_or(Value::Null),
+        );
         m.insert("signature".into(), json!(self.signature()));
         m.insert("exit".into(), json!(self.exit));
         if !self.effects.is_empty() {
-            m.insert("cgroupfs_effects".into(), serde_json::to_value(&self.effects).unwrap_or(Value::Null));
+            m.insert(
+                "cgroupfs_effects".into(),
+                serde_json::to_value(&self.effects).unwrap_or(Value::Null),
+            );
         }
         if self.leftovers > 0 {
             m.insert(
                 "leftover_processes".into(),
-                json!(format!("{} still running after the target exited (killed)", self.leftovers)),
+                json!(format!(
+                    "{} still running after the target exited (killed)",
+                    self.leftovers
+                )),
             );
         }
         for (name, text, bytes) in [

@@ -122,7 +122,11 @@ fn plain_ok(s: &str) -> bool {
         return false;
     }
     let lower = s.to_ascii_lowercase();
-    if ["true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"].contains(&lower.as_str()) {
+    if [
+        "true", "false", "yes", "no", "on", "off", "null", "~", "y", "n",
+    ]
+    .contains(&lower.as_str())
+    {
         return false;
     }
     // Anything a YAML reader would take for a number.

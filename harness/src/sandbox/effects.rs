@@ -46,7 +46,11 @@ fn walk(lower: &Path, upper: &Path, rel: &str, e: &mut Effects) {
     entries.sort_by_key(|d| d.file_name());
     for ent in entries {
         let name = ent.file_name().to_string_lossy().into_owned();
-        let path = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+        let path = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
         let Ok(ft) = ent.file_type() else { continue };
         let lower_path = lower.join(&name);
         if ft.is_char_device() {
@@ -59,7 +63,8 @@ fn walk(lower: &Path, upper: &Path, rel: &str, e: &mut Effects) {
             walk(&lower_path, &ent.path(), &path, e);
         } else if ft.is_file() {
             let content = fs::read(ent.path()).unwrap_or_default();
-            let mut text = String::from_utf8_lossy(&content[..content.len().min(CONTENT_LIMIT)]).into_owned();
+            let mut text =
+                String::from_utf8_lossy(&content[..content.len().min(CONTENT_LIMIT)]).into_owned();
             if content.len() > CONTENT_LIMIT {
                 text.push_str(&format!("… ({} bytes)", content.len()));
             }

@@ -48,7 +48,9 @@ pub fn probe() -> Result<Strategy, String> {
     }
     let read = |p: &str| fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
     if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        return Err("not root, and user namespaces are disabled (user.max_user_namespaces = 0)".into());
+        return Err(
+            "not root, and user namespaces are disabled (user.max_user_namespaces = 0)".into(),
+        );
     }
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         return Err("not root, and unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)".into());
@@ -84,14 +86,17 @@ impl Session {
     /// the unprivileged path).
     pub fn with_strategy(data: Arc<HostData>, strategy: Strategy) -> Result<Session, SessionError> {
         if strategy == Strategy::Root && unsafe { libc::geteuid() } != 0 {
-            return Err(SessionError::Unsupported("the root strategy needs root".into()));
+            return Err(SessionError::Unsupported(
+                "the root strategy needs root".into(),
+            ));
         }
         let dir = tempfile::Builder::new()
             .prefix("cgrepro-")
             .tempdir_in(scratch_dir())
             .map_err(SessionError::TempDir)?;
         // The sandbox's root must be able to traverse to its overlay layers.
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).map_err(SessionError::TempDir)?;
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
+            .map_err(SessionError::TempDir)?;
         let path = dir.path().to_path_buf();
         fs::create_dir(path.join("hosts")).map_err(SessionError::TempDir)?;
         fs::create_dir(path.join("cases")).map_err(SessionError::TempDir)?;
@@ -162,7 +167,12 @@ impl Session {
         }
     }
 
-    fn try_run(&self, host: &Host, faults: &[ContentFault], launch: &Launch) -> Result<Observed, String> {
+    fn try_run(
+        &self,
+        host: &Host,
+        faults: &[ContentFault],
+        launch: &Launch,
+    ) -> Result<Observed, String> {
         if super::interrupt::interrupted() {
             return Ok(Observed {
                 interrupted: true,
@@ -177,7 +187,8 @@ impl Session {
         let work = case_dir.join("work");
         for d in [&case_dir, &upper, &work] {
             fs::create_dir(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
-            chown(d, Some(self.owner.0), Some(self.owner.1)).map_err(|e| format!("chown {}: {e}", d.display()))?;
+            chown(d, Some(self.owner.0), Some(self.owner.1))
+                .map_err(|e| format!("chown {}: {e}", d.display()))?;
         }
         let result = self.run_in(&mhost, &upper, &work, launch);
         let mut observed = result?;
@@ -191,7 +202,13 @@ impl Session {
         Ok(observed)
     }
 
-    fn run_in(&self, mhost: &MaterializedHost, upper: &Path, work: &Path, launch: &Launch) -> Result<Observed, String> {
+    fn run_in(
+        &self,
+        mhost: &MaterializedHost,
+        upper: &Path,
+        work: &Path,
+        launch: &Launch,
+    ) -> Result<Observed, String> {
         let cs = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
         let c = |s: &str| CString::new(s).map_err(|e| e.to_string());
 
@@ -269,11 +286,18 @@ impl Session {
             let m = format!("0 {SUBORDINATE_ID} {SUBORDINATE_COUNT}\n");
             (c(&m)?, c(&m)?)
         } else {
-            (c(&format!("0 {} 1\n", self.owner.0))?, c(&format!("0 {} 1\n", self.owner.1))?)
+            (
+                c(&format!("0 {} 1\n", self.owner.0))?,
+                c(&format!("0 {} 1\n", self.owner.1))?,
+            )
         };
 
         let exe = cs(&launch.exe)?;
-        let argv = launch.argv.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
+        let argv = launch
+            .argv
+            .iter()
+            .map(|a| c(a))
+            .collect::<Result<Vec<_>, _>>()?;
         let envp = launch
             .env
             .iter()
@@ -290,7 +314,12 @@ impl Session {
             argv,
             envp,
             c("/")?,
-            [stdin.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd(), chan_w.as_raw_fd()],
+            [
+                stdin.as_raw_fd(),
+                stdout_w.as_raw_fd(),
+                stderr_w.as_raw_fd(),
+                chan_w.as_raw_fd(),
+            ],
             status_w.as_raw_fd(),
             sync_r.as_raw_fd(),
         );
@@ -304,7 +333,9 @@ impl Session {
         drop((stdin, stdout_w, stderr_w, chan_w, status_w, sync_r));
         if self.strategy == Strategy::UserNs {
             let deny = unsafe { libc::geteuid() } != 0;
-            if let Err(e) = unsafe { spawn::write_id_maps(init, &prepared.uid_map, &prepared.gid_map, deny) } {
+            if let Err(e) =
+                unsafe { spawn::write_id_maps(init, &prepared.uid_map, &prepared.gid_map, deny) }
+            {
                 unsafe { libc::kill(init, libc::SIGKILL) };
                 let mut st = 0;
                 unsafe { libc::waitpid(init, &mut st, 0) };
@@ -354,7 +385,10 @@ impl Session {
                             .process_views
                             .get(i as usize)
                             .map_or("?".into(), |(_, n)| {
-                                format!("bind the simulated view over the target's /proc/<pid>/{}", n.to_string_lossy())
+                                format!(
+                                    "bind the simulated view over the target's /proc/<pid>/{}",
+                                    n.to_string_lossy()
+                                )
                             }),
                     };
                     format!("target setup failed: {what}: {}", err(errno))

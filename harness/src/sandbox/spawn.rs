@@ -51,7 +51,10 @@ pub enum Step {
         data: Option<CString>,
     },
     /// Bind view number `view` (an index into [`Prepared::views`]) over `target`.
-    BindView { view: usize, target: CString },
+    BindView {
+        view: usize,
+        target: CString,
+    },
     Mkdir(CString),
     Hostname(CString),
     /// `ip link set lo up`, via ioctl.
@@ -174,16 +177,28 @@ impl Prepared {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
     /// Init setup step `step` failed with errno.
-    InitStepFailed { step: i32, errno: i32 },
+    InitStepFailed {
+        step: i32,
+        errno: i32,
+    },
     /// Target setup step failed (index into `process_views`; -1 = user namespace, -2 =
     /// id switch, -3 = stdio, -4 = chdir, -5 = before_exec hook, -6 = fork, -7 = too
     /// many views, -8 = opening a view).
-    TargetStepFailed { step: i32, errno: i32 },
-    ExecFailed { errno: i32 },
+    TargetStepFailed {
+        step: i32,
+        errno: i32,
+    },
+    ExecFailed {
+        errno: i32,
+    },
     /// The target process exited; raw wait status.
-    TargetExited { status: i32 },
+    TargetExited {
+        status: i32,
+    },
     /// Processes still running in the case after the target exited (then killed).
-    Leftovers { count: i32 },
+    Leftovers {
+        count: i32,
+    },
 }
 
 const TAG_INIT_FAIL: i32 = 1;
@@ -288,7 +303,15 @@ unsafe fn write_file(path: &[u8], data: &[u8]) -> Result<(), c_int> {
 
 /// Write `/proc/<pid>/{setgroups,uid_map,gid_map}` (async-signal-safe: formats the pid by
 /// hand into a stack buffer).
-pub unsafe fn write_id_maps(pid: libc::pid_t, uid_map: &CString, gid_map: &CString, deny_setgroups: bool) -> Result<(), c_int> {
+///
+/// # Safety
+/// Only raw syscalls on the given data; callable between `clone` and `exec`.
+pub unsafe fn write_id_maps(
+    pid: libc::pid_t,
+    uid_map: &CString,
+    gid_map: &CString,
+    deny_setgroups: bool,
+) -> Result<(), c_int> {
     let mut buf = [0u8; 64];
     let prefix = b"/proc/";
     buf[..prefix.len()].copy_from_slice(prefix);
@@ -345,7 +368,8 @@ unsafe fn run_step(step: &Step, view_fds: &[c_int]) -> Result<(), c_int> {
             target.as_ptr(),
             fstype.as_ptr(),
             *flags,
-            data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+            data.as_ref()
+                .map_or(std::ptr::null(), |d| d.as_ptr().cast()),
         ),
         Step::BindView { view, target } => {
             let mut src = CPath::new();
@@ -446,7 +470,13 @@ impl CPath {
 }
 
 unsafe fn bind(src: &CPath, target: *const c_char) -> c_int {
-    libc::mount(src.as_ptr(), target, std::ptr::null(), libc::MS_BIND, std::ptr::null())
+    libc::mount(
+        src.as_ptr(),
+        target,
+        std::ptr::null(),
+        libc::MS_BIND,
+        std::ptr::null(),
+    )
 }
 
 const MAX_VIEWS: usize = 16;
@@ -529,7 +559,10 @@ unsafe fn init_main(p: &Prepared) -> ! {
             let mut src = CPath::new();
             src.push(b"/proc/self/fd/").num(view_fds[*view] as u32);
             let mut dst = CPath::new();
-            dst.push(b"/proc/").num(target as u32).push(b"/").push(name.as_bytes());
+            dst.push(b"/proc/")
+                .num(target as u32)
+                .push(b"/")
+                .push(name.as_bytes());
             if bind(&src, dst.as_ptr()) != 0 {
                 send(status, TAG_TARGET_FAIL, i as i32, errno());
                 ok = false;

@@ -30,7 +30,12 @@ pub(crate) struct Watched {
 
 const CHANNEL_LIMIT: usize = 4 * 1024 * 1024;
 
-pub(crate) fn watch(init: libc::pid_t, pipes: Pipes, timeout: Duration, grace: Duration) -> Watched {
+pub(crate) fn watch(
+    init: libc::pid_t,
+    pipes: Pipes,
+    timeout: Duration,
+    grace: Duration,
+) -> Watched {
     let start = Instant::now();
     let mut obs = Observed::default();
     let mut setup_failure = None;
@@ -78,7 +83,10 @@ pub(crate) fn watch(init: libc::pid_t, pipes: Pipes, timeout: Duration, grace: D
             // After SIGKILL the pipes close promptly; bound the wait anyway.
             1000
         } else {
-            deadline.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as i32
+            deadline
+                .saturating_duration_since(now)
+                .as_millis()
+                .min(i32::MAX as u128) as i32
         };
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as _, wait_ms) };
         if n < 0 {

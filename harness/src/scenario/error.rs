@@ -25,7 +25,12 @@ pub struct ScenarioError {
 }
 
 impl ScenarioError {
-    pub fn new(file: &Path, src: &str, span: Option<Range<usize>>, message: impl Into<String>) -> ScenarioError {
+    pub fn new(
+        file: &Path,
+        src: &str,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> ScenarioError {
         let span = span.unwrap_or(0..0);
         let start = span.start.min(src.len());
         let line_start = src[..start].rfind('\n').map_or(0, |i| i + 1);
@@ -33,7 +38,10 @@ impl ScenarioError {
         let line = src[..start].matches('\n').count() + 1;
         let col = src[line_start..start].chars().count() + 1;
         let source_line = src[line_start..line_end].to_owned();
-        let caret_len = src[start..span.end.clamp(start, line_end)].chars().count().max(1);
+        let caret_len = src[start..span.end.clamp(start, line_end)]
+            .chars()
+            .count()
+            .max(1);
         ScenarioError {
             file: file.to_owned(),
             line,
@@ -65,7 +73,13 @@ impl ScenarioError {
 impl fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "error: {}", self.message)?;
-        write!(f, "  --> {}:{}:{}", self.file.display(), self.line, self.col)?;
+        write!(
+            f,
+            "  --> {}:{}:{}",
+            self.file.display(),
+            self.line,
+            self.col
+        )?;
         if !self.source_line.is_empty() {
             let n = self.line.to_string();
             let pad = " ".repeat(n.len());
@@ -91,7 +105,10 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 /// "did you mean `x`?" from a list of candidates, when one is close enough.
-pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(input, c), c))

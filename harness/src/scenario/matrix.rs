@@ -38,20 +38,29 @@ pub(super) fn axes(matrix: &toml::Table, loc: &Locator) -> Result<Vec<Axis>, Sce
         }
         let toml::Value::Array(values) = values else {
             return Err(loc
-                .error(loc.span(&format!("matrix.{name}")).or(loc.matrix_key(name)), format!("matrix axis `{name}` must be a list of values"))
+                .error(
+                    loc.span(&format!("matrix.{name}")).or(loc.matrix_key(name)),
+                    format!("matrix axis `{name}` must be a list of values"),
+                )
                 .field(format!("matrix.\"{name}\""))
                 .hint(format!("write \"{name}\" = [\"a\", \"b\"]")));
         };
         if values.is_empty() {
             return Err(loc
-                .error(loc.matrix_key(name), format!("matrix axis `{name}` has no values"))
+                .error(
+                    loc.matrix_key(name),
+                    format!("matrix axis `{name}` has no values"),
+                )
                 .field(format!("matrix.\"{name}\"")));
         }
         let labels: Vec<String> = values.iter().map(label).collect();
         for (i, l) in labels.iter().enumerate() {
             if labels[..i].contains(l) {
                 return Err(loc
-                    .error(loc.matrix_value(name, i), format!("matrix axis `{name}` lists `{l}` twice"))
+                    .error(
+                        loc.matrix_value(name, i),
+                        format!("matrix axis `{name}` lists `{l}` twice"),
+                    )
                     .field(format!("matrix.\"{name}\"")));
             }
         }
@@ -101,7 +110,12 @@ fn deserialize(doc: toml::Table) -> Result<RawFile, toml::de::Error> {
 }
 
 /// The document with this cell's values set, deserialized.
-pub(super) fn apply(doc: &toml::Table, axes: &[Axis], cell: &[usize], loc: &Locator) -> Result<RawFile, ScenarioError> {
+pub(super) fn apply(
+    doc: &toml::Table,
+    axes: &[Axis],
+    cell: &[usize],
+    loc: &Locator,
+) -> Result<RawFile, ScenarioError> {
     let mut d = doc.clone();
     d.remove("matrix");
     let base = d.clone();
@@ -128,9 +142,18 @@ pub(super) fn apply(doc: &toml::Table, axes: &[Axis], cell: &[usize], loc: &Loca
                         .field(axis.name.clone());
                     if unknown {
                         if let Some(names) = msg.split("expected one of ").nth(1) {
-                            let names: Vec<&str> = names.split('`').enumerate().filter(|(i, _)| i % 2 == 1).map(|(_, s)| s).collect();
+                            let names: Vec<&str> = names
+                                .split('`')
+                                .enumerate()
+                                .filter(|(i, _)| i % 2 == 1)
+                                .map(|(_, s)| s)
+                                .collect();
                             let last = axis.path.last().map(String::as_str).unwrap_or("");
-                            err = err.hint(suggest(last, &format!("fields of [{}]", axis.path[0]), &names));
+                            err = err.hint(suggest(
+                                last,
+                                &format!("fields of [{}]", axis.path[0]),
+                                &names,
+                            ));
                         }
                     }
                     return Err(err);

@@ -7,6 +7,9 @@
 //! its dotted path in the document and resolving the result, so an axis can vary any
 //! field; each cell becomes a [`Case`] named `<scenario path>::<axis>=<value>,...`.
 
+// Scenario errors carry their source line for display; they are rare and returned once.
+#![allow(clippy::result_large_err)]
+
 pub mod error;
 mod matrix;
 mod parse;
@@ -57,7 +60,10 @@ pub struct Scenario {
 #[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
     /// A workspace binary that drives one library through the ops vocabulary.
-    Driver { name: String, version: Option<String> },
+    Driver {
+        name: String,
+        version: Option<String>,
+    },
     /// Any argv.
     Command { argv: Vec<String> },
 }
@@ -77,15 +83,24 @@ impl Target {
     /// `driver cgroups-rs 0.2.9`, `command sh -c ...`.
     pub fn summary(&self) -> String {
         match &self.kind {
-            TargetKind::Driver { name, version: Some(v) } => format!("driver {name} {v}"),
-            TargetKind::Driver { name, version: None } => format!("driver {name}"),
+            TargetKind::Driver {
+                name,
+                version: Some(v),
+            } => format!("driver {name} {v}"),
+            TargetKind::Driver {
+                name,
+                version: None,
+            } => format!("driver {name}"),
             TargetKind::Command { argv } => format!("command {}", argv.join(" ")),
         }
     }
 }
 
 mod humantime_serde_compat {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 }
@@ -151,7 +166,12 @@ pub struct ScenarioInfo {
 impl Case {
     /// File-system-safe name for the case's snapshot: `<scenario file stem>@<cell>`.
     pub fn snapshot_name(&self) -> String {
-        let stem = self.scenario.name.rsplit('/').next().unwrap_or(&self.scenario.name);
+        let stem = self
+            .scenario
+            .name
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.scenario.name);
         let mut s = stem.to_owned();
         if !self.cell.is_empty() {
             s.push('@');
@@ -159,7 +179,13 @@ impl Case {
             s.push_str(&cell.join(","));
         }
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "._=,@+-".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._=,@+-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     }
 
@@ -188,7 +214,9 @@ pub fn load(path: &Path, scenarios_root: &Path, ctx: &Context) -> Result<Scenari
 /// Every `*.toml` below `root` (the `snapshots` directory excluded), sorted.
 pub fn discover(root: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {

@@ -144,9 +144,16 @@ impl<'a> Locator<'a> {
     /// Span of the key (not the value) of a dotted path.
     fn key_span(&self, table: &str, key: &str) -> Option<Range<usize>> {
         let tree = self.tree.as_ref()?;
-        let (_, v) = tree.get_ref().iter().find(|(k, _)| k.get_ref().as_ref() == table)?;
-        let DeValue::Table(t) = v.get_ref() else { return None };
-        t.iter().find(|(k, _)| k.get_ref().as_ref() == key).map(|(k, _)| k.span())
+        let (_, v) = tree
+            .get_ref()
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == table)?;
+        let DeValue::Table(t) = v.get_ref() else {
+            return None;
+        };
+        t.iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .map(|(k, _)| k.span())
     }
 
     /// Span of the `idx`th element of the array at a dotted path.
@@ -206,7 +213,11 @@ impl<'a> Locator<'a> {
     }
 
     /// Turn a toml/serde error into a located error with the field and a hint.
-    pub fn serde_error(&self, e: &toml::de::Error, span_override: Option<Range<usize>>) -> ScenarioError {
+    pub fn serde_error(
+        &self,
+        e: &toml::de::Error,
+        span_override: Option<Range<usize>>,
+    ) -> ScenarioError {
         let msg = e.message().trim().to_owned();
         let span = span_override.or_else(|| e.span());
         let mut err = self.error(span.clone(), first_sentence(&msg));
@@ -226,7 +237,8 @@ fn first_sentence(msg: &str) -> String {
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`" (and variants): a hint.
 fn unknown_hint(msg: &str) -> Option<String> {
-    let re = regex::Regex::new(r"unknown (field|variant) `([^`]*)`, expected (?:one of )?(.*)").ok()?;
+    let re =
+        regex::Regex::new(r"unknown (field|variant) `([^`]*)`, expected (?:one of )?(.*)").ok()?;
     let c = re.captures(msg)?;
     let input = c.get(2)?.as_str();
     let names: Vec<&str> = c
@@ -237,14 +249,23 @@ fn unknown_hint(msg: &str) -> Option<String> {
         .filter(|(i, _)| i % 2 == 1)
         .map(|(_, s)| s)
         .collect();
-    let what = if &c[1] == "field" { "allowed fields" } else { "allowed values" };
+    let what = if &c[1] == "field" {
+        "allowed fields"
+    } else {
+        "allowed values"
+    };
     Some(match did_you_mean(input, names.iter().copied()) {
         Some(m) => format!("did you mean `{m}`? {what}: {}", names.join(", ")),
         None => format!("{what}: {}", names.join(", ")),
     })
 }
 
-pub(super) fn parse(path: &Path, name: &str, src: &str, ctx: &Context) -> Result<Scenario, ScenarioError> {
+pub(super) fn parse(
+    path: &Path,
+    name: &str,
+    src: &str,
+    ctx: &Context,
+) -> Result<Scenario, ScenarioError> {
     let loc = Locator::new(path, src);
     let doc: toml::Table = toml::from_str(src).map_err(|e| loc.serde_error(&e, None))?;
     let base: RawFile = toml::from_str(src).map_err(|e| loc.serde_error(&e, None))?;
@@ -279,12 +300,19 @@ pub(super) fn parse(path: &Path, name: &str, src: &str, ctx: &Context) -> Result
         path: path.to_owned(),
         name: name.to_owned(),
         meta: info.meta.clone(),
-        axes: axes.iter().map(|a| (a.name.clone(), a.labels.clone())).collect(),
+        axes: axes
+            .iter()
+            .map(|a| (a.name.clone(), a.labels.clone()))
+            .collect(),
         cases,
     })
 }
 
-fn validate_expect_keys(base: &RawFile, axes: &[matrix::Axis], loc: &Locator) -> Result<(), ScenarioError> {
+fn validate_expect_keys(
+    base: &RawFile,
+    axes: &[matrix::Axis],
+    loc: &Locator,
+) -> Result<(), ScenarioError> {
     let names: Vec<&str> = axes.iter().map(|a| a.name.as_str()).collect();
     for e in &base.expect {
         for key in e.when.keys() {
@@ -295,7 +323,10 @@ fn validate_expect_keys(base: &RawFile, axes: &[matrix::Axis], loc: &Locator) ->
                     suggest(key, "matrix axes", &names)
                 };
                 return Err(loc
-                    .error(loc.span("expect"), format!("`when` names `{key}`, which is not a matrix axis"))
+                    .error(
+                        loc.span("expect"),
+                        format!("`when` names `{key}`, which is not a matrix axis"),
+                    )
                     .field("expect.when")
                     .hint(hint));
             }
@@ -337,98 +368,131 @@ fn resolve(
     ctx: &Context,
 ) -> Result<Case, ScenarioError> {
     // Host.
-    let host = ctx.hosts.resolve(&raw.host).map_err(|e| host_error(e, at, &raw.host))?;
+    let host = ctx
+        .hosts
+        .resolve(&raw.host)
+        .map_err(|e| host_error(e, at, &raw.host))?;
 
     // Target.
-    let kind = match (&raw.target.driver, &raw.target.command) {
-        (Some(_), Some(_)) => {
-            return Err(at
-                .at("target.command", "a target has either `driver` or `command`, not both")
-                .hint("remove one of them"))
-        }
-        (None, None) => {
-            return Err(at
-                .at("target", "the target names neither a `driver` nor a `command`")
-                .hint("add `driver = \"<name>\"` (a workspace driver) or `command = [\"argv\", ...]`"))
-        }
-        (Some(d), None) => {
-            let versions = ctx.drivers.versions(d);
-            if versions.is_none() {
-                let known = ctx.drivers.names();
+    let kind =
+        match (&raw.target.driver, &raw.target.command) {
+            (Some(_), Some(_)) => {
                 return Err(at
-                    .at("target.driver", format!("unknown driver `{d}`"))
-                    .hint(suggest(d, "known drivers", &known)));
+                    .at(
+                        "target.command",
+                        "a target has either `driver` or `command`, not both",
+                    )
+                    .hint("remove one of them"))
             }
-            let versions = versions.unwrap_or_default();
-            match &raw.target.version {
-                Some(v) if !versions.contains(v) => {
-                    let msg = if versions.is_empty() {
-                        format!("driver `{d}` has a single version; remove `version = \"{v}\"`")
-                    } else {
-                        format!("driver `{d}` has no version `{v}`")
-                    };
+            (None, None) => return Err(at
+                .at(
+                    "target",
+                    "the target names neither a `driver` nor a `command`",
+                )
+                .hint(
+                    "add `driver = \"<name>\"` (a workspace driver) or `command = [\"argv\", ...]`",
+                )),
+            (Some(d), None) => {
+                let versions = ctx.drivers.versions(d);
+                if versions.is_none() {
+                    let known = ctx.drivers.names();
                     return Err(at
-                        .at("target.version", msg)
-                        .hint(suggest(v, "versions", &versions)));
+                        .at("target.driver", format!("unknown driver `{d}`"))
+                        .hint(suggest(d, "known drivers", &known)));
                 }
-                None if !versions.is_empty() => {
+                let versions = versions.unwrap_or_default();
+                match &raw.target.version {
+                    Some(v) if !versions.contains(v) => {
+                        let msg = if versions.is_empty() {
+                            format!("driver `{d}` has a single version; remove `version = \"{v}\"`")
+                        } else {
+                            format!("driver `{d}` has no version `{v}`")
+                        };
+                        return Err(at
+                            .at("target.version", msg)
+                            .hint(suggest(v, "versions", &versions)));
+                    }
+                    None if !versions.is_empty() => {
+                        return Err(at
+                            .at("target.driver", format!("driver `{d}` needs a `version`"))
+                            .hint(format!("versions: {}", versions.join(", "))));
+                    }
+                    _ => {}
+                }
+                TargetKind::Driver {
+                    name: d.clone(),
+                    version: raw.target.version.clone(),
+                }
+            }
+            (None, Some(argv)) => {
+                if argv.is_empty() {
                     return Err(at
-                        .at("target.driver", format!("driver `{d}` needs a `version`"))
-                        .hint(format!("versions: {}", versions.join(", "))));
+                        .at("target.command", "`command` is empty")
+                        .hint("give the argv, e.g. [\"sh\", \"-c\", \"cat /proc/self/cgroup\"]"));
                 }
-                _ => {}
+                if raw.target.version.is_some() {
+                    return Err(at.at(
+                        "target.version",
+                        "`version` selects a driver version; a command has none",
+                    ));
+                }
+                TargetKind::Command { argv: argv.clone() }
             }
-            TargetKind::Driver {
-                name: d.clone(),
-                version: raw.target.version.clone(),
-            }
-        }
-        (None, Some(argv)) => {
-            if argv.is_empty() {
-                return Err(at
-                    .at("target.command", "`command` is empty")
-                    .hint("give the argv, e.g. [\"sh\", \"-c\", \"cat /proc/self/cgroup\"]"));
-            }
-            if raw.target.version.is_some() {
-                return Err(at.at("target.version", "`version` selects a driver version; a command has none"));
-            }
-            TargetKind::Command { argv: argv.clone() }
-        }
-    };
+        };
     for (i, op) in raw.target.ops.iter().enumerate() {
         if !OPS.contains(&op.as_str()) {
             let mut err = at
                 .at("target.ops", format!("unknown op `{op}`"))
                 .hint(suggest(op, "the ops vocabulary", OPS));
             if !at.set_by_axis("target.ops") {
-                err = at.loc.error(at.loc.element("target.ops", i), err.message.clone()).field("target.ops").hint(err.hint.unwrap_or_default());
+                err = at
+                    .loc
+                    .error(at.loc.element("target.ops", i), err.message.clone())
+                    .field("target.ops")
+                    .hint(err.hint.unwrap_or_default());
             }
             return Err(err);
         }
     }
     if matches!(kind, TargetKind::Command { .. }) && !raw.target.ops.is_empty() {
         return Err(at
-            .at("target.ops", "`ops` are for drivers; a command runs as it is")
+            .at(
+                "target.ops",
+                "`ops` are for drivers; a command runs as it is",
+            )
             .hint("remove `ops`, or use a driver"));
     }
-    let duration = |field: &str, v: &Option<String>, default: Duration| -> Result<Duration, ScenarioError> {
-        match v {
-            None => Ok(default),
-            Some(s) => humantime::parse_duration(s).map_err(|e| {
-                at.at(field, format!("invalid duration `{s}`: {e}"))
-                    .hint("write it like \"10s\", \"500ms\" or \"1m 30s\"")
-            }),
-        }
-    };
+    let duration =
+        |field: &str, v: &Option<String>, default: Duration| -> Result<Duration, ScenarioError> {
+            match v {
+                None => Ok(default),
+                Some(s) => humantime::parse_duration(s).map_err(|e| {
+                    at.at(field, format!("invalid duration `{s}`: {e}"))
+                        .hint("write it like \"10s\", \"500ms\" or \"1m 30s\"")
+                }),
+            }
+        };
     let target = Target {
         kind,
         ops: raw.target.ops.clone(),
-        timeout: duration("target.timeout", &raw.target.timeout, Duration::from_secs(10))?,
-        grace: duration("target.grace", &raw.target.grace, Duration::from_millis(500))?,
+        timeout: duration(
+            "target.timeout",
+            &raw.target.timeout,
+            Duration::from_secs(10),
+        )?,
+        grace: duration(
+            "target.grace",
+            &raw.target.grace,
+            Duration::from_millis(500),
+        )?,
     };
 
     // Pod.
-    let id = raw.pod.id.clone().unwrap_or_else(|| "cgrepro-sandbox".into());
+    let id = raw
+        .pod
+        .id
+        .clone()
+        .unwrap_or_else(|| "cgrepro-sandbox".into());
     let memory = match &raw.pod.memory {
         None => None,
         Some(toml::Value::Integer(n)) if *n >= 0 => Some(*n as u64),
@@ -467,15 +531,23 @@ fn resolve(
             ("replace", Some(c), None) => ContentAction::Replace(c.clone()),
             ("drop-lines", None, Some(l)) => ContentAction::DropLines(l.clone()),
             ("replace", None, _) => {
-                return Err(at.at("fault.action", "`replace` needs `content`").hint("add content = \"...\""))
+                return Err(at
+                    .at("fault.action", "`replace` needs `content`")
+                    .hint("add content = \"...\""))
             }
             ("drop-lines", _, None) => {
                 return Err(at
-                    .at("fault.action", "`drop-lines` needs `lines` (a substring of the lines to drop)")
+                    .at(
+                        "fault.action",
+                        "`drop-lines` needs `lines` (a substring of the lines to drop)",
+                    )
                     .hint("add lines = \" - cgroup \""))
             }
             (a @ ("missing" | "empty" | "replace" | "drop-lines"), _, _) => {
-                return Err(at.at("fault", format!("fault action `{a}` takes no other field than `file`")))
+                return Err(at.at(
+                    "fault",
+                    format!("fault action `{a}` takes no other field than `file`"),
+                ))
             }
             (a, _, _) => {
                 let actions = ["missing", "empty", "replace", "drop-lines"];
@@ -541,7 +613,11 @@ fn host_error(e: HostError, at: &CellLocator, spec: &HostSpec) -> ScenarioError 
             .hint(suggest(name, "known presets", known)),
         HostError::BadKernel(_) => at.at("host.kernel", e.to_string()),
         HostError::Unsupported { .. } => {
-            let field = if spec.cgroup.is_some() { "host.cgroup" } else { "host.kernel" };
+            let field = if spec.cgroup.is_some() {
+                "host.cgroup"
+            } else {
+                "host.kernel"
+            };
             at.at(field, e.to_string())
                 .hint("choose a newer kernel or another cgroup mode")
         }

@@ -27,14 +27,19 @@ impl Drivers {
     pub fn discover(root: &Path, bin_dir: PathBuf) -> Drivers {
         let mut manifests = vec![root.join("fixtures/crashers/Cargo.toml")];
         if let Ok(rd) = std::fs::read_dir(root.join("fixtures/drivers")) {
-            let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path().join("Cargo.toml")).collect();
+            let mut dirs: Vec<PathBuf> =
+                rd.flatten().map(|e| e.path().join("Cargo.toml")).collect();
             dirs.sort();
             manifests.extend(dirs);
         }
         let mut bins = Vec::new();
         for m in manifests {
-            let Ok(text) = std::fs::read_to_string(&m) else { continue };
-            let Ok(doc) = text.parse::<toml::Table>() else { continue };
+            let Ok(text) = std::fs::read_to_string(&m) else {
+                continue;
+            };
+            let Ok(doc) = text.parse::<toml::Table>() else {
+                continue;
+            };
             let declared: Vec<String> = doc
                 .get("bin")
                 .and_then(|b| b.as_array())
@@ -79,7 +84,11 @@ impl Drivers {
 
     fn split(bin: &str) -> (&str, Option<String>) {
         if let Some((name, v)) = bin.rsplit_once('-') {
-            if !v.is_empty() && v.split('_').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())) && v.contains('_') {
+            if !v.is_empty()
+                && v.split('_')
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+                && v.contains('_')
+            {
                 return (name, Some(v.replace('_', ".")));
             }
         }
@@ -88,7 +97,11 @@ impl Drivers {
 
     /// Driver names, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut n: Vec<String> = self.bins.iter().map(|b| Self::split(b).0.to_owned()).collect();
+        let mut n: Vec<String> = self
+            .bins
+            .iter()
+            .map(|b| Self::split(b).0.to_owned())
+            .collect();
         n.dedup();
         n
     }
@@ -130,7 +143,8 @@ impl Drivers {
 pub fn ensure_built(root: &Path, bin_dir: &Path) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root).args(["build", "--quiet", "--workspace", "--bins"]);
+    cmd.current_dir(root)
+        .args(["build", "--quiet", "--workspace", "--bins"]);
     if bin_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
@@ -159,9 +173,9 @@ pub fn unavailable(case: &Case, drivers: &Drivers) -> Option<String> {
                 )
             })
         }
-        TargetKind::Command { argv } => {
-            resolve_command(&argv[0]).is_none().then(|| format!("command `{}` not found on this machine", argv[0]))
-        }
+        TargetKind::Command { argv } => resolve_command(&argv[0])
+            .is_none()
+            .then(|| format!("command `{}` not found on this machine", argv[0])),
     }
 }
 
@@ -195,7 +209,10 @@ pub fn case_json(case: &Case) -> serde_json::Value {
 /// The environment every target starts with: small and fixed, so runs are reproducible.
 fn environment(case: &Case) -> Vec<(String, String)> {
     vec![
-        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        (
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ),
         ("HOME".into(), "/root".into()),
         ("LANG".into(), "C.UTF-8".into()),
         ("CGREPRO_CASE".into(), case.name.clone()),
