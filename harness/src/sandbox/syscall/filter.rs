@@ -168,9 +168,11 @@ pub unsafe fn install(filter: &PreparedFilter) -> Result<RawFd, i32> {
     }
 }
 
-/// Send `fd` over the unix socket `sock` (`SCM_RIGHTS`), then close `fd`.
+/// Send `fd` over the unix socket `sock` (`SCM_RIGHTS`, plus `SCM_CREDENTIALS` so the
+/// supervisor learns the sender's pid in its own pid namespace), then close `fd`.
 ///
-/// Async-signal-safe (`sendmsg` and `close` only; buffers on the stack).
+/// Async-signal-safe (`getpid`/`getuid`/`getgid`, `sendmsg`, `close`; buffers on the
+/// stack).
 ///
 /// # Safety
 /// `sock` and `fd` must be open file descriptors owned by the caller; `fd` is closed.
@@ -180,29 +182,51 @@ pub unsafe fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), i32> {
         iov_base: byte.as_mut_ptr() as *mut libc::c_void,
         iov_len: 1,
     };
-    // CMSG_SPACE(sizeof(int)) is 24 on x86_64; u64s keep the buffer aligned.
-    let mut cbuf = [0u64; 4];
-    let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+    // CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct ucred)) = 24 + 32 on x86_64;
+    // u64s keep the buffer aligned.
+    let mut cbuf = [0u64; 8];
+    let rights = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+    let creds = libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32) as usize;
     let mut msg: libc::msghdr = std::mem::zeroed();
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = space;
+    msg.msg_controllen = rights + creds;
     let cmsg = libc::CMSG_FIRSTHDR(&msg);
     (*cmsg).cmsg_level = libc::SOL_SOCKET;
     (*cmsg).cmsg_type = libc::SCM_RIGHTS;
     (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
     std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
-    let result = loop {
-        let r = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
-        if r >= 0 {
-            break Ok(());
-        }
-        let e = errno();
-        if e != libc::EINTR {
-            break Err(e);
-        }
+    let cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+    (*cmsg).cmsg_level = libc::SOL_SOCKET;
+    (*cmsg).cmsg_type = libc::SCM_CREDENTIALS;
+    (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::ucred>() as u32) as usize;
+    let cred = libc::ucred {
+        pid: libc::getpid(),
+        uid: libc::getuid(),
+        gid: libc::getgid(),
     };
+    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::ucred, cred);
+    let mut result = Err(libc::EIO);
+    for attempt in 0..2 {
+        if attempt == 1 {
+            // Credentials refused (EPERM: unmapped ids?): send the fd alone.
+            msg.msg_controllen = rights;
+        }
+        result = loop {
+            let r = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
+            if r >= 0 {
+                break Ok(());
+            }
+            let e = errno();
+            if e != libc::EINTR {
+                break Err(e);
+            }
+        };
+        if result != Err(libc::EPERM) {
+            break;
+        }
+    }
     libc::close(fd);
     result
 }

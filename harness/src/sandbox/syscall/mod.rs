@@ -43,7 +43,7 @@ use std::path::PathBuf;
 
 pub use fault::{errno_name, parse_errno, FaultHit, Op, SyscallFault, When};
 pub use filter::{install, install_and_send, send_fd, PreparedFilter};
-pub use supervisor::{Supervisor, SupervisorOptions, SupervisorStats};
+pub use supervisor::{EndReason, Supervisor, SupervisorOptions, SupervisorStats};
 
 use procpath::ProcTemplates;
 

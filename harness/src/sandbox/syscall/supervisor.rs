@@ -116,6 +116,18 @@ impl Supervisor {
         // SAFETY: efd is a fresh fd we own.
         let stop_fd = unsafe { OwnedFd::from_raw_fd(efd) };
         let stop_raw = stop_fd.as_raw_fd();
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt with a valid int. Before the thread starts, so the sender's
+        // credentials are delivered with the fd.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PASSCRED,
+                &one as *const _ as *const libc::c_void,
+                4,
+            )
+        };
         let stats = Arc::new(Mutex::new(SupervisorStats::default()));
         let (tx, done) = mpsc::channel();
         let st = stats.clone();
@@ -217,17 +229,6 @@ fn recv_listener(
     stop: RawFd,
     timeout: Duration,
 ) -> Result<(OwnedFd, Option<u32>), String> {
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid int.
-    unsafe {
-        libc::setsockopt(
-            sock,
-            libc::SOL_SOCKET,
-            libc::SO_PASSCRED,
-            &one as *const _ as *const libc::c_void,
-            4,
-        )
-    };
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
