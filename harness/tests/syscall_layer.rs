@@ -293,7 +293,8 @@ print("\n".join(out))
 #[test]
 fn statfs_reports_the_simulated_filesystem_magic() {
     require!(python);
-    let cases: [(&[(&str, i64)], &str, &str); 4] = [
+    type Case<'a> = (&'a [(&'a str, i64)], &'a str, &'a str);
+    let cases: [Case; 4] = [
         (
             &[("/sys/fs/cgroup", magic::CGROUP2)],
             "/sys/fs/cgroup",
@@ -612,7 +613,7 @@ def fsopen(fstype):
         os.close(r)
         return "OPENED"
     return os.strerror(ctypes.get_errno())
-print(mount(b"cgroup2"), mount(b"cgroup"), fsopen(b"cgroup2"), fsopen(b"cgroup"), mount(b"tmpfs"), fsopen(b"tmpfs"), sep=",")
+print(mount(b"cgroup2"), mount(b"cgroup"), mount(b"cpuset"), fsopen(b"cgroup2"), fsopen(b"cgroup"), mount(b"tmpfs"), fsopen(b"tmpfs"), sep=",")
 "#;
     let p = plan(&kernel("6.1.0"), &[]);
     let r = run_with(
@@ -623,9 +624,9 @@ print(mount(b"cgroup2"), mount(b"cgroup"), fsopen(b"cgroup2"), fsopen(b"cgroup")
     );
     assert_eq!(
         r.assert_ok().stdout().trim(),
-        "Operation not permitted,Operation not permitted,Operation not permitted,Operation not permitted,MOUNTED,OPENED"
+        "Operation not permitted,Operation not permitted,Operation not permitted,Operation not permitted,Operation not permitted,MOUNTED,OPENED"
     );
-    assert_eq!(r.stats.denied.len(), 4, "{:?}", r.stats.denied);
+    assert_eq!(r.stats.denied.len(), 5, "{:?}", r.stats.denied);
     assert!(
         r.stats.denied[0].starts_with("mount cgroup2 on /"),
         "{:?}",

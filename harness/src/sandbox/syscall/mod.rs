@@ -112,8 +112,9 @@ pub struct SyscallPlan {
     pub(crate) notified: Vec<u32>,
 }
 
-/// Syscalls the supervisor always handles.
-pub const NOTIFIED_ALWAYS: &[&str] = &[
+/// Syscalls the supervisor handles itself (when the plan gives it something to do; the
+/// cgroupfs mount refusal is always on).
+pub const HANDLED: &[&str] = &[
     "uname", "statfs", "fstatfs", "open", "openat", "openat2", "mount", "fsopen",
 ];
 
@@ -139,10 +140,25 @@ impl SyscallPlan {
             .iter()
             .map(fault::CompiledFault::new)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut notified: Vec<u32> = NOTIFIED_ALWAYS
-            .iter()
-            .map(|n| nr::number(n).expect("known syscall"))
-            .collect();
+        // Only trap what the plan needs: every trapped call costs a round trip.
+        let mut wanted: Vec<&str> = vec!["mount", "fsopen"];
+        if !sim.release.is_empty() || !sim.version.is_empty() || sim.nodename.is_some() {
+            wanted.push("uname");
+        }
+        if !sim.statfs_magic.is_empty() {
+            wanted.extend(["statfs", "fstatfs"]);
+        }
+        if !sim.proc_files.is_empty() {
+            // fstatfs: a redirected /proc file says it is on procfs.
+            wanted.extend(["open", "openat", "openat2", "fstatfs"]);
+        }
+        let mut notified: Vec<u32> = Vec::new();
+        for name in wanted {
+            let nr = nr::number(name).expect("known syscall");
+            if !notified.contains(&nr) {
+                notified.push(nr);
+            }
+        }
         for f in &compiled {
             for name in f.fault.op.syscalls() {
                 let nr = nr::number(name).expect("known syscall");

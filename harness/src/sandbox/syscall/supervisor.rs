@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -1050,7 +1050,8 @@ impl Ctx {
             // Fail closed: we cannot tell what would be mounted.
             return Response::Errno(libc::EFAULT);
         }
-        if s != b"cgroup" && s != b"cgroup2" {
+        // "cpuset" is the legacy name of a v1 cgroup hierarchy with the cpuset controller.
+        if s != b"cgroup" && s != b"cgroup2" && s != b"cpuset" {
             return Response::Continue;
         }
         let what = match target.and_then(|t| self.target_path(n.pid, PathArg::Cwd(t))) {
@@ -1077,7 +1078,7 @@ fn put_field(field: &mut [libc::c_char; 65], value: &str) {
     }
 }
 
-fn open_file(path: &PathBuf, flags: i32) -> Option<OwnedFd> {
+fn open_file(path: &Path, flags: i32) -> Option<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: valid C string.
     let fd = unsafe { libc::open(c.as_ptr(), flags) };
