@@ -394,6 +394,71 @@ fn gcc(dir: &Path, name: &str, src: &str, extra: &[&str]) -> Option<PathBuf> {
 }
 
 #[test]
+fn proc_files_are_redirected_in_a_procfs_mounted_elsewhere_or_detached() {
+    require!(python);
+    let dir = tempfile::tempdir().unwrap();
+    let k = with_proc(dir.path(), "5.10.0-28-amd64");
+    let mnt = dir.path().join("myproc");
+    std::fs::create_dir(&mnt).unwrap();
+    let script = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def rd(path, **kw):
+    fd = os.open(path, os.O_RDONLY, **kw)
+    try:
+        return os.read(fd, 4096).decode().split(" ")[0].strip()
+    finally:
+        os.close(fd)
+def check(r):
+    if r < 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return r
+out = []
+d = sys.argv[1]
+check(libc.mount(b"proc", d.encode(), b"proc", 0, None))
+out.append(rd(d + "/self/mountinfo"))
+out.append(rd(d + "/sys/kernel/osrelease"))
+out.append(rd("cgroup", dir_fd=os.open(d + "/self", os.O_RDONLY | os.O_DIRECTORY)))
+libc.umount2(d.encode(), 2)
+# A detached procfs, as libpathrs makes one: fsopen + fsconfig(CREATE) + fsmount.
+fs = check(libc.syscall(430, b"proc", 1))
+check(libc.syscall(431, fs, 6, None, None, 0))
+m = check(libc.syscall(432, fs, 1, 0))
+out.append(rd("self/mountinfo", dir_fd=m))
+out.append(rd("thread-self/mountinfo", dir_fd=m))
+selfdir = os.open("self", os.O_RDONLY | os.O_DIRECTORY, dir_fd=m)
+out.append(rd("mountinfo", dir_fd=selfdir))
+# fstatfs of a redirected file says procfs (libpathrs checks that).
+buf = ctypes.create_string_buffer(120)
+fd = os.open("/proc/self/mountinfo", os.O_RDONLY)
+check(libc.fstatfs(fd, buf))
+out.append(hex(int.from_bytes(buf.raw[:8], "little")))
+print("\n".join(out))
+"#;
+    let r = run_with(
+        &plan(&k, &[]),
+        &[PY, "-c", script, mnt.to_str().unwrap()],
+        SupervisorOptions::default(),
+        Some(Box::new(private_mount_ns)),
+    );
+    let sim = "SIMULATED-MOUNTINFO";
+    assert_eq!(
+        r.assert_ok().stdout().lines().collect::<Vec<_>>(),
+        [
+            sim,
+            "5.10.0-28-amd64",
+            "0::/simulated",
+            sim,
+            sim,
+            sim,
+            "0x9fa0"
+        ],
+        "{:#?}",
+        r.stats
+    );
+}
+
+#[test]
 fn a_static_binary_sees_the_simulated_host() {
     require!();
     let dir = tempfile::tempdir().unwrap();
