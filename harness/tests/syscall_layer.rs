@@ -187,6 +187,27 @@ fn uname_reports_the_simulated_release() {
         let r = run(&p, &["uname", "-v"]);
         assert_eq!(r.assert_ok().stdout().trim(), k.version);
     }
+    // A target with its own UTS namespace and hostname keeps its hostname.
+    let r = run_with(
+        &plan(&kernel("5.4.0-182-generic"), &[]),
+        &["uname", "-n", "-r"],
+        SupervisorOptions::default(),
+        Some(Box::new(|| {
+            // SAFETY: async-signal-safe syscalls in the forked child.
+            unsafe {
+                if libc::unshare(libc::CLONE_NEWUTS) != 0
+                    || libc::sethostname(c"inner-host".as_ptr(), 10) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })),
+    );
+    assert_eq!(
+        r.assert_ok().stdout().trim(),
+        "inner-host 5.4.0-182-generic"
+    );
     let mut k = kernel("5.4.0-182-generic");
     k.nodename = Some("sim-node".into());
     let r = run(&plan(&k, &[]), &["uname", "-n"]);

@@ -399,6 +399,8 @@ struct Ctx {
     known: HashSet<u32>,
     sup_pidns: Option<u64>,
     utsname: libc::utsname,
+    /// This thread's own UTS namespace (fd, inode), to come back to.
+    home_uts: Option<(OwnedFd, u64)>,
     addfd_send: bool,
     pending: Vec<Pending>,
     /// Disk paths of the simulated files (as readlink shows them).
@@ -446,6 +448,11 @@ impl Ctx {
             known: pid.into_iter().collect(),
             sup_pidns: remote::ns_inode("/proc/self/ns/pid"),
             utsname: u,
+            home_uts: open_file(
+                Path::new("/proc/thread-self/ns/uts"),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+            .zip(remote::ns_inode("/proc/thread-self/ns/uts")),
             addfd_send: true,
             pending: Vec::new(),
             sim_disk_paths,
@@ -789,10 +796,17 @@ impl Ctx {
     }
 
     fn uname(&mut self, n: &libc::seccomp_notif) -> Response {
+        let mut u = self.utsname;
+        if self.plan.kernel.nodename.is_none() {
+            if let Some(t) = self.target_uts(n.pid) {
+                u.nodename = t.nodename;
+                u.domainname = t.domainname;
+            }
+        }
         // SAFETY: utsname is plain old data.
         let bytes = unsafe {
             std::slice::from_raw_parts(
-                &self.utsname as *const _ as *const u8,
+                &u as *const _ as *const u8,
                 std::mem::size_of::<libc::utsname>(),
             )
         };
@@ -802,6 +816,28 @@ impl Ctx {
         match remote::write_mem(n.pid, n.data.args[0], bytes) {
             Ok(()) => Response::Value(0),
             Err(_) => Response::Errno(libc::EFAULT),
+        }
+    }
+
+    /// The real uname of the target's UTS namespace when it differs from ours (the
+    /// target set its own hostname): enter it on this thread, ask, come back.
+    fn target_uts(&self, pid: u32) -> Option<libc::utsname> {
+        let path = format!("/proc/{pid}/ns/uts");
+        let ino = remote::ns_inode(&path)?;
+        if Some(ino) == self.home_uts.as_ref().map(|h| h.1) {
+            return None;
+        }
+        let home = self.home_uts.as_ref()?;
+        let fd = open_file(Path::new(&path), libc::O_RDONLY | libc::O_CLOEXEC)?;
+        // SAFETY: setns/uname on this (dedicated) thread with valid fds and buffer.
+        unsafe {
+            if libc::setns(fd.as_raw_fd(), libc::CLONE_NEWUTS) != 0 {
+                return None;
+            }
+            let mut t: libc::utsname = std::mem::zeroed();
+            let ok = libc::uname(&mut t) == 0;
+            libc::setns(home.0.as_raw_fd(), libc::CLONE_NEWUTS);
+            ok.then_some(t)
         }
     }
 
