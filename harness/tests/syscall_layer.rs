@@ -479,6 +479,83 @@ print("\n".join(out))
     );
 }
 
+/// The sandbox's arrangement: the target is root in its own user namespace (no
+/// no_new_privs needed), runs in a child pid namespace with its own /proc, and the
+/// supervisor uses the notification's pids from the parent namespace.
+fn user_mount_pid_ns() -> std::io::Result<()> {
+    fn write(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
+        // SAFETY: async-signal-safe syscalls with valid buffers.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = libc::write(fd, data.as_ptr() as *const libc::c_void, data.len());
+            libc::close(fd);
+            if n != data.len() as isize {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+    // SAFETY: async-signal-safe syscalls in the forked child.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    write(c"/proc/self/setgroups", b"deny")?;
+    write(c"/proc/self/uid_map", b"0 0 1\n")?;
+    write(c"/proc/self/gid_map", b"0 0 1\n")?;
+    // SAFETY: as above.
+    unsafe {
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_target_in_its_own_user_and_pid_namespace_is_supervised() {
+    require!(python);
+    let dir = tempfile::tempdir().unwrap();
+    let mut k = with_proc(dir.path(), "4.19.0-27-amd64");
+    k.statfs_magic = vec![("/sys/fs/cgroup".into(), magic::CGROUP2)];
+    // The outer sh stays in the harness's pid namespace; the inner sh is pid 1 of the new
+    // one and mounts its own /proc (python, not mount(8): libmount would read the
+    // simulated mountinfo).
+    let inner = format!(
+        "{PY} -c 'import ctypes; assert ctypes.CDLL(None).mount(b\"proc\", b\"/proc\", b\"proc\", 0, None) == 0' && \
+         echo pid=$$ && head -c 19 /proc/$$/mountinfo && echo && cat /proc/self/cgroup /proc/1/cgroup && uname -r && \
+         stat -f -c %t /sys/fs/cgroup && (cat /proc/4242/mountinfo 2>/dev/null || echo no-such-pid)"
+    );
+    let r = run_with(
+        &plan(&k, &[]),
+        &[
+            "sh",
+            "-c",
+            &format!("sh -c '{}'", inner.replace('\'', "'\\''")),
+        ],
+        SupervisorOptions::default(),
+        Some(Box::new(user_mount_pid_ns)),
+    );
+    assert_eq!(
+        r.assert_ok().stdout(),
+        "pid=1\nSIMULATED-MOUNTINFO\n0::/simulated\n0::/simulated\n4.19.0-27-amd64\n63677270\nno-such-pid\n",
+        "{:#?}",
+        r.stats
+    );
+    assert!(r.stats.errors.is_empty(), "{:?}", r.stats.errors);
+}
+
 #[test]
 fn a_static_binary_sees_the_simulated_host() {
     require!();

@@ -1047,8 +1047,8 @@ impl Ctx {
         let caller_ns = remote::ns_inode(&format!("/proc/{caller}/ns/pid"));
         if caller_ns.is_some() && caller_ns != self.sup_pidns {
             // The target has its own pid namespace: every pid it can name is a process of
-            // the simulated host.
-            return true;
+            // the simulated host, if it exists (looked up in the target's /proc).
+            return Path::new(&format!("/proc/{caller}/root/proc/{p}")).exists();
         }
         let mut x = p;
         for _ in 0..64 {
