@@ -595,6 +595,83 @@ int main(void) {
     );
 }
 
+/// Go's runtime preempts goroutines with SIGURG (handlers with SA_RESTART) all the time;
+/// trapped syscalls must come back with the right answer regardless.
+const SIGNAL_STORM_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+static volatile int done;
+static pthread_t main_thread;
+static volatile long handled;
+static void on_urg(int sig) { (void)sig; handled++; }
+static void *storm(void *arg) { (void)arg; while (!done) { pthread_kill(main_thread, SIGURG); usleep(20); } return 0; }
+int main(void) {
+    struct sigaction sa; memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_urg; sa.sa_flags = SA_RESTART; sigaction(SIGURG, &sa, 0);
+    main_thread = pthread_self();
+    pthread_t t; pthread_create(&t, 0, storm, 0);
+    int bad = 0;
+    for (int i = 0; i < 3000; i++) {
+        struct utsname u;
+        if (uname(&u) != 0 || strcmp(u.release, "5.10.0-28-amd64") != 0) bad++;
+        int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+        char buf[32] = {0};
+        if (fd < 0 || read(fd, buf, 19) != 19 || strcmp(buf, "SIMULATED-MOUNTINFO") != 0) bad++;
+        if (fd >= 0) close(fd);
+    }
+    done = 1; pthread_join(t, 0);
+    printf("bad=%d signals=%s\n", bad, handled > 100 ? "many" : "few");
+    return 0;
+}
+"#;
+
+#[test]
+fn trapped_syscalls_survive_a_signal_storm() {
+    require!();
+    let dir = tempfile::tempdir().unwrap();
+    let Some(bin) = gcc(
+        dir.path(),
+        "storm",
+        SIGNAL_STORM_C,
+        &["-static", "-pthread"],
+    ) else {
+        return;
+    };
+    let k = with_proc(dir.path(), "5.10.0-28-amd64");
+    let r = run(&plan(&k, &[]), &[bin.to_str().unwrap()]);
+    assert_eq!(
+        r.assert_ok().stdout(),
+        "bad=0 signals=many\n",
+        "{:#?}",
+        r.stats
+    );
+}
+
+#[test]
+fn many_concurrent_processes_are_served() {
+    require!();
+    let dir = tempfile::tempdir().unwrap();
+    let k = with_proc(dir.path(), "5.10.0-28-amd64");
+    let r = run(
+        &plan(&k, &[]),
+        &[
+            "sh",
+            "-c",
+            "for i in $(seq 100); do cat /proc/self/cgroup & done; wait",
+        ],
+    );
+    let out = r.assert_ok().stdout();
+    assert_eq!(out.lines().count(), 100);
+    assert!(out.lines().all(|l| l == "0::/simulated"), "{out}");
+    assert_eq!(r.stats.redirected, 100);
+}
+
 const OPENAT2_PY: &str = r#"
 import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)

@@ -492,6 +492,11 @@ impl Ctx {
             }
             self.flush_pending(stats);
             if fds[1].revents != 0 {
+                // Answer delayed calls now rather than leave them to fail with ENOSYS
+                // when the listener closes.
+                for p in std::mem::take(&mut self.pending) {
+                    self.respond(p.id, p.response, &mut lock(stats));
+                }
                 return EndReason::Stopped;
             }
             let rev = fds[0].revents;
