@@ -872,6 +872,29 @@ print(mount(b"cgroup2"), mount(b"cgroup"), mount(b"cpuset"), fsopen(b"cgroup2"),
         "{:?}",
         r.stats.denied
     );
+
+    // A delay fault on mount only delays: the refusal still applies.
+    let delay = SyscallFault {
+        op: Op::Mount,
+        path: "/**".into(),
+        errno: None,
+        when: When::Always,
+        delay: Some(Duration::from_millis(20)),
+    };
+    let r = run_with(
+        &plan(&kernel("6.1.0"), &[delay]),
+        &[PY, "-c", script, dir.path().to_str().unwrap()],
+        SupervisorOptions::default(),
+        Some(Box::new(private_mount_ns)),
+    );
+    assert!(
+        r.assert_ok().stdout().starts_with(
+            "Operation not permitted,Operation not permitted,Operation not permitted,"
+        ),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(r.stats.faults_fired.len(), 4, "{:#?}", r.stats.faults_fired);
 }
 
 #[test]

@@ -663,8 +663,14 @@ impl Ctx {
     ) -> (Response, Option<Duration>) {
         let a = n.data.args;
         let pid = n.pid;
-        if let Some(r) = self.check_faults(n, name, stats) {
-            return r;
+        // A fault either fails the call or (a pure delay) lets the usual handling answer
+        // it later: a delay never bypasses the cgroupfs mount refusal.
+        let mut delay = None;
+        if let Some((errno, d)) = self.check_faults(n, name, stats) {
+            if let Some(e) = errno {
+                return (Response::Errno(e), d);
+            }
+            delay = d;
         }
         let r = match name {
             "uname" => self.uname(n),
@@ -694,7 +700,7 @@ impl Ctx {
         if matches!(r, Response::Value(_)) {
             lock(stats).spoofed += 1;
         }
-        (r, None)
+        (r, delay)
     }
 
     fn check_faults(
@@ -702,7 +708,7 @@ impl Ctx {
         n: &libc::seccomp_notif,
         name: &'static str,
         stats: &Mutex<SupervisorStats>,
-    ) -> Option<(Response, Option<Duration>)> {
+    ) -> Option<(Option<i32>, Option<Duration>)> {
         if self.plan.faults.is_empty() {
             return None;
         }
@@ -737,11 +743,7 @@ impl Ctx {
                 pid: n.pid,
             };
             lock(stats).faults_fired.push(hit);
-            let resp = match f.fault.errno {
-                Some(e) => Response::Errno(e),
-                None => Response::Continue,
-            };
-            return Some((resp, f.fault.delay));
+            return Some((f.fault.errno, f.fault.delay));
         }
         None
     }
