@@ -31,6 +31,59 @@
 //!   * `mount`/`fsopen` of `cgroup`/`cgroup2`: `EPERM` (containment);
 //!   * faults: errno and/or delay by operation, path glob and call count or seeded chance.
 //!   * everything else continues in the kernel unchanged.
+//!
+//! # Integration (what the sandbox does)
+//!
+//! ```text
+//! let plan = Arc::new(SyscallPlan::new(&sim, &faults)?);        // before fork
+//! let (parent, child) = UnixStream::pair()?;
+//! let sup = Supervisor::start(parent.into(), plan.clone());      // before or after spawn
+//! // child, last thing before execve:  install_and_send(plan.filter(), child_fd)
+//! drop(child);                       // in the harness, right after fork: else a child that
+//!                                    // dies early is only noticed at recv_timeout
+//! child.wait(); sup.wait_hangup(..); let stats = sup.stop();
+//! ```
+//!
+//! The filter survives `fork`, `clone`, threads and `execve`, so every descendant of the
+//! target (daemons that double-fork or re-exec themselves included) is supervised until
+//! it exits; [`Supervisor::stop`] closes the listener, after which the calls the filter
+//! traps fail with `ENOSYS` in any process still alive (the sandbox kills its pid
+//! namespace first).
+//!
+//! # /proc redirection: what is covered
+//!
+//! * Every process and thread of the target: `/proc/self/X`, `/proc/thread-self/X`,
+//!   `/proc/<pid>/X`, `/proc/<pid>/task/<tid>/X`, `/proc/self/task/<tid>/X`. A `<pid>`
+//!   counts as the target's if the target has its own pid namespace (and the pid exists
+//!   in its /proc), or else if the pid or an ancestor has trapped a syscall (or sent the
+//!   listener). Other pids get the real file.
+//! * Relative opens: against the cwd or any directory fd (`openat(dirfd_of("/proc/self"),
+//!   "mountinfo")`), `openat2` with `RESOLVE_IN_ROOT`.
+//! * A procfs mounted anywhere (found in the target's mountinfo) and a detached procfs
+//!   (`fsopen`/`fsmount`, as libpathrs makes one; found by the dirfd's `mnt_id`).
+//! * `/proc/mounts` (a symlink to `self/mounts`) when `/proc/self/mounts` is simulated.
+//! * Read-only opens only (`O_RDONLY` without `O_CREAT`/`O_TRUNC`/`O_DIRECTORY`);
+//!   writes (`uid_map`!) reach the real file. `O_CLOEXEC`, `O_NONBLOCK`, `O_PATH` are kept.
+//! * `fstatfs` of a redirected fd reports procfs (`PROC_SUPER_MAGIC`).
+//!
+//! # Known gaps
+//!
+//! * TOCTOU: the path and fstype strings are read from the target's memory and the call
+//!   then continues in the kernel, which reads them again; a *second thread* of the target
+//!   could change them in between. Fine for buggy code, not a security boundary against
+//!   hostile code (the sandbox's detached real cgroup mounts are).
+//! * A redirected fd is a regular file on disk: `readlink /proc/self/fd/N` shows the disk
+//!   path, `fstat` shows its size and inode, `statx(STATX_MNT_ID)` its mount (libpathrs'
+//!   mount-id check on procfs files would notice).
+//! * Symlinks are not followed when matching /proc paths or fault globs (lexical `..`);
+//!   statfs prefixes are matched on the canonical path (symlinks followed).
+//! * The target cannot create a seccomp listener of its own (`EBUSY`: one listener per
+//!   filter chain), e.g. runc's seccomp-notify feature for containers.
+//! * `uname` reports the target's own nodename/domainname by entering its UTS namespace
+//!   per call when it differs from the supervisor's (unless [`SimKernel::nodename`] is
+//!   set), which costs one `stat` of `/proc/<pid>/ns/uts` per `uname`.
+//! * Faults on `read`/`write` trap every read/write of the target (about 8-10 µs each on
+//!   the project's VM); the fd's path comes from `/proc/<pid>/fd/<n>`.
 
 mod fault;
 mod filter;
