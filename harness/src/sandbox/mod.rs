@@ -15,6 +15,7 @@ pub mod interrupt;
 mod session;
 pub mod spawn;
 mod supervise;
+pub mod syscall;
 
 pub use effects::Effects;
 pub use session::{probe, Session, SessionError};

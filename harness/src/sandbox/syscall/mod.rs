@@ -1,0 +1,357 @@
+//! The syscall layer: a seccomp user-notification supervisor that makes the target see the
+//! simulated host where bind mounts cannot (static binaries included: nothing here relies on
+//! the dynamic loader).
+//!
+//! Lifecycle (prepare, install, pass, supervise):
+//!
+//! 1. In the harness, before fork: [`SyscallPlan::new`] validates the [`SimKernel`] and the
+//!    scenario's [`SyscallFault`]s and compiles the BPF program ([`PreparedFilter`]). This
+//!    is the only step that allocates.
+//! 2. In the child, after fork and mount setup, immediately before `execve`: [`install`]
+//!    (one `seccomp(2)` call; async-signal-safe) returns the listener fd, and [`send_fd`]
+//!    passes it to the harness over a unix socket (`SCM_RIGHTS`) and closes it.
+//!    [`install_and_send`] does both.
+//! 3. In the harness: [`Supervisor::start`] receives the listener on a thread and answers
+//!    notifications until every process holding the filter is gone or
+//!    [`Supervisor::stop`] is called, which returns [`SupervisorStats`].
+//!
+//! What the filter does (x86_64 only; other syscall ABIs get `ENOSYS`):
+//!
+//! * `ENOSYS` straight from BPF for the syscalls the simulated kernel does not have
+//!   ([`SimKernel::enosys`], see [`syscalls_newer_than`]); no notification, no cost.
+//! * A notification for `uname`, `statfs`, `fstatfs`, `open`, `openat`, `openat2`, `mount`,
+//!   `fsopen`, plus the syscalls the faults need. The supervisor then:
+//!   * `uname`: real uname with the simulated release/version/nodename;
+//!   * `statfs`/`fstatfs`: the real result with `f_type` replaced when the target's path
+//!     lies under a [`SimKernel::statfs_magic`] prefix (longest wins);
+//!   * `open*`: read-only opens of simulated /proc files (any spelling: `/proc/self`,
+//!     `/proc/thread-self`, `/proc/<pid>`, `/proc/<pid>/task/<tid>`, relative to a
+//!     directory fd, a procfs mounted elsewhere or detached) get an fd of the simulated
+//!     file (`SECCOMP_IOCTL_NOTIF_ADDFD`);
+//!   * `mount`/`fsopen` of `cgroup`/`cgroup2`: `EPERM` (containment);
+//!   * faults: errno and/or delay by operation, path glob and call count or seeded chance.
+//!   * everything else continues in the kernel unchanged.
+//!
+//! # Integration (what the sandbox does)
+//!
+//! ```text
+//! let plan = Arc::new(SyscallPlan::new(&sim, &faults)?);        // before fork
+//! let (parent, child) = UnixStream::pair()?;
+//! let sup = Supervisor::start(parent.into(), plan.clone());      // before or after spawn
+//! // child, last thing before execve:  install_and_send(plan.filter(), child_fd)
+//! drop(child);                       // in the harness, right after fork: else a child that
+//!                                    // dies early is only noticed at recv_timeout
+//! child.wait(); sup.wait_hangup(..); let stats = sup.stop();
+//! ```
+//!
+//! The filter survives `fork`, `clone`, threads and `execve`, so every descendant of the
+//! target (daemons that double-fork or re-exec themselves included) is supervised until
+//! it exits; [`Supervisor::stop`] closes the listener, after which the calls the filter
+//! traps fail with `ENOSYS` in any process still alive (the sandbox kills its pid
+//! namespace first).
+//!
+//! # /proc redirection: what is covered
+//!
+//! * Every process and thread of the target: `/proc/self/X`, `/proc/thread-self/X`,
+//!   `/proc/<pid>/X`, `/proc/<pid>/task/<tid>/X`, `/proc/self/task/<tid>/X`. A `<pid>`
+//!   counts as the target's if the target has its own pid namespace (and the pid exists
+//!   in its /proc), or else if the pid or an ancestor has trapped a syscall (or sent the
+//!   listener). Other pids get the real file.
+//! * Relative opens: against the cwd or any directory fd (`openat(dirfd_of("/proc/self"),
+//!   "mountinfo")`), `openat2` with `RESOLVE_IN_ROOT`.
+//! * A procfs mounted anywhere (found in the target's mountinfo) and a detached procfs
+//!   (`fsopen`/`fsmount`, as libpathrs makes one; found by the dirfd's `mnt_id`).
+//! * `/proc/mounts` (a symlink to `self/mounts`) when `/proc/self/mounts` is simulated.
+//! * Read-only opens only (`O_RDONLY` without `O_CREAT`/`O_TRUNC`/`O_DIRECTORY`);
+//!   writes (`uid_map`!) reach the real file. `O_CLOEXEC`, `O_NONBLOCK`, `O_PATH` are kept.
+//! * `fstatfs` of a redirected fd reports procfs (`PROC_SUPER_MAGIC`).
+//!
+//! # Known gaps
+//!
+//! * TOCTOU: the path and fstype strings are read from the target's memory and the call
+//!   then continues in the kernel, which reads them again; a *second thread* of the target
+//!   could change them in between. Fine for buggy code, not a security boundary against
+//!   hostile code (the sandbox's detached real cgroup mounts are).
+//! * A redirected fd is a regular file on disk: `readlink /proc/self/fd/N` shows the disk
+//!   path, `fstat` shows its size and inode, `statx(STATX_MNT_ID)` its mount (libpathrs'
+//!   mount-id check on procfs files would notice).
+//! * Symlinks are not followed when matching /proc paths or fault globs (lexical `..`);
+//!   statfs prefixes are matched on the canonical path (symlinks followed).
+//! * The target cannot create a seccomp listener of its own (`EBUSY`: one listener per
+//!   filter chain), e.g. runc's seccomp-notify feature for containers.
+//! * `uname` reports the target's own nodename/domainname by entering its UTS namespace
+//!   per call when it differs from the supervisor's (unless [`SimKernel::nodename`] is
+//!   set), which costs one `stat` of `/proc/<pid>/ns/uts` per `uname`.
+//! * Faults on `read`/`write` trap every read/write of the target (about 8-10 µs each on
+//!   the project's VM); the fd's path comes from `/proc/<pid>/fd/<n>`.
+
+mod fault;
+mod filter;
+pub mod nr;
+mod procpath;
+mod remote;
+mod supervisor;
+
+use std::path::PathBuf;
+
+pub use fault::{errno_name, parse_errno, FaultHit, Op, SyscallFault, When};
+pub use filter::{install, install_and_send, send_fd, PreparedFilter};
+pub use supervisor::{EndReason, Supervisor, SupervisorOptions, SupervisorStats};
+
+use procpath::ProcTemplates;
+
+/// statfs magic numbers the host model uses.
+pub mod magic {
+    pub const CGROUP2: i64 = 0x6367_7270;
+    pub const CGROUP1: i64 = 0x0027_e0eb;
+    pub const TMPFS: i64 = 0x0102_1994;
+    pub const PROC: i64 = 0x9fa0;
+    pub const FUSE: i64 = 0x6573_5546;
+}
+
+/// What the simulated kernel looks like at the syscall level.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SimKernel {
+    /// `uname -r`, e.g. "5.10.0-28-amd64".
+    pub release: String,
+    /// `uname -v`, e.g. "#1 SMP Debian 5.10.209-2 (2024-01-31)".
+    pub version: String,
+    /// `uname -n`; the real one when `None`.
+    pub nodename: Option<String>,
+    /// statfs `f_type` by path prefix as the target sees it (after symlinks); the longest
+    /// matching prefix wins. E.g. `("/sys/fs/cgroup", 0x63677270)` on v2.
+    pub statfs_magic: Vec<(PathBuf, i64)>,
+    /// /proc files served from disk: (path template, file). Templates are `/proc/...`
+    /// paths; `/proc/self/X` (or `/proc/thread-self/X`) stands for X of any process or
+    /// thread of the target, anything else is a global file (`/proc/cgroups`).
+    pub proc_files: Vec<(String, PathBuf)>,
+    /// Syscall names that fail with ENOSYS (newer than the simulated kernel).
+    pub enosys: Vec<String>,
+}
+
+/// Errors preparing the syscall layer.
+#[derive(Debug, thiserror::Error)]
+pub enum SyscallError {
+    #[error("unknown syscall `{0}` (x86_64)")]
+    UnknownSyscall(String),
+    #[error("unknown errno `{0}`: expected a name like EINVAL or ENOSPC, or a number")]
+    UnknownErrno(String),
+    #[error("bad path glob `{pattern}`: {why}")]
+    BadGlob { pattern: String, why: String },
+    #[error("bad /proc template `{template}`: {why}")]
+    BadProcTemplate { template: String, why: String },
+    #[error("simulated file for {template}: {path}: {source}")]
+    ProcFile {
+        template: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("fault: {0}")]
+    BadFault(String),
+    #[error("the filter has {0} instructions, more than BPF allows (4096)")]
+    FilterTooLong(usize),
+    #[error("the syscall layer supports x86_64 only")]
+    UnsupportedArch,
+}
+
+/// Everything the supervisor needs, prepared before fork.
+#[derive(Debug)]
+pub struct SyscallPlan {
+    pub(crate) kernel: SimKernel,
+    pub(crate) faults: Vec<fault::CompiledFault>,
+    pub(crate) templates: ProcTemplates,
+    pub(crate) filter: PreparedFilter,
+    /// Syscall numbers the filter sends to the supervisor.
+    pub(crate) notified: Vec<u32>,
+}
+
+/// Syscalls the supervisor handles itself (when the plan gives it something to do; the
+/// cgroupfs mount refusal is always on).
+pub const HANDLED: &[&str] = &[
+    "uname", "statfs", "fstatfs", "open", "openat", "openat2", "mount", "fsopen",
+];
+
+impl SyscallPlan {
+    /// Validate the kernel model and faults and build the filter.
+    pub fn new(sim: &SimKernel, faults: &[SyscallFault]) -> Result<SyscallPlan, SyscallError> {
+        let templates = ProcTemplates::new(&sim.proc_files)?;
+        for (template, path) in &sim.proc_files {
+            std::fs::metadata(path).map_err(|source| SyscallError::ProcFile {
+                template: template.clone(),
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let mut enosys = Vec::new();
+        for name in &sim.enosys {
+            let nr = nr::number(name).ok_or_else(|| SyscallError::UnknownSyscall(name.clone()))?;
+            if !enosys.contains(&nr) {
+                enosys.push(nr);
+            }
+        }
+        let compiled = faults
+            .iter()
+            .map(fault::CompiledFault::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Only trap what the plan needs: every trapped call costs a round trip.
+        let mut wanted: Vec<&str> = vec!["mount", "fsopen"];
+        if !sim.release.is_empty() || !sim.version.is_empty() || sim.nodename.is_some() {
+            wanted.push("uname");
+        }
+        if !sim.statfs_magic.is_empty() {
+            wanted.extend(["statfs", "fstatfs"]);
+        }
+        if !sim.proc_files.is_empty() {
+            // fstatfs: a redirected /proc file says it is on procfs.
+            wanted.extend(["open", "openat", "openat2", "fstatfs"]);
+        }
+        let mut notified: Vec<u32> = Vec::new();
+        for name in wanted {
+            let nr = nr::number(name).expect("known syscall");
+            if !notified.contains(&nr) {
+                notified.push(nr);
+            }
+        }
+        for f in &compiled {
+            for name in f.fault.op.syscalls() {
+                let nr = nr::number(name).expect("known syscall");
+                if !notified.contains(&nr) {
+                    notified.push(nr);
+                }
+            }
+        }
+        // A syscall that does not exist on the simulated kernel never reaches the
+        // supervisor: BPF answers ENOSYS first.
+        notified.retain(|nr| !enosys.contains(nr));
+        let filter = PreparedFilter::build(&enosys, &notified)?;
+        Ok(SyscallPlan {
+            kernel: sim.clone(),
+            faults: compiled,
+            templates,
+            filter,
+            notified,
+        })
+    }
+
+    /// The prepared filter program, ready to [`install`] without allocating.
+    pub fn filter(&self) -> &PreparedFilter {
+        &self.filter
+    }
+
+    /// Names of the syscalls that are sent to the supervisor.
+    pub fn notified_syscalls(&self) -> Vec<&'static str> {
+        self.notified.iter().filter_map(|&n| nr::name(n)).collect()
+    }
+}
+
+/// Syscalls added to Linux (x86_64) after 3.0, with the release that added them.
+///
+/// A convenience for building [`SimKernel::enosys`]; the host model's data may refine it.
+pub const SYSCALL_SINCE: &[(&str, (u32, u32))] = &[
+    ("process_vm_readv", (3, 2)),
+    ("process_vm_writev", (3, 2)),
+    ("kcmp", (3, 5)),
+    ("finit_module", (3, 8)),
+    ("sched_setattr", (3, 14)),
+    ("sched_getattr", (3, 14)),
+    ("renameat2", (3, 15)),
+    ("seccomp", (3, 17)),
+    ("getrandom", (3, 17)),
+    ("memfd_create", (3, 17)),
+    ("kexec_file_load", (3, 17)),
+    ("bpf", (3, 18)),
+    ("execveat", (3, 19)),
+    ("userfaultfd", (4, 3)),
+    ("membarrier", (4, 3)),
+    ("mlock2", (4, 4)),
+    ("copy_file_range", (4, 5)),
+    ("preadv2", (4, 6)),
+    ("pwritev2", (4, 6)),
+    ("pkey_mprotect", (4, 9)),
+    ("pkey_alloc", (4, 9)),
+    ("pkey_free", (4, 9)),
+    ("statx", (4, 11)),
+    ("io_pgetevents", (4, 18)),
+    ("rseq", (4, 18)),
+    ("pidfd_send_signal", (5, 1)),
+    ("io_uring_setup", (5, 1)),
+    ("io_uring_enter", (5, 1)),
+    ("io_uring_register", (5, 1)),
+    ("open_tree", (5, 2)),
+    ("move_mount", (5, 2)),
+    ("fsopen", (5, 2)),
+    ("fsconfig", (5, 2)),
+    ("fsmount", (5, 2)),
+    ("fspick", (5, 2)),
+    ("pidfd_open", (5, 3)),
+    ("clone3", (5, 3)),
+    ("openat2", (5, 6)),
+    ("pidfd_getfd", (5, 6)),
+    ("faccessat2", (5, 8)),
+    ("close_range", (5, 9)),
+    ("process_madvise", (5, 10)),
+    ("epoll_pwait2", (5, 11)),
+    ("mount_setattr", (5, 12)),
+    ("landlock_create_ruleset", (5, 13)),
+    ("landlock_add_rule", (5, 13)),
+    ("landlock_restrict_self", (5, 13)),
+    ("quotactl_fd", (5, 14)),
+    ("memfd_secret", (5, 14)),
+    ("process_mrelease", (5, 15)),
+    ("futex_waitv", (5, 16)),
+    ("set_mempolicy_home_node", (5, 17)),
+    ("cachestat", (6, 5)),
+    ("fchmodat2", (6, 6)),
+    ("map_shadow_stack", (6, 6)),
+    ("futex_wake", (6, 7)),
+    ("futex_wait", (6, 7)),
+    ("futex_requeue", (6, 7)),
+    ("statmount", (6, 8)),
+    ("listmount", (6, 8)),
+    ("lsm_get_self_attr", (6, 8)),
+    ("lsm_set_self_attr", (6, 8)),
+    ("lsm_list_modules", (6, 8)),
+    ("mseal", (6, 10)),
+    ("setxattrat", (6, 13)),
+    ("getxattrat", (6, 13)),
+    ("listxattrat", (6, 13)),
+    ("removexattrat", (6, 13)),
+    ("open_tree_attr", (6, 15)),
+    ("file_getattr", (6, 17)),
+    ("file_setattr", (6, 17)),
+];
+
+/// The syscalls a kernel `release` (e.g. "5.4.0-182-generic") does not have yet, per
+/// [`SYSCALL_SINCE`]. `None` if the release does not start with `MAJOR.MINOR`.
+pub fn syscalls_newer_than(release: &str) -> Option<Vec<&'static str>> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = it.next()?.parse().ok()?;
+    let minor: u32 = it.next()?.parse().ok()?;
+    Some(
+        SYSCALL_SINCE
+            .iter()
+            .filter(|(_, since)| *since > (major, minor))
+            .map(|(name, _)| *name)
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_than() {
+        let v = syscalls_newer_than("5.4.0-182-generic").unwrap();
+        assert!(v.contains(&"openat2") && !v.contains(&"clone3"));
+        let v = syscalls_newer_than("6.1.0").unwrap();
+        assert!(!v.contains(&"openat2") && v.contains(&"fchmodat2"));
+        assert!(syscalls_newer_than("3.10.0-1160.el7.x86_64")
+            .unwrap()
+            .contains(&"getrandom"));
+        assert!(syscalls_newer_than("garbage").is_none());
+        for (name, _) in SYSCALL_SINCE {
+            assert!(nr::number(name).is_some(), "{name}");
+        }
+    }
+}
