@@ -197,6 +197,9 @@ fn run(engine: &Engine, filter: Option<&str>, n: Option<usize>) -> i32 {
                     for p in problems {
                         println!("           {p}");
                     }
+                    for line in report.snapshot().lines() {
+                        println!("           | {line}");
+                    }
                 }
             },
         }

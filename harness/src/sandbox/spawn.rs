@@ -5,7 +5,8 @@
 //! async-signal-safe. The harness is multithreaded (parallel cases, libtest threads), and
 //! the child is made with a raw `clone` syscall, so the child may only use raw syscalls on
 //! data prepared beforehand ([`Prepared`]): no allocation, no locks, no glibc function that
-//! depends on the thread's cached tid (raise, pthread_*). Failures are reported to the
+//! depends on the thread's cached tid (raise, pthread_*) or on glibc's list of threads
+//! (setuid and friends broadcast to all threads: use the raw syscalls). Failures are reported to the
 //! harness as fixed-size records on the status pipe ([`Record`]).
 //!
 //! Two strategies, chosen by privilege:
@@ -419,11 +420,14 @@ extern "C" fn forward_term(_: c_int) {
 }
 
 unsafe fn become_root() -> Result<(), c_int> {
-    if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+    // Raw syscalls, not glibc's wrappers: those broadcast the change to every thread
+    // glibc believes the process has (the harness's, copied by clone) and can wait
+    // forever for a thread that was being created at the time of the clone.
+    if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0 || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0 {
         return Err(errno());
     }
     // Drop supplementary groups where the user namespace allows it.
-    libc::setgroups(0, std::ptr::null());
+    libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>());
     Ok(())
 }
 
