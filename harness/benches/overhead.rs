@@ -109,6 +109,9 @@ fn main() {
     );
 
     // 2. Throughput.
+    if std::env::var("CGREPRO_BENCH_THROUGHPUT").as_deref() == Ok("0") {
+        return;
+    }
     let matrix = engine
         .load(&root.join("fixtures/bench/throughput.toml"))
         .expect("throughput scenario");

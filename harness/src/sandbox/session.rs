@@ -37,6 +37,8 @@ pub enum SessionError {
     Unsupported(String),
     #[error("cannot create the session's network namespace: {0}")]
     Netns(std::io::Error),
+    #[error("cannot create the session's user namespace: {0}")]
+    Userns(std::io::Error),
 }
 
 /// Which strategy this machine supports, or why it supports none. Cheap: decided from
@@ -77,6 +79,8 @@ pub struct Session {
     /// One network namespace (loopback only) shared by the session's cases, when the
     /// strategy allows joining it (Root): creating one per case would cost ~0.6 ms.
     netns: Option<OwnedFd>,
+    /// Root: the user namespace targets join (uid 0 = host uid 100000), made once.
+    userns: Option<OwnedFd>,
 }
 
 impl Session {
@@ -109,9 +113,12 @@ impl Session {
             _ if unsafe { libc::geteuid() } == 0 => (SUBORDINATE_ID, SUBORDINATE_ID),
             _ => unsafe { (libc::geteuid(), libc::getegid()) },
         };
-        let netns = match strategy {
-            Strategy::Root => Some(shared_netns().map_err(SessionError::Netns)?),
-            Strategy::UserNs => None,
+        let (netns, userns) = match strategy {
+            Strategy::Root => (
+                Some(shared_netns().map_err(SessionError::Netns)?),
+                Some(target_userns().map_err(SessionError::Userns)?),
+            ),
+            Strategy::UserNs => (None, None),
         };
         Ok(Session {
             dir: Some(dir),
@@ -122,6 +129,7 @@ impl Session {
             hosts: Mutex::new(HashMap::new()),
             next_case: AtomicU64::new(0),
             netns,
+            userns,
         })
     }
 
@@ -335,6 +343,7 @@ impl Session {
             ],
             status_w.as_raw_fd(),
             sync_r.as_raw_fd(),
+            self.userns.as_ref().map(|fd| fd.as_raw_fd()),
         );
 
         let init = unsafe { spawn::start(&prepared) }.map_err(|e| {
@@ -438,6 +447,36 @@ fn shared_netns() -> std::io::Result<OwnedFd> {
     })
     .join()
     .map_err(|_| std::io::Error::other("netns thread panicked"))?
+}
+
+/// The user namespace every target of a Root session joins: uid and gid 0..65535 map to
+/// host ids 100000.. (unprivileged there). Made by a child that only waits; the
+/// namespace outlives it through the fd.
+fn target_userns() -> std::io::Result<OwnedFd> {
+    let (r, w) = pipe().map_err(std::io::Error::other)?;
+    let pid = unsafe { spawn::raw_clone(libc::CLONE_NEWUSER) };
+    if pid == 0 {
+        // The child: only raw syscalls (the harness may be multithreaded).
+        let mut b = 0u8;
+        unsafe {
+            libc::close(w.as_raw_fd());
+            libc::read(r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let pid = pid as libc::pid_t;
+    let map = CString::new(format!("0 {SUBORDINATE_ID} {SUBORDINATE_COUNT}\n")).expect("no NUL");
+    let result = unsafe { spawn::write_id_maps(pid, &map, &map, false) }
+        .map_err(std::io::Error::from_raw_os_error)
+        .and_then(|()| fs::File::open(format!("/proc/{pid}/ns/user")).map(OwnedFd::from));
+    drop(w);
+    let mut st = 0;
+    unsafe { libc::waitpid(pid, &mut st, 0) };
+    drop(r);
+    result
 }
 
 /// Where session directories go: `CGREPRO_TMPDIR`, else `TMPDIR`, else /dev/shm when it

@@ -92,9 +92,12 @@ pub struct Prepared {
     /// Views bound over the target's own /proc/<pid>/<name> before it execs:
     /// (view index, name), e.g. (0, "mountinfo").
     pub process_views: Vec<(usize, CString)>,
-    /// "0 <host uid> <count>\n" for the target's (Root) or init's (UserNs) user namespace.
+    /// "0 <host uid> <count>\n" for init's user namespace (UserNs; written by the harness).
     pub uid_map: CString,
     pub gid_map: CString,
+    /// Root: the session's user namespace (uid 0 = an unprivileged host uid), which the
+    /// target joins right before exec.
+    pub userns: Option<RawFd>,
     pub exe: CString,
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
@@ -112,6 +115,10 @@ pub struct Prepared {
     // Pointer arrays for execve, built once from argv/envp.
     argv_ptrs: Vec<*const c_char>,
     envp_ptrs: Vec<*const c_char>,
+    /// The stack the target runs on between its vfork-style clone and exec.
+    target_stack: Vec<u8>,
+    /// Init opens the views on `view_fd_base + i` (above every fd it keeps).
+    view_fd_base: c_int,
 }
 
 // The raw pointers point into the CStrings owned by the same struct.
@@ -134,9 +141,13 @@ impl Prepared {
         stdio: [RawFd; 4],
         status_w: RawFd,
         sync_r: RawFd,
+        userns: Option<RawFd>,
     ) -> Prepared {
-        let mut clone_flags =
-            libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWCGROUP;
+        let mut clone_flags = libc::CLONE_NEWNS
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWCGROUP;
         if strategy == Strategy::UserNs {
             clone_flags |= libc::CLONE_NEWUSER;
         }
@@ -150,10 +161,12 @@ impl Prepared {
             None => clone_flags |= libc::CLONE_NEWNET,
         }
         keep.extend_from_slice(&stdio);
+        keep.extend(userns);
         keep.push(status_w);
         keep.push(sync_r);
         keep.sort_unstable();
         keep.dedup();
+        let view_fd_base = keep.last().map_or(16, |&k| (k + 1).max(16));
         let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());
         let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|a| a.as_ptr()).collect();
@@ -166,6 +179,7 @@ impl Prepared {
             process_views,
             uid_map,
             gid_map,
+            userns,
             exe,
             argv,
             envp,
@@ -177,6 +191,8 @@ impl Prepared {
             before_exec: None,
             argv_ptrs,
             envp_ptrs,
+            target_stack: vec![0u8; 256 * 1024],
+            view_fd_base,
         }
     }
 }
@@ -189,9 +205,9 @@ pub enum Record {
         step: i32,
         errno: i32,
     },
-    /// Target setup step failed (index into `process_views`; -1 = user namespace, -2 =
-    /// id switch, -3 = stdio, -4 = chdir, -5 = before_exec hook, -6 = fork, -7 = too
-    /// many views, -8 = opening a view).
+    /// Target setup step failed (index into `process_views`; -1 = joining the user
+    /// namespace, -2 = id switch, -3 = stdio, -4 = chdir, -5 = before_exec hook, -6 =
+    /// clone, -7 = too many views, -8 = opening a view).
     TargetStepFailed {
         step: i32,
         errno: i32,
@@ -245,7 +261,7 @@ fn errno() -> c_int {
 }
 
 /// A raw fork-like clone: no stack switch, no tid bookkeeping. Returns 0 in the child.
-unsafe fn raw_clone(flags: c_int) -> c_long {
+pub(crate) unsafe fn raw_clone(flags: c_int) -> c_long {
     libc::syscall(
         libc::SYS_clone,
         (flags | libc::SIGCHLD) as c_ulong,
@@ -432,7 +448,9 @@ unsafe fn become_root() -> Result<(), c_int> {
     // Raw syscalls, not glibc's wrappers: those broadcast the change to every thread
     // glibc believes the process has (the harness's, copied by clone) and can wait
     // forever for a thread that was being created at the time of the clone.
-    if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0 || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0 {
+    if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0
+        || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0
+    {
         return Err(errno());
     }
     // Drop supplementary groups where the user namespace allows it.
@@ -520,11 +538,15 @@ unsafe fn init_main(p: &Prepared) -> ! {
         libc::_exit(1);
     }
     for (i, v) in p.views.iter().enumerate() {
-        view_fds[i] = libc::open(v.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
-        if view_fds[i] < 0 {
+        // On fixed numbers (`view_fd_base + i`) so the target finds them too.
+        let fd = libc::open(v.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+        let fixed = p.view_fd_base + i as c_int;
+        if fd < 0 || libc::dup3(fd, fixed, libc::O_CLOEXEC) < 0 {
             send(status, TAG_TARGET_FAIL, -8, errno());
             libc::_exit(1);
         }
+        libc::close(fd);
+        view_fds[i] = fixed;
     }
     let view_fds = &view_fds[..p.views.len()];
     for (i, step) in p.init_steps.iter().enumerate() {
@@ -537,59 +559,21 @@ unsafe fn init_main(p: &Prepared) -> ! {
     sa.sa_sigaction = forward_term as *const () as usize;
     libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
 
-    // Handshake with the target: it reports once it is in its user namespace (Root);
-    // init then writes its id maps and binds the per-process views over its /proc/<pid>.
-    let mut to_init = [0 as c_int; 2];
-    let mut to_target = [0 as c_int; 2];
-    if libc::pipe2(to_init.as_mut_ptr(), libc::O_CLOEXEC) != 0
-        || libc::pipe2(to_target.as_mut_ptr(), libc::O_CLOEXEC) != 0
-    {
-        send(status, TAG_TARGET_FAIL, -6, errno());
-        libc::_exit(1);
-    }
-    let target = raw_clone(0);
-    if target == 0 {
-        libc::close(to_init[0]);
-        libc::close(to_target[1]);
-        target_main(p, to_init[1], to_target[0]);
-    }
+    // The target: a vfork-style clone on its own stack (no second copy of the harness's
+    // page tables); init resumes once it has exec'd or died. It reports its own setup
+    // failures on the status pipe.
+    let stack_top = p.target_stack.as_ptr().add(p.target_stack.len()) as *mut libc::c_void;
+    let stack_top = ((stack_top as usize) & !15) as *mut libc::c_void;
+    let target = libc::clone(
+        target_entry,
+        stack_top,
+        libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+        p as *const Prepared as *mut libc::c_void,
+    );
     if target < 0 {
         send(status, TAG_TARGET_FAIL, -6, errno());
         libc::_exit(1);
     }
-    let target = target as libc::pid_t;
-    libc::close(to_init[1]);
-    libc::close(to_target[0]);
-    let mut ok = libc::read(to_init[0], (&mut b as *mut u8).cast(), 1) == 1;
-    if ok && p.strategy == Strategy::Root {
-        if let Err(e) = write_id_maps(target, &p.uid_map, &p.gid_map, false) {
-            send(status, TAG_TARGET_FAIL, -1, e);
-            ok = false;
-        }
-    }
-    if ok {
-        for (i, (view, name)) in p.process_views.iter().enumerate() {
-            let mut src = CPath::new();
-            src.push(b"/proc/self/fd/").num(view_fds[*view] as u32);
-            let mut dst = CPath::new();
-            dst.push(b"/proc/")
-                .num(target as u32)
-                .push(b"/")
-                .push(name.as_bytes());
-            if bind(&src, dst.as_ptr()) != 0 {
-                send(status, TAG_TARGET_FAIL, i as i32, errno());
-                ok = false;
-                break;
-            }
-        }
-    }
-    if ok {
-        libc::write(to_target[1], (&b as *const u8).cast(), 1);
-    } else {
-        libc::kill(target, libc::SIGKILL);
-    }
-    libc::close(to_init[0]);
-    libc::close(to_target[1]);
     for &fd in p.stdio.iter().chain(view_fds) {
         libc::close(fd);
     }
@@ -599,9 +583,7 @@ unsafe fn init_main(p: &Prepared) -> ! {
         let mut st: c_int = 0;
         let pid = libc::waitpid(-1, &mut st, 0);
         if pid == target {
-            if ok {
-                send(status, TAG_EXIT, st, 0);
-            }
+            send(status, TAG_EXIT, st, 0);
             break;
         }
         if pid < 0 && errno() != libc::EINTR {
@@ -623,27 +605,38 @@ unsafe fn init_main(p: &Prepared) -> ! {
     libc::_exit(0);
 }
 
-/// The target, before exec.
-unsafe fn target_main(p: &Prepared, to_init: RawFd, from_init: RawFd) -> ! {
+extern "C" fn target_entry(arg: *mut libc::c_void) -> c_int {
+    // SAFETY: `arg` is the `Prepared` of init, alive (init is suspended) until we exec.
+    unsafe { target_main(&*(arg as *const Prepared)) }
+}
+
+/// The target, before exec. Runs in init's memory (CLONE_VM) while init is suspended:
+/// it must write nothing but its own stack.
+unsafe fn target_main(p: &Prepared) -> ! {
     let status = p.status_w;
     let fail = |step: i32, e: c_int| -> ! {
         send(status, TAG_TARGET_FAIL, step, e);
         libc::_exit(127);
     };
     libc::signal(libc::SIGTERM, libc::SIG_DFL);
-    // Root: a user namespace of its own, where uid 0 is an unprivileged uid on the host.
-    // Its mount namespace stays init's (owned by the initial user namespace), so the
-    // target cannot undo any of init's mounts.
-    if p.strategy == Strategy::Root && libc::unshare(libc::CLONE_NEWUSER) != 0 {
-        fail(-1, errno());
+    // Its own /proc/self views, bound while it still may (in init's mount namespace).
+    for (i, (view, name)) in p.process_views.iter().enumerate() {
+        let mut src = CPath::new();
+        src.push(b"/proc/self/fd/")
+            .num((p.view_fd_base + *view as c_int) as u32);
+        let mut dst = CPath::new();
+        dst.push(b"/proc/self/").push(name.as_bytes());
+        if bind(&src, dst.as_ptr()) != 0 {
+            fail(i as i32, errno());
+        }
     }
-    let b = 1u8;
-    libc::write(to_init, (&b as *const u8).cast(), 1);
-    let mut r = 0u8;
-    if libc::read(from_init, (&mut r as *mut u8).cast(), 1) != 1 {
-        libc::_exit(127);
-    }
-    if p.strategy == Strategy::Root {
+    // Root: into the session's user namespace, where uid 0 is an unprivileged uid on the
+    // host. Its mount namespace stays init's (owned by the initial user namespace), so
+    // the target cannot undo any of init's mounts.
+    if let Some(fd) = p.userns {
+        if libc::setns(fd, libc::CLONE_NEWUSER) != 0 {
+            fail(-1, errno());
+        }
         if let Err(e) = become_root() {
             fail(-2, e);
         }
