@@ -12,6 +12,7 @@
 
 pub mod effects;
 pub mod interrupt;
+mod reaper;
 mod session;
 pub mod spawn;
 mod supervise;

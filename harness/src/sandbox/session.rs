@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::effects::Effects;
+use super::reaper::Reaper;
 use super::spawn::{self, Prepared, Step, Strategy};
 use super::supervise::{self, Pipes, SetupFailure};
 use super::{Launch, Observed};
@@ -81,6 +82,7 @@ pub struct Session {
     netns: Option<OwnedFd>,
     /// Root: the user namespace targets join (uid 0 = host uid 100000), made once.
     userns: Option<OwnedFd>,
+    reaper: Reaper,
 }
 
 impl Session {
@@ -130,6 +132,7 @@ impl Session {
             next_case: AtomicU64::new(0),
             netns,
             userns,
+            reaper: Reaper::default(),
         })
     }
 
@@ -208,24 +211,53 @@ impl Session {
             chown(d, Some(self.owner.0), Some(self.owner.1))
                 .map_err(|e| format!("chown {}: {e}", d.display()))?;
         }
-        let result = self.run_in(&mhost, &upper, &work, launch);
-        let mut observed = result?;
+        let (init, result) = self.run_in(&mhost, &upper, &work, launch);
+        let mut observed = match result {
+            Ok(o) => o,
+            Err(e) => {
+                if let Some(pid) = init {
+                    self.reaper.submit(pid, None);
+                }
+                remove_tree(&case_dir);
+                return Err(e);
+            }
+        };
+        // Every process of the case is gone: the upper layer no longer changes.
         observed.effects = Effects::diff(&mhost.layout.tree, &upper);
         observed.strategy = Some(self.strategy);
-        if launch.keep {
+        let dir = if launch.keep {
             observed.kept = Some(case_dir);
+            None
         } else {
-            remove_tree(&case_dir);
+            Some(case_dir)
+        };
+        match init {
+            Some(pid) => self.reaper.submit(pid, dir),
+            None => dir.iter().for_each(|d| remove_tree(d)),
         }
         Ok(observed)
     }
 
+    /// Returns init's pid (to be reaped) once it was started, and what was observed.
     fn run_in(
         &self,
         mhost: &MaterializedHost,
         upper: &Path,
         work: &Path,
         launch: &Launch,
+    ) -> (Option<libc::pid_t>, Result<Observed, String>) {
+        let mut init = None;
+        let r = self.run_in_inner(mhost, upper, work, launch, &mut init);
+        (init, r)
+    }
+
+    fn run_in_inner(
+        &self,
+        mhost: &MaterializedHost,
+        upper: &Path,
+        work: &Path,
+        launch: &Launch,
+        started: &mut Option<libc::pid_t>,
     ) -> Result<Observed, String> {
         let cs = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
         let c = |s: &str| CString::new(s).map_err(|e| e.to_string());
@@ -352,6 +384,7 @@ impl Session {
                 std::io::Error::from_raw_os_error(e)
             )
         })?;
+        *started = Some(init);
         drop((stdin, stdout_w, stderr_w, chan_w, status_w, sync_r));
         if self.strategy == Strategy::UserNs {
             let deny = unsafe { libc::geteuid() } != 0;
@@ -359,8 +392,6 @@ impl Session {
                 unsafe { spawn::write_id_maps(init, &prepared.uid_map, &prepared.gid_map, deny) }
             {
                 unsafe { libc::kill(init, libc::SIGKILL) };
-                let mut st = 0;
-                unsafe { libc::waitpid(init, &mut st, 0) };
                 return Err(format!(
                     "cannot write the user namespace's id maps: {}",
                     std::io::Error::from_raw_os_error(e)
@@ -426,6 +457,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        self.reaper.finish();
         if self.dir.is_some() {
             remove_tree(&self.path);
             // TempDir's own removal then finds nothing left.

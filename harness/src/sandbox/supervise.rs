@@ -161,14 +161,7 @@ pub(crate) fn watch(
             None => {}
         }
     }
-    // Reap init (it has exited or is about to: every pipe is closed).
-    let mut st = 0;
-    loop {
-        let r = unsafe { libc::waitpid(init, &mut st, 0) };
-        if r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            break;
-        }
-    }
+    // Init is reaped by the session's reaper (its namespaces may still be going down).
     obs.channel = String::from_utf8_lossy(&channel_buf)
         .lines()
         .filter(|l| !l.trim().is_empty())
