@@ -82,10 +82,48 @@ impl Normalizer {
                 _ => out.push((f, 1)),
             }
         }
-        out.into_iter()
+        let frames: Vec<String> = out
+            .into_iter()
             .map(|(f, n)| if n > 1 { format!("{f} (×{n})") } else { f })
-            .collect()
+            .collect();
+        match recursion_cycle(&frames) {
+            Some(cycle) => {
+                let mut v = cycle;
+                v.push(format!(
+                    "… (recursion: the {} frames above repeat)",
+                    v.len()
+                ));
+                v
+            }
+            None => frames.into_iter().take(MAX_SHOWN).collect(),
+        }
     }
+}
+
+/// Frames shown for a non-recursive stack.
+const MAX_SHOWN: usize = 16;
+
+/// A recursion (as in a stack overflow through several functions) as one period of its
+/// cycle, rotated to start at its smallest frame, so it reads the same whichever frame the
+/// stack happened to overflow in. `None` when the outer frames do not repeat.
+fn recursion_cycle(frames: &[String]) -> Option<Vec<String>> {
+    let n = frames.len();
+    for k in 2..=n / 3 {
+        // The outermost 2k frames (where the cycle is complete) must repeat with period k.
+        let tail = &frames[n - 2 * k..];
+        if (0..k).all(|i| tail[i] == tail[i + k]) {
+            let cycle = &frames[n - k..];
+            let start = (0..k).min_by_key(|&i| &cycle[i]).unwrap_or(0);
+            return Some(
+                cycle[start..]
+                    .iter()
+                    .chain(&cycle[..start])
+                    .cloned()
+                    .collect(),
+            );
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -121,6 +159,29 @@ mod tests {
             n.frames(&["cgroups_rs::cgroup::Cgroup::create::h0123456789abcdef".into()]),
             vec!["cgroups_rs::cgroup::Cgroup::create".to_string()]
         );
+    }
+
+    #[test]
+    fn a_recursion_cycle_reads_the_same_wherever_the_stack_overflowed() {
+        let n = Normalizer::new(None, None);
+        let cycle = ["a::exists", "b::open", "c::from", "d::path"];
+        let make = |skip: usize| -> Vec<String> {
+            let mut v: Vec<String> = cycle
+                .iter()
+                .cycle()
+                .skip(skip)
+                .take(14)
+                .map(|s| s.to_string())
+                .collect();
+            v.push("main".into());
+            v
+        };
+        // Main is outermost: no cycle at the very end, so strip it like the driver does not.
+        let a = n.frames(&make(0)[..14]);
+        let b = n.frames(&make(1)[..14]);
+        assert_eq!(a, b);
+        assert_eq!(a[0], "a::exists");
+        assert!(a.last().unwrap().contains("recursion"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::outcome::normalize::Normalizer;
 use crate::outcome::parse::{OpResult, OpStatus};
 use crate::outcome::{describe_exit, Outcome};
+use crate::sandbox::syscall::{errno_name, SyscallFault, When};
 use crate::sandbox::{Effects, Observed};
 use crate::scenario::Case;
 
@@ -40,6 +41,11 @@ pub struct Report {
     pub kept: Option<std::path::PathBuf>,
     /// Failed `[[expect]]` checks.
     pub expectation_failures: Vec<String>,
+    /// The syscall layer's configured faults (with their seeds) and what fired.
+    pub syscall_faults: Vec<String>,
+    pub faults_fired: Vec<String>,
+    /// Calls the syscall layer refused (mounts of real cgroup filesystems).
+    pub refused: Vec<String>,
 }
 
 impl Report {
@@ -69,6 +75,30 @@ impl Report {
             duration: observed.duration,
             kept: observed.kept.clone(),
             expectation_failures,
+            syscall_faults: case.syscall_faults.iter().map(describe_fault).collect(),
+            faults_fired: observed
+                .syscalls
+                .iter()
+                .flat_map(|s| &s.faults_fired)
+                .map(|h| {
+                    let what = h
+                        .errno
+                        .map_or_else(|| "delayed".to_string(), |e| errno_name(e).to_string());
+                    norm.apply(&format!(
+                        "#{} {} {} -> {what} (call {})",
+                        h.fault + 1,
+                        h.syscall,
+                        h.path,
+                        h.call
+                    ))
+                })
+                .collect(),
+            refused: observed
+                .syscalls
+                .iter()
+                .flat_map(|s| &s.denied)
+                .map(|d| norm.apply(d))
+                .collect(),
         }
     }
 
@@ -93,6 +123,9 @@ impl Report {
             stderr_bytes: 0,
             duration: Default::default(),
             kept: None,
+            syscall_faults: case.syscall_faults.iter().map(describe_fault).collect(),
+            faults_fired: vec![],
+            refused: vec![],
         }
     }
 
@@ -121,6 +154,15 @@ impl Report {
                 "cgroupfs_effects".into(),
                 serde_json::to_value(&self.effects).unwrap_or(Value::Null),
             );
+        }
+        if !self.syscall_faults.is_empty() {
+            let mut o = Map::new();
+            o.insert("configured".into(), json!(self.syscall_faults));
+            o.insert("fired".into(), json!(self.faults_fired));
+            m.insert("syscall_faults".into(), Value::Object(o));
+        }
+        if !self.refused.is_empty() {
+            m.insert("refused_by_syscall_layer".into(), json!(self.refused));
         }
         if self.leftovers > 0 {
             m.insert(
@@ -160,6 +202,24 @@ fn op_line(o: &OpResult) -> Value {
         s.push_str(&format!(" → {v}"));
     }
     json!(s)
+}
+
+/// `#1 write /sys/fs/cgroup/**/memory.max -> EINVAL, when p=0.5 (seed 7), delay 10ms`.
+fn describe_fault(f: &SyscallFault) -> String {
+    let mut s = format!("{} {}", f.op.name(), f.path);
+    if let Some(e) = f.errno {
+        s.push_str(&format!(" -> {}", errno_name(e)));
+    }
+    s.push_str(&match f.when {
+        When::Always => ", always".to_string(),
+        When::Nth(n) => format!(", call {n} only"),
+        When::After(n) => format!(", every call after {n}"),
+        When::Probability { p, seed } => format!(", with probability {p} (seed {seed})"),
+    });
+    if let Some(d) = f.delay {
+        s.push_str(&format!(", delay {}", humantime::format_duration(d)));
+    }
+    s
 }
 
 /// The last lines of a text, each cut to a sane width.

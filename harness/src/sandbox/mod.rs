@@ -39,6 +39,8 @@ pub struct Launch {
     pub grace: Duration,
     /// Leave the case directory (and the session's hosts) on disk.
     pub keep: bool,
+    /// Errno/delay faults for the syscall layer.
+    pub syscall_faults: Vec<syscall::SyscallFault>,
 }
 
 /// The target's wait status.
@@ -106,4 +108,6 @@ pub struct Observed {
     /// Where the case was kept (`--keep`).
     pub kept: Option<PathBuf>,
     pub strategy: Option<Strategy>,
+    /// What the syscall layer did (faults fired, refusals).
+    pub syscalls: Option<syscall::SupervisorStats>,
 }

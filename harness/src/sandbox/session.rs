@@ -23,8 +23,10 @@ use super::effects::Effects;
 use super::reaper::Reaper;
 use super::spawn::{self, Prepared, Step, Strategy};
 use super::supervise::{self, Pipes, SetupFailure};
+use super::syscall::{self, magic, SimKernel, Supervisor, SyscallPlan};
 use super::{Launch, Observed};
 use crate::host::{ContentFault, Host, HostData, Layout};
+use std::os::unix::net::UnixStream;
 
 /// The sandbox's root uid/gid on the host when the harness is root.
 const SUBORDINATE_ID: u32 = 100_000;
@@ -65,6 +67,10 @@ pub fn probe() -> Result<Strategy, String> {
 
 struct MaterializedHost {
     layout: Layout,
+    /// The syscall layer's view of this host.
+    sim: SimKernel,
+    /// Its plan without faults (the common case), built once.
+    plan: Arc<SyscallPlan>,
 }
 
 type HostSlot = Arc<OnceLock<Result<Arc<MaterializedHost>, String>>>;
@@ -169,7 +175,10 @@ impl Session {
             let layout = host
                 .materialize(&self.data, faults, &dir, self.owner)
                 .map_err(|e| e.to_string())?;
-            Ok(Arc::new(MaterializedHost { layout }))
+            let sim = sim_kernel(host, &self.data, &layout, &dir).map_err(|e| e.to_string())?;
+            let plan =
+                Arc::new(SyscallPlan::new(&sim, &[]).map_err(|e| format!("syscall layer: {e}"))?);
+            Ok(Arc::new(MaterializedHost { layout, sim, plan }))
         })
         .clone()
     }
@@ -356,7 +365,18 @@ impl Session {
             .iter()
             .map(|(k, v)| c(&format!("{k}={v}")))
             .collect::<Result<Vec<_>, _>>()?;
-        let prepared = Prepared::new(
+        // The syscall layer: the target installs the filter last thing before exec and
+        // sends the listener over this socket; a harness thread supervises.
+        let plan = if launch.syscall_faults.is_empty() {
+            Arc::clone(&mhost.plan)
+        } else {
+            Arc::new(
+                SyscallPlan::new(&mhost.sim, &launch.syscall_faults)
+                    .map_err(|e| format!("syscall layer: {e}"))?,
+            )
+        };
+        let (sup_sock, target_sock) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        let mut prepared = Prepared::new(
             self.strategy,
             init_steps,
             views,
@@ -376,7 +396,14 @@ impl Session {
             status_w.as_raw_fd(),
             sync_r.as_raw_fd(),
             self.userns.as_ref().map(|fd| fd.as_raw_fd()),
+            vec![target_sock.as_raw_fd()],
         );
+        let hook_plan = Arc::clone(&plan);
+        let sock = target_sock.as_raw_fd();
+        // SAFETY (async-signal-safety): install_and_send makes only raw syscalls.
+        prepared.before_exec = Some(Box::new(move || unsafe {
+            syscall::install_and_send(hook_plan.filter(), sock)
+        }));
 
         let init = unsafe { spawn::start(&prepared) }.map_err(|e| {
             format!(
@@ -385,7 +412,16 @@ impl Session {
             )
         })?;
         *started = Some(init);
-        drop((stdin, stdout_w, stderr_w, chan_w, status_w, sync_r));
+        drop((
+            stdin,
+            stdout_w,
+            stderr_w,
+            chan_w,
+            status_w,
+            sync_r,
+            target_sock,
+        ));
+        let supervisor = Supervisor::start(OwnedFd::from(sup_sock), plan);
         if self.strategy == Strategy::UserNs {
             let deny = unsafe { libc::geteuid() } != 0;
             if let Err(e) =
@@ -414,6 +450,7 @@ impl Session {
             launch.grace,
         );
         let mut observed = watched.observed;
+        observed.syscalls = Some(supervisor.stop());
         if let Some(f) = watched.setup_failure {
             let err = |e: i32| std::io::Error::from_raw_os_error(e);
             observed.setup_error = Some(match f {
@@ -479,6 +516,66 @@ fn shared_netns() -> std::io::Result<OwnedFd> {
     })
     .join()
     .map_err(|_| std::io::Error::other("netns thread panicked"))?
+}
+
+/// The syscall layer's picture of a host: uname, the statfs magic of each cgroup mount
+/// of its layout, the /proc files it serves (the host's views plus an identity
+/// `uid_map`/`gid_map`, so the target does not believe it is in a user namespace), and
+/// the syscalls its kernel does not have yet.
+fn sim_kernel(
+    host: &Host,
+    data: &HostData,
+    layout: &Layout,
+    dir: &Path,
+) -> std::io::Result<SimKernel> {
+    use crate::host::CgroupMode;
+    let root = PathBuf::from("/sys/fs/cgroup");
+    let mut statfs_magic = vec![(
+        root.clone(),
+        if host.cgroup == CgroupMode::V2 {
+            magic::CGROUP2
+        } else {
+            magic::TMPFS
+        },
+    )];
+    if host.cgroup != CgroupMode::V2 {
+        let mut dirs: Vec<_> = fs::read_dir(&layout.tree)?
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        dirs.sort();
+        for d in dirs {
+            let m = if d == "unified" {
+                magic::CGROUP2
+            } else {
+                magic::CGROUP1
+            };
+            statfs_magic.push((root.join(d), m));
+        }
+    }
+    let mut proc_files: Vec<(String, PathBuf)> = layout
+        .proc_views
+        .iter()
+        .map(|(t, f)| (t.display().to_string(), f.clone()))
+        .collect();
+    let ids = dir.join("proc").join("id_map");
+    fs::write(&ids, "         0          0 4294967295\n")?;
+    proc_files.push(("/proc/self/uid_map".into(), ids.clone()));
+    proc_files.push(("/proc/self/gid_map".into(), ids));
+    // `uname -v`: what follows the release's builder and compiler in /proc/version.
+    let version = host.proc_version.find(" #").map_or_else(
+        || "#1 SMP".to_string(),
+        |i| host.proc_version[i + 1..].trim().to_string(),
+    );
+    Ok(SimKernel {
+        release: host.kernel.clone(),
+        version,
+        nodename: None,
+        statfs_magic,
+        proc_files,
+        enosys: data.syscalls_newer_than(host),
+    })
 }
 
 /// The user namespace every target of a Root session joins: uid and gid 0..65535 map to

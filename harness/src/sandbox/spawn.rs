@@ -142,6 +142,7 @@ impl Prepared {
         status_w: RawFd,
         sync_r: RawFd,
         userns: Option<RawFd>,
+        extra_keep: Vec<RawFd>,
     ) -> Prepared {
         let mut clone_flags = libc::CLONE_NEWNS
             | libc::CLONE_NEWPID
@@ -162,6 +163,7 @@ impl Prepared {
         }
         keep.extend_from_slice(&stdio);
         keep.extend(userns);
+        keep.extend(extra_keep);
         keep.push(status_w);
         keep.push(sync_r);
         keep.sort_unstable();

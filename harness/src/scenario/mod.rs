@@ -152,6 +152,8 @@ pub struct Case {
     /// The `[runtime]` table, as JSON.
     pub runtime: serde_json::Value,
     pub faults: Vec<ContentFault>,
+    /// Errno and delay faults applied by the syscall layer.
+    pub syscall_faults: Vec<crate::sandbox::syscall::SyscallFault>,
     pub expect: Vec<Expect>,
 }
 

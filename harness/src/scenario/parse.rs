@@ -16,6 +16,7 @@ use super::matrix;
 use super::{Case, Context, Expect, Meta, Pod, Scenario, ScenarioInfo, Target, TargetKind, OPS};
 use crate::host::{ContentAction, ContentFault, HostError, HostSpec};
 use crate::outcome::Class;
+use crate::sandbox::syscall::{parse_errno, Op, SyscallFault, When};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,10 +74,18 @@ struct RawPod {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFault {
-    file: String,
-    action: String,
+    // A content fault: the host's file is missing, empty, replaced, or loses lines.
+    file: Option<String>,
+    action: Option<String>,
     content: Option<String>,
     lines: Option<String>,
+    // A syscall fault: an operation on matching paths fails (and/or is delayed).
+    op: Option<String>,
+    path: Option<String>,
+    errno: Option<String>,
+    when: Option<String>,
+    seed: Option<u64>,
+    delay: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -524,42 +533,22 @@ fn resolve(
 
     // Faults.
     let mut faults = Vec::new();
+    let mut syscall_faults = Vec::new();
     for f in &raw.fault {
-        let action = match (f.action.as_str(), &f.content, &f.lines) {
-            ("missing", None, None) => ContentAction::Missing,
-            ("empty", None, None) => ContentAction::Empty,
-            ("replace", Some(c), None) => ContentAction::Replace(c.clone()),
-            ("drop-lines", None, Some(l)) => ContentAction::DropLines(l.clone()),
-            ("replace", None, _) => {
+        match (&f.file, &f.op) {
+            (Some(file), None) => faults.push(content_fault(f, file, &pod.id, at)?),
+            (None, Some(op)) => syscall_faults.push(syscall_fault(f, op, &pod.id, at)?),
+            (Some(_), Some(_)) => {
                 return Err(at
-                    .at("fault.action", "`replace` needs `content`")
-                    .hint("add content = \"...\""))
+                    .at("fault", "a fault has either `file` (a content fault) or `op` (a syscall fault), not both")
+                    .hint("split it into two [[fault]] blocks"))
             }
-            ("drop-lines", _, None) => {
+            (None, None) => {
                 return Err(at
-                    .at(
-                        "fault.action",
-                        "`drop-lines` needs `lines` (a substring of the lines to drop)",
-                    )
-                    .hint("add lines = \" - cgroup \""))
+                    .at("fault", "a fault needs `file` (content fault) or `op` (syscall fault)")
+                    .hint("e.g. file = \"/proc/self/mountinfo\", action = \"empty\"; or op = \"write\", path = \"/sys/fs/cgroup/**/memory.max\", errno = \"EINVAL\""))
             }
-            (a @ ("missing" | "empty" | "replace" | "drop-lines"), _, _) => {
-                return Err(at.at(
-                    "fault",
-                    format!("fault action `{a}` takes no other field than `file`"),
-                ))
-            }
-            (a, _, _) => {
-                let actions = ["missing", "empty", "replace", "drop-lines"];
-                return Err(at
-                    .at("fault.action", format!("unknown fault action `{a}`"))
-                    .hint(suggest(a, "actions", &actions)));
-            }
-        };
-        faults.push(ContentFault {
-            file: f.file.replace("{id}", &pod.id),
-            action,
-        });
+        }
     }
 
     // Expectations that apply to this cell.
@@ -602,7 +591,146 @@ fn resolve(
         pod,
         runtime,
         faults,
+        syscall_faults,
         expect,
+    })
+}
+
+fn content_fault(
+    f: &RawFault,
+    file: &str,
+    id: &str,
+    at: &CellLocator,
+) -> Result<ContentFault, ScenarioError> {
+    if f.path.is_some()
+        || f.errno.is_some()
+        || f.when.is_some()
+        || f.seed.is_some()
+        || f.delay.is_some()
+    {
+        return Err(at
+            .at(
+                "fault",
+                "`path`, `errno`, `when`, `seed` and `delay` belong to syscall faults (`op = ...`)",
+            )
+            .hint("a content fault takes `file`, `action` and `content` or `lines`"));
+    }
+    let action = match (f.action.as_deref().unwrap_or(""), &f.content, &f.lines) {
+        ("missing", None, None) => ContentAction::Missing,
+        ("empty", None, None) => ContentAction::Empty,
+        ("replace", Some(c), None) => ContentAction::Replace(c.clone()),
+        ("drop-lines", None, Some(l)) => ContentAction::DropLines(l.clone()),
+        ("replace", None, _) => {
+            return Err(at
+                .at("fault.action", "`replace` needs `content`")
+                .hint("add content = \"...\""))
+        }
+        ("drop-lines", _, None) => {
+            return Err(at
+                .at(
+                    "fault.action",
+                    "`drop-lines` needs `lines` (a substring of the lines to drop)",
+                )
+                .hint("add lines = \" - cgroup \""))
+        }
+        (a @ ("missing" | "empty" | "replace" | "drop-lines"), _, _) => {
+            return Err(at.at(
+                "fault",
+                format!("fault action `{a}` takes no other field than `file`"),
+            ))
+        }
+        (a, _, _) => {
+            let actions = ["missing", "empty", "replace", "drop-lines"];
+            let msg = if a.is_empty() {
+                "a content fault needs an `action`".to_string()
+            } else {
+                format!("unknown fault action `{a}`")
+            };
+            return Err(at
+                .at("fault.action", msg)
+                .hint(suggest(a, "actions", &actions)));
+        }
+    };
+    Ok(ContentFault {
+        file: file.replace("{id}", id),
+        action,
+    })
+}
+
+fn syscall_fault(
+    f: &RawFault,
+    op: &str,
+    id: &str,
+    at: &CellLocator,
+) -> Result<SyscallFault, ScenarioError> {
+    if f.action.is_some() || f.content.is_some() || f.lines.is_some() {
+        return Err(at
+            .at(
+                "fault",
+                "`action`, `content` and `lines` belong to content faults (`file = ...`)",
+            )
+            .hint("a syscall fault takes `op`, `path`, `errno`, `when`, `seed`, `delay`"));
+    }
+    let op_v: Op = op.parse().map_err(|_| {
+        let names: Vec<&str> = Op::ALL.iter().map(|o| o.name()).collect();
+        at.at("fault.op", format!("unknown operation `{op}`"))
+            .hint(suggest(op, "operations", &names))
+    })?;
+    let errno = match &f.errno {
+        None => None,
+        Some(e) => Some(parse_errno(e).map_err(|_| {
+            at.at("fault.errno", format!("unknown errno `{e}`"))
+                .hint("an errno name such as EINVAL, ENOSPC, EBUSY, EACCES, ENOENT")
+        })?),
+    };
+    let delay = match &f.delay {
+        None => None,
+        Some(d) => Some(humantime::parse_duration(d).map_err(|e| {
+            at.at("fault.delay", format!("invalid duration `{d}`: {e}"))
+                .hint("write it like \"10ms\" or \"1s\"")
+        })?),
+    };
+    if errno.is_none() && delay.is_none() {
+        return Err(at.at(
+            "fault",
+            "a syscall fault needs an `errno`, a `delay`, or both",
+        ));
+    }
+    let when_s = f.when.as_deref().unwrap_or("always");
+    let bad_when = || {
+        at.at("fault.when", format!("invalid `when = \"{when_s}\"`"))
+            .hint("\"always\", \"nth:N\" (only the Nth matching call), \"after:N\" (every call after the first N), \"p=0.25\" (seeded chance; set `seed`)")
+    };
+    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| bad_when());
+    let when = match when_s.split_once(':').or_else(|| when_s.split_once('=')) {
+        None if when_s == "always" => When::Always,
+        Some(("nth", n)) => When::Nth(num(n)?),
+        Some(("after", n)) => When::After(num(n)?),
+        Some(("p", p)) => {
+            let p: f64 = p.trim().parse().map_err(|_| bad_when())?;
+            if !(0.0..=1.0).contains(&p) {
+                return Err(bad_when());
+            }
+            When::Probability {
+                p,
+                seed: f.seed.unwrap_or(0),
+            }
+        }
+        _ => return Err(bad_when()),
+    };
+    if f.seed.is_some() && !matches!(when, When::Probability { .. }) {
+        return Err(at.at("fault.seed", "`seed` only applies to `when = \"p=...\"`"));
+    }
+    Ok(SyscallFault {
+        op: op_v,
+        path: f
+            .path
+            .clone()
+            .unwrap_or_else(|| "**".into())
+            .replace("{id}", id),
+        errno,
+        when,
+        delay,
     })
 }
 

@@ -240,5 +240,6 @@ pub fn launch(case: &Case, drivers: &Drivers, keep: bool) -> Option<Launch> {
         timeout: case.target.timeout,
         grace: case.target.grace,
         keep,
+        syscall_faults: case.syscall_faults.clone(),
     })
 }
