@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::cgroupfs::{self, CgroupfsKind};
 use super::effects::Effects;
 use super::spawn::{self, Prepared, Step, Strategy};
 use super::supervise::{self, Pipes, SetupFailure};
@@ -190,9 +191,28 @@ impl Session {
             chown(d, Some(self.owner.0), Some(self.owner.1))
                 .map_err(|e| format!("chown {}: {e}", d.display()))?;
         }
-        let result = self.run_in(&mhost, &upper, &work, launch);
+        // The cgroupfs model (FUSE) where asked for and available, else the tree.
+        let model = match host.cgroupfs {
+            CgroupfsKind::Model => cgroupfs::server::open_device().ok().map(|fd| {
+                cgroupfs::Model::new(
+                    host,
+                    &self.data,
+                    faults,
+                    Vec::new(),
+                    Box::new(cgroupfs::AnyPid),
+                )
+                .map(|m| (fd, m))
+            }),
+            CgroupfsKind::Tree => None,
+        }
+        .transpose()
+        .map_err(|e| e.to_string())?;
+        let result = self.run_in(&mhost, &upper, &work, launch, model);
         let mut observed = result?;
-        observed.effects = Effects::diff(&mhost.layout.tree, &upper);
+        if observed.cgroupfs != Some(CgroupfsKind::Model) {
+            observed.effects = Effects::diff(&mhost.layout.tree, &upper);
+            observed.cgroupfs = Some(CgroupfsKind::Tree);
+        }
         observed.strategy = Some(self.strategy);
         if launch.keep {
             observed.kept = Some(case_dir);
@@ -208,6 +228,7 @@ impl Session {
         upper: &Path,
         work: &Path,
         launch: &Launch,
+        model: Option<(OwnedFd, cgroupfs::Model)>,
     ) -> Result<Observed, String> {
         let cs = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
         let c = |s: &str| CString::new(s).map_err(|e| e.to_string());
@@ -234,12 +255,22 @@ impl Session {
             overlay.push_str(",userxattr");
         }
         let nosuid = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        // cgroupfs model: init mounts the harness's /dev/fuse fd (same number in init),
+        // with the sandbox root's ids as init's user namespace names them.
+        let fuse_ids = if root { self.owner } else { (0, 0) };
+        let (fstype, data) = match &model {
+            Some((fd, _)) => (
+                "fuse",
+                cgroupfs::server::mount_data(fd.as_raw_fd(), fuse_ids.0, fuse_ids.1),
+            ),
+            None => ("overlay", overlay),
+        };
         init_steps.push(Step::Mount {
             source: c("cgrepro")?,
             target: c("/sys/fs/cgroup")?,
-            fstype: c("overlay")?,
+            fstype: c(fstype)?,
             flags: nosuid,
-            data: Some(c(&overlay)?),
+            data: Some(c(&data)?),
         });
         init_steps.push(Step::Mount {
             source: c("proc")?,
@@ -303,7 +334,7 @@ impl Session {
             .iter()
             .map(|(k, v)| c(&format!("{k}={v}")))
             .collect::<Result<Vec<_>, _>>()?;
-        let prepared = Prepared::new(
+        let mut prepared = Prepared::new(
             self.strategy,
             init_steps,
             views,
@@ -323,6 +354,9 @@ impl Session {
             status_w.as_raw_fd(),
             sync_r.as_raw_fd(),
         );
+        if let Some((fd, _)) = &model {
+            prepared.keep_fd(fd.as_raw_fd());
+        }
 
         let init = unsafe { spawn::start(&prepared) }.map_err(|e| {
             format!(
@@ -331,6 +365,10 @@ impl Session {
             )
         })?;
         drop((stdin, stdout_w, stderr_w, chan_w, status_w, sync_r));
+        let served = model.map(|(fd, mut m)| {
+            m.set_pids(Box::new(cgroupfs::pids::CasePids::new(init)));
+            cgroupfs::server::serve(fd, m, fuse_ids)
+        });
         if self.strategy == Strategy::UserNs {
             let deny = unsafe { libc::geteuid() } != 0;
             if let Err(e) =
@@ -361,6 +399,16 @@ impl Session {
             launch.grace,
         );
         let mut observed = watched.observed;
+        if let Some(served) = served {
+            let (model, err) = served.finish(std::time::Duration::from_secs(2));
+            let m = model.lock().unwrap_or_else(|e| e.into_inner());
+            observed.effects = m.effects();
+            observed.cgroupfs_ops = m.log().iter().map(|e| e.line()).collect();
+            observed.cgroupfs = Some(CgroupfsKind::Model);
+            if let (Some(e), None) = (err, &observed.setup_error) {
+                observed.setup_error = Some(format!("cgroupfs model: {e}"));
+            }
+        }
         if let Some(f) = watched.setup_failure {
             let err = |e: i32| std::io::Error::from_raw_os_error(e);
             observed.setup_error = Some(match f {

@@ -173,6 +173,16 @@ impl Prepared {
     }
 }
 
+impl Prepared {
+    /// Keep one more harness fd open in init (e.g. the cgroupfs model's /dev/fuse fd,
+    /// which init mounts by number).
+    pub fn keep_fd(&mut self, fd: RawFd) {
+        self.keep.push(fd);
+        self.keep.sort_unstable();
+        self.keep.dedup();
+    }
+}
+
 /// Status pipe records: 12 bytes, written atomically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
