@@ -8,6 +8,7 @@
 //!   case's init mounts it, see `Session::run_in`).
 //! * the op log: [`LogEntry`], rendered one line per op in the snapshot.
 
+pub mod corpus;
 pub mod faults;
 pub mod model;
 pub mod pids;

@@ -435,6 +435,12 @@ impl Model {
     // ---- membership ----
 
     fn alive_members(&self, g: Ino) -> Vec<u32> {
+        self.members(g, true)
+    }
+
+    /// Pids in group `g` (only the living ones, or every pid ever moved there and not
+    /// moved away since).
+    fn members(&self, g: Ino, alive: bool) -> Vec<u32> {
         let Some(grp) = self.group(g) else {
             return Vec::new();
         };
@@ -442,7 +448,7 @@ impl Model {
         let mut v: Vec<u32> = self
             .member
             .iter()
-            .filter(|((hh, pid), &gi)| *hh == h && gi == g && self.pids.exists(*pid))
+            .filter(|((hh, pid), &gi)| *hh == h && gi == g && (!alive || self.pids.exists(*pid)))
             .map(|((_, pid), _)| *pid)
             .collect();
         v.sort_unstable();
@@ -1116,7 +1122,14 @@ impl Model {
                 continue;
             }
             let Some(ino) = self.resolve(p) else { continue };
-            let mut text = self.render(ino).unwrap_or_default();
+            let name = p.rsplit('/').next().unwrap_or_default();
+            // Membership files: who was moved there (the case's processes have exited by now).
+            let mut text = if ["cgroup.procs", "tasks", "cgroup.threads"].contains(&name) {
+                let g = self.parent(ino);
+                self.members(g, false).iter().map(|p| format!("{p}\n")).collect()
+            } else {
+                self.render(ino).unwrap_or_default()
+            };
             if text.ends_with('\n') {
                 text.pop();
             }
