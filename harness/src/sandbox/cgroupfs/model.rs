@@ -119,6 +119,8 @@ pub struct Model {
     /// v2 controllers bound to cgroup2, in kernel order (names on v2), implicit ones too.
     v2_all: Vec<String>,
     v2_implicit: Vec<String>,
+    /// v2 names of every controller the kernel has.
+    kernel_v2_names: Vec<String>,
     /// (hierarchy, pid) → group.
     member: HashMap<(usize, u32), Ino>,
     pids: Box<dyn Pids>,
@@ -126,6 +128,25 @@ pub struct Model {
     log: Vec<LogEntry>,
     initial: BTreeSet<String>,
     written: BTreeSet<String>,
+}
+
+/// A devices cgroup rule (`a`, `c 1:3 rwm`), normalised; `None` if malformed.
+fn device_rule(v: &str) -> Option<String> {
+    let mut it = v.split_whitespace();
+    let t = it.next()?;
+    if t == "a" {
+        return Some("a".into());
+    }
+    if !matches!(t, "b" | "c") {
+        return None;
+    }
+    let (maj, min) = it.next()?.split_once(':')?;
+    let num = |s: &str| s == "*" || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    let acc = it.next().unwrap_or("rwm");
+    if !num(maj) || !num(min) || acc.is_empty() || !acc.bytes().all(|b| b"rwm".contains(&b)) {
+        return None;
+    }
+    Some(format!("{t} {maj}:{min} {acc}"))
 }
 
 fn join(a: &str, b: &str) -> String {
@@ -168,7 +189,14 @@ impl Model {
             .filter(|c| c.v2_implicit)
             .map(|c| c.v2_name().to_owned())
             .collect();
+        let kernel_v2_names = topo
+            .available
+            .iter()
+            .filter_map(|n| data.kernels.controller(n))
+            .map(|c| c.v2_name().to_owned())
+            .collect();
         let mut m = Model {
+            kernel_v2_names,
             host: host.clone(),
             tables: data.kernels.clone(),
             version: host.version(),
@@ -883,6 +911,25 @@ impl Model {
                 self.set_content(g, &name, format!("oom_kill_disable {n}\n{rest}"));
                 Ok(())
             }
+            "devices.allow" | "devices.deny" => {
+                let rule = device_rule(v).ok_or(EINVAL)?;
+                let list = self.file_content(g, "devices.list").unwrap_or_default();
+                let all = "a *:* rwm";
+                let mut lines: Vec<String> = list.lines().map(str::to_owned).collect();
+                let allow = name == "devices.allow";
+                if rule == "a" {
+                    lines = if allow { vec![all.to_owned()] } else { Vec::new() };
+                } else if allow {
+                    if !lines.iter().any(|l| l == all || *l == rule) {
+                        lines.push(rule);
+                    }
+                } else {
+                    lines.retain(|l| *l != rule);
+                }
+                let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+                self.set_content(g, "devices.list", text);
+                Ok(())
+            }
             "freezer.state" => {
                 let new = values::parse(Parse::Word(&["FROZEN", "THAWED"]), v)?;
                 if let Some(c) = new {
@@ -969,7 +1016,10 @@ impl Model {
         let mut disable = Vec::new();
         for tok in v.split_whitespace() {
             let (sign, name) = tok.split_at(1);
-            let known = self.v2_all.iter().any(|c| c == name) && !self.v2_implicit.iter().any(|c| c == name);
+            // Any controller of the kernel parses (one bound to v1 then fails with ENOENT
+            // below); implicit ones (perf_event) and unknown names are EINVAL.
+            let known = self.kernel_v2_names.iter().any(|c| c == name)
+                && !self.v2_implicit.iter().any(|c| c == name);
             if !known {
                 return Err(EINVAL);
             }

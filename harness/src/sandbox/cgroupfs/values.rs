@@ -39,6 +39,8 @@ pub enum Parse {
     CpuList,
     /// Memory node list; nodes beyond the machine → EINVAL.
     NodeList,
+    /// A u64 flag read back as 0/1 (cgroup core `write_u64` flags).
+    Bool,
     /// Accepted, stored as written (no validation modelled).
     Any,
     /// Accepted and ignored: reads keep the old value (memory.kmem.limit_in_bytes on 6.1).
@@ -89,8 +91,8 @@ pub const RULES: &[(&str, Parse)] = &[
     ("cpu.rt_runtime_us", Parse::Any),
     ("cpu.rt_period_us", Parse::Any),
     ("freezer.state", Parse::Word(&["FROZEN", "THAWED"])),
-    ("cgroup.clone_children", Parse::IntRange(0, 1, EINVAL)),
-    ("notify_on_release", Parse::IntRange(0, 1, EINVAL)),
+    ("cgroup.clone_children", Parse::Bool),
+    ("notify_on_release", Parse::Bool),
     ("cpuset.cpu_exclusive", Parse::IntRange(0, 1, EINVAL)),
     ("cpuset.mem_exclusive", Parse::IntRange(0, 1, EINVAL)),
     ("cpuset.mem_hardwall", Parse::IntRange(0, 1, EINVAL)),
@@ -288,6 +290,10 @@ pub fn parse(p: Parse, v: &str) -> Result<Option<String>, i32> {
                 return Err(EINVAL);
             }
             line(format_list(&nodes))
+        }
+        Parse::Bool => {
+            let n: u64 = v.parse().map_err(|_| EINVAL)?;
+            line(u8::from(n != 0).to_string())
         }
         Parse::Any => line(v.to_owned()),
         Parse::Ignored => Ok(None),
