@@ -41,7 +41,10 @@ fn model(data: &HostData, release: &str, mode: CgroupMode) -> Model {
             .collect();
         for c in &ctl {
             let v = format!("+{c}");
-            assert_eq!(on_model(&mut m, "write", "cgroup.subtree_control", Some(&v), 1), "ok");
+            assert_eq!(
+                on_model(&mut m, "write", "cgroup.subtree_control", Some(&v), 1),
+                "ok"
+            );
         }
         assert_eq!(on_model(&mut m, "mkdir", "probe", None, 1), "ok");
         for c in &ctl {

@@ -88,7 +88,10 @@ fn own_groups() -> BTreeMap<String, String> {
             out.insert("unified".into(), path.to_owned());
         }
         for c in ctl.split(',') {
-            out.insert(c.strip_prefix("name=").unwrap_or(c).to_owned(), path.to_owned());
+            out.insert(
+                c.strip_prefix("name=").unwrap_or(c).to_owned(),
+                path.to_owned(),
+            );
         }
     }
     out
@@ -283,7 +286,11 @@ fn model_agrees_with_the_real_kernel() {
     // The real side runs in a thread with its own cgroup namespace.
     let (results, leftovers) = std::thread::scope(|s| {
         s.spawn(|| {
-            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }, 0, "unshare(CLONE_NEWCGROUP)");
+            assert_eq!(
+                unsafe { libc::unshare(libc::CLONE_NEWCGROUP) },
+                0,
+                "unshare(CLONE_NEWCGROUP)"
+            );
             let mut results = Vec::new();
             let mut leftovers = Vec::new();
             let mut reals = Vec::new();
@@ -346,8 +353,15 @@ fn model_agrees_with_the_real_kernel() {
                 if same { "=" } else { "≠" },
                 op.op,
                 op.path,
-                op.value.as_deref().map(|v| format!(" {v:?}")).unwrap_or_default(),
-                if same { String::new() } else { format!(", model {got:?}") }
+                op.value
+                    .as_deref()
+                    .map(|v| format!(" {v:?}"))
+                    .unwrap_or_default(),
+                if same {
+                    String::new()
+                } else {
+                    format!(", model {got:?}")
+                }
             );
         }
     }

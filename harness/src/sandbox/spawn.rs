@@ -429,11 +429,17 @@ extern "C" fn forward_term(_: c_int) {
 }
 
 unsafe fn become_root() -> Result<(), c_int> {
-    if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+    // Raw syscalls, not glibc's setresgid/setresuid/setgroups: those "setxid" wrappers
+    // synchronise every thread glibc believes the process has, and in a raw-cloned child
+    // of the multithreaded harness they wait forever on a futex when another harness
+    // thread was being created at clone time (seen as cases hanging before exec).
+    if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0
+        || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0
+    {
         return Err(errno());
     }
     // Drop supplementary groups where the user namespace allows it.
-    libc::setgroups(0, std::ptr::null());
+    libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>());
     Ok(())
 }
 

@@ -83,7 +83,10 @@ impl FaultSet {
             rules: faults
                 .into_iter()
                 .map(|f| {
-                    let g = f.glob.trim_start_matches("/sys/fs/cgroup").trim_start_matches('/');
+                    let g = f
+                        .glob
+                        .trim_start_matches("/sys/fs/cgroup")
+                        .trim_start_matches('/');
                     let m = GlobBuilder::new(g)
                         .literal_separator(true)
                         .build()

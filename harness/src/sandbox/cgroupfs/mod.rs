@@ -93,7 +93,13 @@ impl LogEntry {
         let mut s = format!("{op} {}", self.path);
         if let Some(v) = &self.value {
             let v = if v.len() > 80 {
-                { let mut n = 80; while !v.is_char_boundary(n) { n -= 1; } format!("{}…", &v[..n]) }
+                {
+                    let mut n = 80;
+                    while !v.is_char_boundary(n) {
+                        n -= 1;
+                    }
+                    format!("{}…", &v[..n])
+                }
             } else {
                 v.clone()
             };

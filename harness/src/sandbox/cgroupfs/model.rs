@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use libc::{EACCES, EBUSY, EEXIST, EINVAL, ENOENT, ENOSPC, ENOTDIR, EOPNOTSUPP, EPERM, EROFS, ESRCH};
+use libc::{
+    EACCES, EBUSY, EEXIST, EINVAL, ENOENT, ENOSPC, ENOTDIR, EOPNOTSUPP, EPERM, EROFS, ESRCH,
+};
 
 use super::faults::{FaultAction, FaultOp, FaultSet, ModelFault};
 use super::values::{self, Parse};
@@ -211,11 +213,9 @@ impl Model {
             initial: BTreeSet::new(),
             written: BTreeSet::new(),
         };
-        let top_body = if host.cgroup == CgroupMode::V2 {
-            Body::Top // replaced below by the v2 root group
-        } else {
-            Body::Top
-        };
+        // The mount's top directory: the read-only tmpfs (v1, hybrid), or replaced below
+        // by the cgroup2 root group (v2).
+        let top_body = Body::Top;
         m.entries.push(Some(Entry {
             name: String::new(),
             parent: ROOT,
@@ -571,7 +571,12 @@ impl Model {
             Some(FaultAction::Corrupt(s)) => Ok(s),
             _ => self.render(ino),
         };
-        self.record(LogOp::Read, path, None, r.as_ref().map(|_| ()).map_err(|e| *e));
+        self.record(
+            LogOp::Read,
+            path,
+            None,
+            r.as_ref().map(|_| ()).map_err(|e| *e),
+        );
         r.map(String::into_bytes)
     }
 
@@ -709,7 +714,11 @@ impl Model {
         let entries: Vec<(String, u32, String)> =
             files_for(&self.tables, &self.host, layer, level, attached)
                 .into_iter()
-                .filter(|e| only.is_none_or(|c| e.controller == c || e.with_controller.as_deref() == Some(c)))
+                .filter(|e| {
+                    only.is_none_or(|c| {
+                        e.controller == c || e.with_controller.as_deref() == Some(c)
+                    })
+                })
                 .map(|e| {
                     let content = match level {
                         Level::Root => e.root_content.as_deref().unwrap_or(&e.content),
@@ -761,7 +770,10 @@ impl Model {
             .replace("{controllers}", "")
             .replace("{subtree_control}", "")
             .replace("{cgroup_stat_subsys}", &subsys)
-            .replace("{cgroup_stat}", "nr_descendants 0\nnr_dying_descendants 0\n")
+            .replace(
+                "{cgroup_stat}",
+                "nr_descendants 0\nnr_dying_descendants 0\n",
+            )
     }
 
     fn file_ino(&self, g: Ino, name: &str) -> Option<Ino> {
@@ -827,7 +839,9 @@ impl Model {
         if !self.alive_members(ino).is_empty() {
             return Err(EBUSY);
         }
-        let kids: Vec<Ino> = self.entry(ino).map_or(Vec::new(), |e| e.children.values().copied().collect());
+        let kids: Vec<Ino> = self
+            .entry(ino)
+            .map_or(Vec::new(), |e| e.children.values().copied().collect());
         for k in kids {
             self.entries[k as usize] = None;
         }
@@ -847,7 +861,9 @@ impl Model {
         let fault = self.fault(FaultOp::Write, &path);
         let r = match fault {
             Some(FaultAction::Errno(e)) => Err(e),
-            Some(FaultAction::Short(n)) => self.do_write(ino, &data[..n.min(data.len())], caller).map(|_| n.min(data.len())),
+            Some(FaultAction::Short(n)) => self
+                .do_write(ino, &data[..n.min(data.len())], caller)
+                .map(|_| n.min(data.len())),
             _ => self.do_write(ino, data, caller).map(|_| data.len()),
         };
         if r.is_ok() {
@@ -898,7 +914,9 @@ impl Model {
                 }
             }
             "memory.kmem.limit_in_bytes" if self.version >= KernelVersion::new(6, 1, 0) => {
-                values::memparse(v).or((v == "-1").then_some(0)).ok_or(EINVAL)?;
+                values::memparse(v)
+                    .or((v == "-1").then_some(0))
+                    .ok_or(EINVAL)?;
                 Ok(())
             }
             "memory.oom_control" => {
@@ -918,7 +936,11 @@ impl Model {
                 let mut lines: Vec<String> = list.lines().map(str::to_owned).collect();
                 let allow = name == "devices.allow";
                 if rule == "a" {
-                    lines = if allow { vec![all.to_owned()] } else { Vec::new() };
+                    lines = if allow {
+                        vec![all.to_owned()]
+                    } else {
+                        Vec::new()
+                    };
                 } else if allow {
                     if !lines.iter().any(|l| l == all || *l == rule) {
                         lines.push(rule);
@@ -940,10 +962,12 @@ impl Model {
             "cpuset.cpus" | "cpuset.mems" if !v2 => {
                 let parsed = values::parse(values::rule(&name), v)?.unwrap_or_default();
                 let list = parsed.trim();
-                let parent_list = self
-                    .file_content(self.parent(g), &name)
-                    .unwrap_or_default();
-                let nb = if name == "cpuset.cpus" { values::NR_CPUS } else { 64 };
+                let parent_list = self.file_content(self.parent(g), &name).unwrap_or_default();
+                let nb = if name == "cpuset.cpus" {
+                    values::NR_CPUS
+                } else {
+                    64
+                };
                 let mine = values::parse_list(list, nb).unwrap_or_default();
                 let theirs = values::parse_list(parent_list.trim(), nb).unwrap_or_default();
                 if !grp.path.is_empty() && !mine.iter().all(|c| theirs.contains(c)) {
@@ -955,6 +979,15 @@ impl Model {
                 self.set_content(g, &name, parsed);
                 Ok(())
             }
+            // mem_cgroup_write: no limits on the root memcg.
+            "memory.limit_in_bytes"
+            | "memory.memsw.limit_in_bytes"
+            | "memory.kmem.limit_in_bytes"
+            | "memory.kmem.tcp.limit_in_bytes"
+                if !v2 && grp.path.is_empty() =>
+            {
+                Err(EINVAL)
+            }
             "memory.limit_in_bytes" | "memory.memsw.limit_in_bytes" if !v2 => {
                 let new = values::parse(Parse::V1Bytes, v)?.unwrap_or_default();
                 let n: u64 = new.trim().parse().unwrap_or(0);
@@ -965,7 +998,11 @@ impl Model {
                 };
                 if let Some(o) = self.file_content(g, other) {
                     let o: u64 = o.trim().parse().unwrap_or(values::V1_UNLIMITED);
-                    let bad = if name == "memory.limit_in_bytes" { n > o } else { n < o };
+                    let bad = if name == "memory.limit_in_bytes" {
+                        n > o
+                    } else {
+                        n < o
+                    };
                     if bad {
                         return Err(EINVAL);
                     }
@@ -1000,7 +1037,9 @@ impl Model {
             .iter()
             .any(|c| !THREADED_CONTROLLERS.contains(&c.as_str()));
         let parent_root = pg.path.is_empty();
-        if !parent_root && (domain_enabled || !self.alive_members(parent).is_empty() && !pg.threaded) {
+        if !parent_root
+            && (domain_enabled || !self.alive_members(parent).is_empty() && !pg.threaded)
+        {
             return Err(EOPNOTSUPP);
         }
         self.group_mut(g).threaded = true;
@@ -1039,8 +1078,14 @@ impl Model {
         if enable.iter().any(|c| !grp.listed.contains(c)) {
             return Err(ENOENT);
         }
-        let enable: Vec<String> = enable.into_iter().filter(|c| !grp.subtree.contains(c)).collect();
-        let disable: Vec<String> = disable.into_iter().filter(|c| grp.subtree.contains(c)).collect();
+        let enable: Vec<String> = enable
+            .into_iter()
+            .filter(|c| !grp.subtree.contains(c))
+            .collect();
+        let disable: Vec<String> = disable
+            .into_iter()
+            .filter(|c| grp.subtree.contains(c))
+            .collect();
         // Disabling what a child still delegates further: EBUSY.
         let kids = self.child_groups(g);
         if disable.iter().any(|c| {
@@ -1057,7 +1102,11 @@ impl Model {
         if !grp.path.is_empty() && domain && !self.alive_members(g).is_empty() {
             return Err(EBUSY);
         }
-        if domain && kids.iter().any(|&k| self.group(k).is_some_and(|kg| kg.threaded)) {
+        if domain
+            && kids
+                .iter()
+                .any(|&k| self.group(k).is_some_and(|kg| kg.threaded))
+        {
             return Err(EOPNOTSUPP);
         }
         let order = self.v2_all.clone();
@@ -1065,7 +1114,8 @@ impl Model {
             let gm = self.group_mut(g);
             gm.subtree.extend(enable.iter().cloned());
             gm.subtree.retain(|c| !disable.contains(c));
-            gm.subtree.sort_by_key(|c| order.iter().position(|o| o == c));
+            gm.subtree
+                .sort_by_key(|c| order.iter().position(|o| o == c));
         }
         for k in kids {
             {
@@ -1104,7 +1154,11 @@ impl Model {
             self.pids.tgid(pid).ok_or(ESRCH)?
         };
         let h = grp.hier;
-        let src = self.member.get(&(h, pid)).copied().unwrap_or(self.hiers[h].root);
+        let src = self
+            .member
+            .get(&(h, pid))
+            .copied()
+            .unwrap_or(self.hiers[h].root);
         if v2 {
             if grp.threaded && file == "cgroup.procs" {
                 return Err(EOPNOTSUPP);
@@ -1120,10 +1174,7 @@ impl Model {
                 return Err(EBUSY);
             }
         } else if self.hiers[h].controllers.iter().any(|c| c == "cpuset") {
-            let empty = |n: &str| {
-                self.file_content(g, n)
-                    .is_none_or(|c| c.trim().is_empty())
-            };
+            let empty = |n: &str| self.file_content(g, n).is_none_or(|c| c.trim().is_empty());
             if empty("cpuset.cpus") || empty("cpuset.mems") {
                 return Err(ENOSPC);
             }
@@ -1176,7 +1227,10 @@ impl Model {
             // Membership files: who was moved there (the case's processes have exited by now).
             let mut text = if ["cgroup.procs", "tasks", "cgroup.threads"].contains(&name) {
                 let g = self.parent(ino);
-                self.members(g, false).iter().map(|p| format!("{p}\n")).collect()
+                self.members(g, false)
+                    .iter()
+                    .map(|p| format!("{p}\n"))
+                    .collect()
             } else {
                 self.render(ino).unwrap_or_default()
             };

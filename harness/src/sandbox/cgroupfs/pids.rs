@@ -31,7 +31,8 @@ impl Pids for CasePids {
     }
 
     fn tgid(&self, tid: u32) -> Option<u32> {
-        let s = std::fs::read_to_string(self.proc_root.join(tid.to_string()).join("status")).ok()?;
+        let s =
+            std::fs::read_to_string(self.proc_root.join(tid.to_string()).join("status")).ok()?;
         s.lines()
             .find_map(|l| l.strip_prefix("Tgid:"))
             .and_then(|v| v.trim().parse().ok())

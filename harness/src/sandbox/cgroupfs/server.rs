@@ -111,8 +111,21 @@ fn name(n: &OsStr) -> &str {
     n.to_str().unwrap_or("\u{fffd}")
 }
 
+/// `CGREPRO_FUSE_DEBUG=1`: every request on stderr (diagnosing hangs).
+fn trace(what: &str, a: u64) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("CGREPRO_FUSE_DEBUG").is_some()) {
+        eprintln!(
+            "fuse {:?} {:?}: {what} {a}",
+            std::time::Instant::now(),
+            std::thread::current().id()
+        );
+    }
+}
+
 impl Filesystem for Fs {
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
+        trace("lookup", parent.0);
         let mut m = self.model();
         match m.lookup(parent.0, name(n)) {
             Ok(ino) => self.entry(&m, ino, reply),
@@ -121,6 +134,7 @@ impl Filesystem for Fs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        trace("getattr", ino.0);
         match self.model().attr(ino.0) {
             Some(a) => reply.attr(&TTL, &self.file_attr(ino.0, a)),
             None => reply.error(Errno::ENOENT),
@@ -145,6 +159,7 @@ impl Filesystem for Fs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        trace("setattr", ino.0);
         // O_TRUNC (size 0) is a no-op on cgroupfs; chmod/chown are not modelled (the
         // attributes stay the kernel's defaults) but succeed, as kernfs lets root do them.
         let _ = (mode, uid, gid);
@@ -155,6 +170,7 @@ impl Filesystem for Fs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        trace("readlink", ino.0);
         match self.model().readlink(ino.0) {
             Ok(t) => reply.data(t.as_bytes()),
             Err(e) => reply.error(Errno::from_i32(e)),
@@ -170,6 +186,7 @@ impl Filesystem for Fs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        trace("mkdir", parent.0);
         let mut m = self.model();
         match m.mkdir(parent.0, name(n)) {
             Ok(ino) => self.entry(&m, ino, reply),
@@ -178,6 +195,7 @@ impl Filesystem for Fs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        trace("unlink", parent.0);
         match self.model().unlink(parent.0, name(n)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(Errno::from_i32(e)),
@@ -185,6 +203,7 @@ impl Filesystem for Fs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        trace("rmdir", parent.0);
         match self.model().rmdir(parent.0, name(n)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(Errno::from_i32(e)),
@@ -192,6 +211,7 @@ impl Filesystem for Fs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        trace("open", ino.0);
         let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
         match self.model().open(ino.0, write) {
             Ok(()) => reply.opened(FileHandle(self.handle(ino.0)), FopenFlags::FOPEN_DIRECT_IO),
@@ -210,6 +230,7 @@ impl Filesystem for Fs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
+        trace("read", ino.0);
         let mut handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
         let h = handles.entry(fh.0).or_insert(Handle {
             ino: ino.0,
@@ -239,6 +260,7 @@ impl Filesystem for Fs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
+        trace("write", ino.0);
         match self.model().write(ino.0, data, req.pid()) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(Errno::from_i32(e)),
@@ -255,6 +277,7 @@ impl Filesystem for Fs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        trace("release", fh.0);
         self.handles
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -270,6 +293,7 @@ impl Filesystem for Fs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        trace("readdir", ino.0);
         let m = self.model();
         let list = match m.readdir(ino.0) {
             Ok(l) => l,
@@ -307,6 +331,7 @@ impl Filesystem for Fs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        trace("create", parent.0);
         match self.model().create(parent.0, name(n)) {
             Ok(_) => reply.error(Errno::EACCES),
             Err(e) => reply.error(Errno::from_i32(e)),
@@ -353,11 +378,30 @@ pub fn serve(fd: OwnedFd, model: Model, owner: (u32, u32)) -> Served {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
+            let dbg = std::env::var_os("CGREPRO_FUSE_DEBUG").is_some();
+            if dbg {
+                eprintln!("fuse {:?}: INIT pending", std::thread::current().id());
+            }
             let mut config = Config::default();
             config.acl = SessionACL::All;
-            let session = fuser::Session::from_fd(fs, fd, SessionACL::All, config)
-                .map_err(|e| format!("FUSE handshake: {e}"))?;
-            session.run().map_err(|e| format!("FUSE session: {e}"))
+            let session = match fuser::Session::from_fd(fs, fd, SessionACL::All, config) {
+                Ok(s) => s,
+                // The case ended before the handshake: nothing can have used the mount
+                // (every request waits for FUSE_INIT's answer).
+                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return Ok(()),
+                Err(e) => return Err(format!("FUSE handshake: {e}")),
+            };
+            if dbg {
+                eprintln!("fuse {:?}: handshake done", std::thread::current().id());
+            }
+            let r = session.run().map_err(|e| format!("FUSE session: {e}"));
+            if dbg {
+                eprintln!(
+                    "fuse {:?}: session ended {r:?}",
+                    std::thread::current().id()
+                );
+            }
+            r
         })
         .expect("spawn the cgroupfs thread");
     Served {

@@ -80,13 +80,19 @@ pub const RULES: &[(&str, Parse)] = &[
     ("memory.memsw.limit_in_bytes", Parse::V1Bytes),
     ("memory.kmem.tcp.limit_in_bytes", Parse::V1Bytes),
     ("memory.swappiness", Parse::IntRange(0, 200, EINVAL)),
-    ("memory.move_charge_at_immigrate", Parse::IntRange(0, 3, EINVAL)),
+    (
+        "memory.move_charge_at_immigrate",
+        Parse::IntRange(0, 3, EINVAL),
+    ),
     ("memory.force_empty", Parse::Any),
     ("memory.oom_control", Parse::IntRange(0, 1, EINVAL)),
     // v1 cpu (kernel/sched/core.c): shares clamped to [2, 262144]
     ("cpu.shares", Parse::IntClamp(2, 262_144)),
     ("cpu.cfs_quota_us", Parse::CfsQuota),
-    ("cpu.cfs_period_us", Parse::IntRange(1000, 1_000_000, EINVAL)),
+    (
+        "cpu.cfs_period_us",
+        Parse::IntRange(1000, 1_000_000, EINVAL),
+    ),
     ("cpu.cfs_burst_us", Parse::IntRange(0, i64::MAX, EINVAL)),
     ("cpu.rt_runtime_us", Parse::Any),
     ("cpu.rt_period_us", Parse::Any),
@@ -100,10 +106,16 @@ pub const RULES: &[(&str, Parse)] = &[
     ("cpuset.sched_load_balance", Parse::IntRange(0, 1, EINVAL)),
     ("cpuset.memory_spread_page", Parse::IntRange(0, 1, EINVAL)),
     ("cpuset.memory_spread_slab", Parse::IntRange(0, 1, EINVAL)),
-    ("cpuset.sched_relax_domain_level", Parse::IntRange(-1, 5, EINVAL)),
+    (
+        "cpuset.sched_relax_domain_level",
+        Parse::IntRange(-1, 5, EINVAL),
+    ),
     ("hugetlb.*.limit_in_bytes", Parse::V1Bytes),
     ("hugetlb.*.max", Parse::V2Bytes),
-    ("net_cls.classid", Parse::IntRange(0, u32::MAX as i64, EINVAL)),
+    (
+        "net_cls.classid",
+        Parse::IntRange(0, u32::MAX as i64, EINVAL),
+    ),
 ];
 
 /// The parser for a file name.
@@ -341,7 +353,10 @@ mod tests {
         assert_eq!(parse(Parse::CpuList, "0"), Ok(Some("0\n".into())));
         assert_eq!(parse(Parse::CpuList, "1,0"), Ok(Some("0-1\n".into())));
         assert_eq!(parse(Parse::NodeList, "5"), Err(EINVAL));
-        assert_eq!(parse(Parse::CpuMax, "50000"), Ok(Some("50000 100000\n".into())));
+        assert_eq!(
+            parse(Parse::CpuMax, "50000"),
+            Ok(Some("50000 100000\n".into()))
+        );
         assert_eq!(parse(Parse::CpuMax, "abc"), Err(EINVAL));
         assert_eq!(rule("hugetlb.2MB.limit_in_bytes"), Parse::V1Bytes);
     }
