@@ -191,19 +191,24 @@ impl Session {
             chown(d, Some(self.owner.0), Some(self.owner.1))
                 .map_err(|e| format!("chown {}: {e}", d.display()))?;
         }
-        // The cgroupfs model (FUSE) where asked for and available, else the tree.
+        // The cgroupfs model (FUSE) where asked for and available, else the tree. Only
+        // with the root strategy: a FUSE mount in a user namespace needs a /dev/fuse fd
+        // opened in that namespace (the kernel says EINVAL otherwise); until init opens
+        // it and hands it back, UserNs cases get the tree (their snapshot says so).
         let model = match host.cgroupfs {
-            CgroupfsKind::Model => cgroupfs::server::open_device().ok().map(|fd| {
-                cgroupfs::Model::new(
-                    host,
-                    &self.data,
-                    faults,
-                    Vec::new(),
-                    Box::new(cgroupfs::AnyPid),
-                )
-                .map(|m| (fd, m))
-            }),
-            CgroupfsKind::Tree => None,
+            CgroupfsKind::Model if self.strategy == Strategy::Root => {
+                cgroupfs::server::open_device().ok().map(|fd| {
+                    cgroupfs::Model::new(
+                        host,
+                        &self.data,
+                        faults,
+                        Vec::new(),
+                        Box::new(cgroupfs::AnyPid),
+                    )
+                    .map(|m| (fd, m))
+                })
+            }
+            _ => None,
         }
         .transpose()
         .map_err(|e| e.to_string())?;
