@@ -157,3 +157,20 @@ fn model_agrees_with_the_captured_errno_facts() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn building_a_model_is_cheap() {
+    let data = data();
+    let host = data
+        .resolve(&HostSpec {
+            preset: Some("ubuntu-20.04".into()),
+            ..HostSpec::default()
+        })
+        .expect("host");
+    let t = std::time::Instant::now();
+    for _ in 0..10 {
+        Model::new(&host, &data, &[], Vec::new(), Box::new(SmallPids)).expect("model");
+    }
+    let each = t.elapsed() / 10;
+    eprintln!("Model::new: {each:?}");
+}

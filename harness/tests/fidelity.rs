@@ -283,6 +283,9 @@ fn model_agrees_with_the_real_kernel() {
     let name = format!("cgrepro-fidelity-{}", std::process::id());
     let corpus = load_corpus();
 
+    let real_time: std::sync::Mutex<BTreeMap<String, Vec<std::time::Duration>>> =
+        Default::default();
+    let mut model_time: BTreeMap<String, Vec<std::time::Duration>> = BTreeMap::new();
     // The real side runs in a thread with its own cgroup namespace.
     let (results, leftovers) = std::thread::scope(|s| {
         s.spawn(|| {
@@ -309,7 +312,14 @@ fn model_agrees_with_the_real_kernel() {
                     let rel = fill(&op.path, "", pid);
                     let path = base.join(rel.trim_start_matches('/'));
                     let value = op.value.as_deref().map(|v| fill(v, "", pid));
+                    let t = std::time::Instant::now();
                     got.push(real.run(&op.op, &path, value.as_deref(), pid));
+                    real_time
+                        .lock()
+                        .unwrap()
+                        .entry(op.op.clone())
+                        .or_default()
+                        .push(t.elapsed());
                 }
                 reals.push(real);
                 results.push((c.hierarchy.clone(), Some(got)));
@@ -344,7 +354,12 @@ fn model_agrees_with_the_real_kernel() {
             let rel = fill(&op.path, &name, pid);
             let path = format!("{dir}/{rel}");
             let value = op.value.as_deref().map(|v| fill(v, &name, pid));
+            let t = std::time::Instant::now();
             let got = on_model(&mut m, &op.op, &path, value.as_deref(), pid);
+            model_time
+                .entry(op.op.clone())
+                .or_default()
+                .push(t.elapsed());
             total += 1;
             let same = got == want;
             agree += usize::from(same);
@@ -366,6 +381,18 @@ fn model_agrees_with_the_real_kernel() {
         }
     }
     println!("{report}");
+    let mean =
+        |v: &[std::time::Duration]| v.iter().sum::<std::time::Duration>() / v.len().max(1) as u32;
+    println!("latency per op (mean; real = syscalls on this kernel's cgroupfs, model = the model's core, no FUSE):");
+    for (op, v) in real_time.lock().unwrap().iter() {
+        let m = model_time.get(op).map(|m| mean(m)).unwrap_or_default();
+        println!(
+            "  {op:<10} n={:<3} real {:>9.1?}  model {:>9.1?}",
+            v.len(),
+            mean(v),
+            m
+        );
+    }
     println!("fidelity: {agree}/{total} ops agree");
     assert_eq!(agree, total, "model and kernel differ:\n{report}");
 }

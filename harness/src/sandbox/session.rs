@@ -405,7 +405,7 @@ impl Session {
         );
         let mut observed = watched.observed;
         if let Some(served) = served {
-            let (model, err) = served.finish(std::time::Duration::from_secs(2));
+            let (model, err) = served.finish();
             let m = model.lock().unwrap_or_else(|e| e.into_inner());
             observed.effects = m.effects();
             observed.cgroupfs_ops = m.log().iter().map(|e| e.line()).collect();
