@@ -18,6 +18,10 @@ use cgrepro::outcome::Class;
 use cgrepro::sandbox::Strategy;
 use rstest::rstest;
 
+/// The tests compare machine-wide state (fixture processes, host cgroups, mounts): they
+/// must not overlap, or one sees the other's running case as a survivor.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -128,6 +132,7 @@ fn session_dirs(tmp: &Path) -> BTreeSet<PathBuf> {
 #[case::root_strategy(Strategy::Root)]
 #[case::user_namespace_strategy(Strategy::UserNs)]
 fn hostile_root_target_cannot_touch_the_host(#[case] strategy: Strategy) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(why) = unsupported() {
         eprintln!("ignored: {why}");
         return;
@@ -188,6 +193,7 @@ fn hostile_root_target_cannot_touch_the_host(#[case] strategy: Strategy) {
 
 #[test]
 fn ctrl_c_in_the_middle_of_a_run_kills_the_case_and_cleans_up() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(why) = unsupported() {
         eprintln!("ignored: {why}");
         return;

@@ -61,6 +61,8 @@ pub struct HostSpec {
     pub devices: Option<Vec<String>>,
     /// Kernel config knobs, e.g. { memcg_v1 = false, rt_group_sched = true }.
     pub options: Option<BTreeMap<String, bool>>,
+    /// How the cgroupfs is served: `model` (FUSE, default where available) or `tree`.
+    pub cgroupfs: Option<crate::sandbox::cgroupfs::CgroupfsKind>,
 }
 
 /// A content fault: the host's file at `file` (a path the target sees: under
@@ -97,6 +99,8 @@ pub struct Host {
     pub options: BTreeMap<String, bool>,
     /// `/proc/version`.
     pub proc_version: String,
+    /// The cgroupfs asked for (the sandbox falls back to the tree without FUSE).
+    pub cgroupfs: crate::sandbox::cgroupfs::CgroupfsKind,
 }
 
 /// Errors resolving a host spec. `field` is the `[host]` key at fault.

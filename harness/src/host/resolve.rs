@@ -107,5 +107,6 @@ pub fn resolve(data: &HostData, spec: &HostSpec) -> Result<Host, HostError> {
         devices,
         options,
         proc_version,
+        cgroupfs: spec.cgroupfs.unwrap_or_default(),
     })
 }

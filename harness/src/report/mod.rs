@@ -31,6 +31,10 @@ pub struct Report {
     pub ops: Vec<OpResult>,
     pub exit: String,
     pub effects: Effects,
+    /// `model` or `tree` (absent when the case never ran).
+    pub cgroupfs: Option<&'static str>,
+    /// The cgroupfs model's op log.
+    pub cgroupfs_ops: Vec<String>,
     pub leftovers: u32,
     pub stdout_tail: String,
     pub stdout_bytes: u64,
@@ -67,6 +71,8 @@ impl Report {
             outcome,
             ops,
             effects: observed.effects.clone(),
+            cgroupfs: observed.cgroupfs.map(|k| k.name()),
+            cgroupfs_ops: observed.cgroupfs_ops.clone(),
             leftovers: observed.leftovers,
             stdout_tail: tail(&norm.apply(&observed.stdout.text())),
             stdout_bytes: observed.stdout.total,
@@ -116,6 +122,8 @@ impl Report {
             outcome,
             ops: vec![],
             effects: Effects::default(),
+            cgroupfs: None,
+            cgroupfs_ops: vec![],
             leftovers: 0,
             stdout_tail: String::new(),
             stdout_bytes: 0,
@@ -139,6 +147,9 @@ impl Report {
         m.insert("case".into(), json!(self.case));
         m.insert("host".into(), json!(self.host));
         m.insert("target".into(), json!(self.target));
+        if let Some(k) = self.cgroupfs {
+            m.insert("cgroupfs".into(), json!(k));
+        }
         if !self.ops.is_empty() {
             let ops: Vec<Value> = self.ops.iter().map(op_line).collect();
             m.insert("ops".into(), Value::Array(ops));
@@ -149,6 +160,9 @@ impl Report {
         );
         m.insert("signature".into(), json!(self.signature()));
         m.insert("exit".into(), json!(self.exit));
+        if !self.cgroupfs_ops.is_empty() {
+            m.insert("cgroupfs_ops".into(), json!(self.cgroupfs_ops));
+        }
         if !self.effects.is_empty() {
             m.insert(
                 "cgroupfs_effects".into(),

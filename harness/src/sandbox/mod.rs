@@ -10,6 +10,7 @@
 //! Nothing outlives a case: the namespaces die with init, and the case directory is
 //! removed when the case is done (unless kept for inspection).
 
+pub mod cgroupfs;
 pub mod effects;
 pub mod interrupt;
 mod reaper;
@@ -104,6 +105,10 @@ pub struct Observed {
     /// Processes still running when the target exited (killed by the harness).
     pub leftovers: u32,
     pub effects: Effects,
+    /// Which cgroupfs the case got (`None`: it never ran).
+    pub cgroupfs: Option<cgroupfs::CgroupfsKind>,
+    /// The cgroupfs model's op log, one line per operation (empty with the tree).
+    pub cgroupfs_ops: Vec<String>,
     pub duration: Duration,
     /// Where the case was kept (`--keep`).
     pub kept: Option<PathBuf>,

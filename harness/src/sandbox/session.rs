@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::cgroupfs::{self, CgroupfsKind};
 use super::effects::Effects;
 use super::reaper::Reaper;
 use super::spawn::{self, Prepared, Step, Strategy};
@@ -220,7 +221,28 @@ impl Session {
             chown(d, Some(self.owner.0), Some(self.owner.1))
                 .map_err(|e| format!("chown {}: {e}", d.display()))?;
         }
-        let (init, result) = self.run_in(&mhost, &upper, &work, launch);
+        // The cgroupfs model (FUSE) where asked for and available, else the tree. Only
+        // with the root strategy: a FUSE mount in a user namespace needs a /dev/fuse fd
+        // opened in that namespace (the kernel says EINVAL otherwise); until init opens
+        // it and hands it back, UserNs cases get the tree (their snapshot says so).
+        let model = match host.cgroupfs {
+            CgroupfsKind::Model if self.strategy == Strategy::Root => {
+                cgroupfs::server::open_device().ok().map(|fd| {
+                    cgroupfs::Model::new(
+                        host,
+                        &self.data,
+                        faults,
+                        Vec::new(),
+                        Box::new(cgroupfs::AnyPid),
+                    )
+                    .map(|m| (fd, m))
+                })
+            }
+            _ => None,
+        }
+        .transpose()
+        .map_err(|e| e.to_string())?;
+        let (init, result) = self.run_in(&mhost, &upper, &work, launch, model);
         let mut observed = match result {
             Ok(o) => o,
             Err(e) => {
@@ -232,7 +254,10 @@ impl Session {
             }
         };
         // Every process of the case is gone: the upper layer no longer changes.
-        observed.effects = Effects::diff(&mhost.layout.tree, &upper);
+        if observed.cgroupfs != Some(CgroupfsKind::Model) {
+            observed.effects = Effects::diff(&mhost.layout.tree, &upper);
+            observed.cgroupfs = Some(CgroupfsKind::Tree);
+        }
         observed.strategy = Some(self.strategy);
         let dir = if launch.keep {
             observed.kept = Some(case_dir);
@@ -254,9 +279,10 @@ impl Session {
         upper: &Path,
         work: &Path,
         launch: &Launch,
+        model: Option<(OwnedFd, cgroupfs::Model)>,
     ) -> (Option<libc::pid_t>, Result<Observed, String>) {
         let mut init = None;
-        let r = self.run_in_inner(mhost, upper, work, launch, &mut init);
+        let r = self.run_in_inner(mhost, upper, work, launch, model, &mut init);
         (init, r)
     }
 
@@ -266,6 +292,7 @@ impl Session {
         upper: &Path,
         work: &Path,
         launch: &Launch,
+        model: Option<(OwnedFd, cgroupfs::Model)>,
         started: &mut Option<libc::pid_t>,
     ) -> Result<Observed, String> {
         let cs = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
@@ -293,12 +320,22 @@ impl Session {
             overlay.push_str(",userxattr");
         }
         let nosuid = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        // cgroupfs model: init mounts the harness's /dev/fuse fd (same number in init),
+        // with the sandbox root's ids as init's user namespace names them.
+        let fuse_ids = if root { self.owner } else { (0, 0) };
+        let (fstype, data) = match &model {
+            Some((fd, _)) => (
+                "fuse",
+                cgroupfs::server::mount_data(fd.as_raw_fd(), fuse_ids.0, fuse_ids.1),
+            ),
+            None => ("overlay", overlay),
+        };
         init_steps.push(Step::Mount {
             source: c("cgrepro")?,
             target: c("/sys/fs/cgroup")?,
-            fstype: c("overlay")?,
+            fstype: c(fstype)?,
             flags: nosuid,
-            data: Some(c(&overlay)?),
+            data: Some(c(&data)?),
         });
         init_steps.push(Step::Mount {
             source: c("proc")?,
@@ -396,7 +433,12 @@ impl Session {
             status_w.as_raw_fd(),
             sync_r.as_raw_fd(),
             self.userns.as_ref().map(|fd| fd.as_raw_fd()),
-            vec![target_sock.as_raw_fd()],
+            // The syscall layer's socket, and the cgroupfs model's /dev/fuse fd, which init
+            // mounts by number.
+            [Some(target_sock.as_raw_fd()), model.as_ref().map(|(fd, _)| fd.as_raw_fd())]
+                .into_iter()
+                .flatten()
+                .collect(),
         );
         let hook_plan = Arc::clone(&plan);
         let sock = target_sock.as_raw_fd();
@@ -422,6 +464,10 @@ impl Session {
             target_sock,
         ));
         let supervisor = Supervisor::start(OwnedFd::from(sup_sock), plan);
+        let served = model.map(|(fd, mut m)| {
+            m.set_pids(Box::new(cgroupfs::pids::CasePids::new(init)));
+            cgroupfs::server::serve(fd, m, fuse_ids)
+        });
         if self.strategy == Strategy::UserNs {
             let deny = unsafe { libc::geteuid() } != 0;
             if let Err(e) =
@@ -451,6 +497,16 @@ impl Session {
         );
         let mut observed = watched.observed;
         observed.syscalls = Some(supervisor.stop());
+        if let Some(served) = served {
+            let (model, err) = served.finish();
+            let m = model.lock().unwrap_or_else(|e| e.into_inner());
+            observed.effects = m.effects();
+            observed.cgroupfs_ops = m.log().iter().map(|e| e.line()).collect();
+            observed.cgroupfs = Some(CgroupfsKind::Model);
+            if let (Some(e), None) = (err, &observed.setup_error) {
+                observed.setup_error = Some(format!("cgroupfs model: {e}"));
+            }
+        }
         if let Some(f) = watched.setup_failure {
             let err = |e: i32| std::io::Error::from_raw_os_error(e);
             observed.setup_error = Some(match f {

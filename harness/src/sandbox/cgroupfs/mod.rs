@@ -1,0 +1,134 @@
+//! A live cgroupfs: the case's `/sys/fs/cgroup` served over FUSE by an in-memory model
+//! with the simulated kernel's semantics, and an op log of everything the target did.
+//!
+//! * [`model`]: the tree and its rules (built from the same host data as the plain tree:
+//!   `host::tree::{topology, files_for}` and the content faults), value parsing in
+//!   [`values`], operation faults in [`faults`]. Pure, testable without FUSE.
+//! * [`server`]: the FUSE side (fuser 0.18 on a `/dev/fuse` fd the harness opened; the
+//!   case's init mounts it, see `Session::run_in`).
+//! * the op log: [`LogEntry`], rendered one line per op in the snapshot.
+
+pub mod corpus;
+pub mod faults;
+pub mod model;
+pub mod pids;
+pub mod server;
+pub mod values;
+
+pub use faults::{FaultAction, FaultOp, FaultWhen, ModelFault};
+pub use model::{AnyPid, Model, Pids};
+
+/// One operation on the cgroupfs, as the op log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOp {
+    /// A name that was looked up and does not exist (consecutive repeats folded).
+    Lookup,
+    Mkdir,
+    Rmdir,
+    /// An open that failed (successful opens show up as their read or write).
+    Open,
+    OpenWrite,
+    /// open(O_CREAT) of a name that does not exist.
+    Create,
+    Unlink,
+    Read,
+    Write,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub op: LogOp,
+    /// Relative to /sys/fs/cgroup.
+    pub path: String,
+    /// The written value.
+    pub value: Option<String>,
+    pub result: Result<(), i32>,
+}
+
+/// The errno's name (`EBUSY`), or its number.
+pub fn errno_name(e: i32) -> String {
+    let n = match e {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EXDEV => "EXDEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::ERANGE => "ERANGE",
+        libc::ENOSYS => "ENOSYS",
+        libc::ENOTEMPTY => "ENOTEMPTY",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ENODEV => "ENODEV",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        _ => return format!("errno {e}"),
+    };
+    n.to_owned()
+}
+
+impl LogEntry {
+    /// `write memory/x/memory.limit_in_bytes "268435456" -> ok`.
+    pub fn line(&self) -> String {
+        let op = match self.op {
+            LogOp::Lookup => "lookup",
+            LogOp::Mkdir => "mkdir",
+            LogOp::Rmdir => "rmdir",
+            LogOp::Open => "open",
+            LogOp::OpenWrite => "open(w)",
+            LogOp::Create => "create",
+            LogOp::Unlink => "unlink",
+            LogOp::Read => "read",
+            LogOp::Write => "write",
+        };
+        let mut s = format!("{op} {}", self.path);
+        if let Some(v) = &self.value {
+            let v = if v.len() > 80 {
+                {
+                    let mut n = 80;
+                    while !v.is_char_boundary(n) {
+                        n -= 1;
+                    }
+                    format!("{}…", &v[..n])
+                }
+            } else {
+                v.clone()
+            };
+            s += &format!(" {v:?}");
+        }
+        match self.result {
+            Ok(()) => s += " -> ok",
+            Err(e) => s += &format!(" -> {}", errno_name(e)),
+        }
+        s
+    }
+}
+
+/// Which cgroupfs a case got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupfsKind {
+    /// The FUSE model (default where FUSE works).
+    #[default]
+    Model,
+    /// Plain files on an overlay (no semantics).
+    Tree,
+}
+
+impl CgroupfsKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CgroupfsKind::Model => "model",
+            CgroupfsKind::Tree => "tree",
+        }
+    }
+}

@@ -1,0 +1,1269 @@
+//! The in-memory cgroupfs and its semantics. Pure: no FUSE, no syscalls (process lookups
+//! go through [`Pids`]), so unit tests and the fidelity check drive it directly.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use libc::{
+    EACCES, EBUSY, EEXIST, EINVAL, ENOENT, ENOSPC, ENOTDIR, EOPNOTSUPP, EPERM, EROFS, ESRCH,
+};
+
+use super::faults::{FaultAction, FaultOp, FaultSet, ModelFault};
+use super::values::{self, Parse};
+use super::{LogEntry, LogOp};
+use crate::host::data::KernelTables;
+use crate::host::tree::{self, files_for, Layer, Level, Node as PlanNode};
+use crate::host::{CgroupMode, ContentFault, Host, HostData, HostError, KernelVersion};
+use crate::sandbox::Effects;
+
+pub type Ino = u64;
+pub const ROOT: Ino = 1;
+
+/// Processes of the case, as the model needs them. Pids are those of the case's PID
+/// namespace (what the target writes and reads).
+pub trait Pids: Send {
+    /// The process (or thread) exists.
+    fn exists(&self, pid: u32) -> bool;
+    /// The thread group of a task id (itself for a process).
+    fn tgid(&self, tid: u32) -> Option<u32> {
+        self.exists(tid).then_some(tid)
+    }
+}
+
+/// Every pid exists (tests, fidelity check without processes).
+pub struct AnyPid;
+impl Pids for AnyPid {
+    fn exists(&self, _: u32) -> bool {
+        true
+    }
+}
+
+/// Controllers that v2 allows in a group with processes (threaded controllers,
+/// `cgrp_dfl_threaded_ss_mask`): enabling only these never hits the no-internal-process rule.
+const THREADED_CONTROLLERS: &[&str] = &["cpuset", "cpu", "perf_event", "pids"];
+
+/// Core files whose content the model renders from state on every read.
+const DYNAMIC: &[&str] = &[
+    "cgroup.procs",
+    "tasks",
+    "cgroup.threads",
+    "cgroup.controllers",
+    "cgroup.subtree_control",
+    "cgroup.events",
+    "cgroup.type",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Attr {
+    pub kind: Kind,
+    pub mode: u32,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    /// The tmpfs holding the v1 hierarchies (read-only, as systemd mounts it).
+    Top,
+    Group(Box<Group>),
+    File {
+        mode: u32,
+        content: String,
+        /// Set by a content fault: served as is, never rendered.
+        pinned: bool,
+    },
+    Symlink(String),
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    hier: usize,
+    /// Path below the hierarchy root ("" = root).
+    path: String,
+    /// v2: controllers listed in cgroup.controllers.
+    listed: Vec<String>,
+    /// v2: cgroup.subtree_control.
+    subtree: Vec<String>,
+    threaded: bool,
+    frozen: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    name: String,
+    parent: Ino,
+    body: Body,
+    children: BTreeMap<String, Ino>,
+}
+
+#[derive(Debug, Clone)]
+struct Hier {
+    layer: Layer,
+    /// Directory under /sys/fs/cgroup ("" = the mount itself on v2).
+    dir: String,
+    /// v1 controllers of the hierarchy.
+    controllers: Vec<String>,
+    root: Ino,
+}
+
+/// The simulated cgroupfs of one case.
+pub struct Model {
+    host: Host,
+    tables: KernelTables,
+    version: KernelVersion,
+    entries: Vec<Option<Entry>>,
+    hiers: Vec<Hier>,
+    /// v2 controllers bound to cgroup2, in kernel order (names on v2), implicit ones too.
+    v2_all: Vec<String>,
+    v2_implicit: Vec<String>,
+    /// v2 names of every controller the kernel has.
+    kernel_v2_names: Vec<String>,
+    /// (hierarchy, pid) → group.
+    member: HashMap<(usize, u32), Ino>,
+    pids: Box<dyn Pids>,
+    faults: FaultSet,
+    log: Vec<LogEntry>,
+    initial: BTreeSet<String>,
+    written: BTreeSet<String>,
+}
+
+/// A devices cgroup rule (`a`, `c 1:3 rwm`), normalised; `None` if malformed.
+fn device_rule(v: &str) -> Option<String> {
+    let mut it = v.split_whitespace();
+    let t = it.next()?;
+    if t == "a" {
+        return Some("a".into());
+    }
+    if !matches!(t, "b" | "c") {
+        return None;
+    }
+    let (maj, min) = it.next()?.split_once(':')?;
+    let num = |s: &str| s == "*" || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    let acc = it.next().unwrap_or("rwm");
+    if !num(maj) || !num(min) || acc.is_empty() || !acc.bytes().all(|b| b"rwm".contains(&b)) {
+        return None;
+    }
+    Some(format!("{t} {maj}:{min} {acc}"))
+}
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+fn words(list: &[String]) -> String {
+    if list.is_empty() {
+        String::new()
+    } else {
+        format!("{}\n", list.join(" "))
+    }
+}
+
+impl Model {
+    /// The host's cgroupfs (content faults applied), with `faults` applied to operations.
+    pub fn new(
+        host: &Host,
+        data: &HostData,
+        content_faults: &[ContentFault],
+        faults: Vec<ModelFault>,
+        pids: Box<dyn Pids>,
+    ) -> Result<Model, HostError> {
+        let plan = host.plan(data, content_faults)?;
+        let topo = tree::topology(host, data);
+        let v2_all: Vec<String> = topo
+            .v2_bound
+            .iter()
+            .filter_map(|n| data.kernels.controller(n))
+            .map(|c| c.v2_name().to_owned())
+            .collect();
+        let v2_implicit = topo
+            .v2_bound
+            .iter()
+            .filter_map(|n| data.kernels.controller(n))
+            .filter(|c| c.v2_implicit)
+            .map(|c| c.v2_name().to_owned())
+            .collect();
+        let kernel_v2_names = topo
+            .available
+            .iter()
+            .filter_map(|n| data.kernels.controller(n))
+            .map(|c| c.v2_name().to_owned())
+            .collect();
+        let mut m = Model {
+            kernel_v2_names,
+            host: host.clone(),
+            tables: data.kernels.clone(),
+            version: host.version(),
+            entries: vec![None],
+            hiers: Vec::new(),
+            v2_all,
+            v2_implicit,
+            member: HashMap::new(),
+            pids,
+            faults: FaultSet::new(faults),
+            log: Vec::new(),
+            initial: BTreeSet::new(),
+            written: BTreeSet::new(),
+        };
+        // The mount's top directory: the read-only tmpfs (v1, hybrid), or replaced below
+        // by the cgroup2 root group (v2).
+        let top_body = Body::Top;
+        m.entries.push(Some(Entry {
+            name: String::new(),
+            parent: ROOT,
+            body: top_body,
+            children: BTreeMap::new(),
+        }));
+        for mt in &topo.v1 {
+            m.hiers.push(Hier {
+                layer: Layer::V1,
+                dir: mt.dir.clone(),
+                controllers: mt.controllers.clone(),
+                root: 0,
+            });
+        }
+        if let Some(d) = &topo.v2_dir {
+            m.hiers.push(Hier {
+                layer: Layer::V2,
+                dir: d.clone(),
+                controllers: Vec::new(),
+                root: 0,
+            });
+        }
+        let pinned: BTreeSet<String> = content_faults
+            .iter()
+            .filter_map(|f| f.file.strip_prefix("/sys/fs/cgroup/"))
+            .map(|s| s.trim_end_matches('/').to_owned())
+            .collect();
+        // Groups by path relative to /sys/fs/cgroup.
+        let groups: HashMap<String, &tree::Group> =
+            topo.groups.iter().map(|g| (g.rel(), g)).collect();
+        let mut by_path: HashMap<String, Ino> = HashMap::new();
+        by_path.insert(String::new(), ROOT);
+        if let Some(g) = groups.get("") {
+            let hier = m.hier_of_dir("").expect("v2 hierarchy");
+            m.entry_mut(ROOT).body = Body::Group(Box::new(Group {
+                hier,
+                path: String::new(),
+                listed: g.listed.clone(),
+                subtree: g.subtree.clone(),
+                threaded: false,
+                frozen: false,
+            }));
+            m.hiers[hier].root = ROOT;
+        }
+        for (rel, node) in &plan.tree {
+            let (parent_rel, name) = match rel.rsplit_once('/') {
+                Some((p, n)) => (p.to_owned(), n.to_owned()),
+                None => (String::new(), rel.clone()),
+            };
+            let Some(&parent) = by_path.get(&parent_rel) else {
+                continue;
+            };
+            let body = match node {
+                PlanNode::Dir { .. } => match groups.get(rel.as_str()) {
+                    Some(g) => {
+                        let hier = m.hier_of_dir(&g.hierarchy).expect("known hierarchy");
+                        Body::Group(Box::new(Group {
+                            hier,
+                            path: g.path.clone(),
+                            listed: g.listed.clone(),
+                            subtree: g.subtree.clone(),
+                            threaded: false,
+                            frozen: false,
+                        }))
+                    }
+                    None => Body::Top,
+                },
+                PlanNode::File { mode, content } => Body::File {
+                    mode: *mode,
+                    content: content.clone(),
+                    pinned: pinned.contains(rel),
+                },
+                PlanNode::Symlink { target } => Body::Symlink(target.clone()),
+            };
+            let ino = m.insert(parent, &name, body);
+            if let Some(g) = groups.get(rel.as_str()) {
+                if g.path.is_empty() {
+                    let h = m.hier_of_dir(&g.hierarchy).expect("known hierarchy");
+                    m.hiers[h].root = ino;
+                }
+            }
+            by_path.insert(rel.clone(), ino);
+            m.initial.insert(rel.clone());
+        }
+        // Seed memberships (systemd's units, pid 1 at the root without systemd).
+        for g in &topo.groups {
+            if let (Some(&ino), Some(h)) = (by_path.get(&g.rel()), m.hier_of_dir(&g.hierarchy)) {
+                for pid in g.procs.split_whitespace().filter_map(|p| p.parse().ok()) {
+                    m.member.insert((h, pid), ino);
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    fn hier_of_dir(&self, dir: &str) -> Option<usize> {
+        self.hiers.iter().position(|h| h.dir == dir)
+    }
+
+    fn insert(&mut self, parent: Ino, name: &str, body: Body) -> Ino {
+        let ino = self.entries.len() as Ino;
+        self.entries.push(Some(Entry {
+            name: name.to_owned(),
+            parent,
+            body,
+            children: BTreeMap::new(),
+        }));
+        self.entry_mut(parent).children.insert(name.to_owned(), ino);
+        ino
+    }
+
+    fn entry(&self, ino: Ino) -> Option<&Entry> {
+        self.entries.get(ino as usize).and_then(Option::as_ref)
+    }
+
+    fn entry_mut(&mut self, ino: Ino) -> &mut Entry {
+        self.entries[ino as usize].as_mut().expect("live inode")
+    }
+
+    fn group(&self, ino: Ino) -> Option<&Group> {
+        match &self.entry(ino)?.body {
+            Body::Group(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    fn group_mut(&mut self, ino: Ino) -> &mut Group {
+        match &mut self.entry_mut(ino).body {
+            Body::Group(g) => g,
+            _ => panic!("not a group"),
+        }
+    }
+
+    /// Path relative to /sys/fs/cgroup.
+    pub fn path(&self, ino: Ino) -> String {
+        let mut parts = Vec::new();
+        let mut i = ino;
+        while i != ROOT {
+            let Some(e) = self.entry(i) else { break };
+            parts.push(e.name.clone());
+            i = e.parent;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    fn child_path(&self, parent: Ino, name: &str) -> String {
+        join(&self.path(parent), name)
+    }
+
+    // ---- the op log and faults ----
+
+    fn record(&mut self, op: LogOp, path: String, value: Option<String>, result: Result<(), i32>) {
+        let e = LogEntry {
+            op,
+            path,
+            value,
+            result,
+        };
+        if op == LogOp::Lookup && self.log.last() == Some(&e) {
+            return;
+        }
+        self.log.push(e);
+    }
+
+    pub fn log(&self) -> &[LogEntry] {
+        &self.log
+    }
+
+    /// A fault for this operation, if one fires (counts the call).
+    pub fn fault(&mut self, op: FaultOp, path: &str) -> Option<FaultAction> {
+        self.faults.fire(op, path)
+    }
+
+    // ---- reading the tree ----
+
+    pub fn attr(&self, ino: Ino) -> Option<Attr> {
+        let e = self.entry(ino)?;
+        Some(match &e.body {
+            Body::Top => Attr {
+                kind: Kind::Dir,
+                mode: if self.host.cgroup == CgroupMode::V2 {
+                    0o555
+                } else {
+                    0o755
+                },
+                size: 0,
+            },
+            Body::Group(g) => Attr {
+                kind: Kind::Dir,
+                mode: if g.path.is_empty() { 0o555 } else { 0o755 },
+                size: 0,
+            },
+            Body::File { mode, .. } => Attr {
+                kind: Kind::File,
+                mode: *mode,
+                size: 0,
+            },
+            Body::Symlink(t) => Attr {
+                kind: Kind::Symlink,
+                mode: 0o777,
+                size: t.len() as u64,
+            },
+        })
+    }
+
+    /// Look up a name; a miss is logged (`lookup PATH -> ENOENT`).
+    pub fn lookup(&mut self, parent: Ino, name: &str) -> Result<Ino, i32> {
+        let Some(e) = self.entry(parent) else {
+            return Err(ENOENT);
+        };
+        if let Some(&ino) = e.children.get(name) {
+            return Ok(ino);
+        }
+        if matches!(e.body, Body::File { .. } | Body::Symlink(_)) {
+            return Err(ENOTDIR);
+        }
+        let path = self.child_path(parent, name);
+        self.record(LogOp::Lookup, path, None, Err(ENOENT));
+        Err(ENOENT)
+    }
+
+    pub fn readdir(&self, ino: Ino) -> Result<Vec<(String, Ino, Kind)>, i32> {
+        let e = self.entry(ino).ok_or(ENOENT)?;
+        if !matches!(e.body, Body::Top | Body::Group(_)) {
+            return Err(ENOTDIR);
+        }
+        Ok(e.children
+            .iter()
+            .filter_map(|(n, &i)| Some((n.clone(), i, self.attr(i)?.kind)))
+            .collect())
+    }
+
+    pub fn readlink(&self, ino: Ino) -> Result<String, i32> {
+        match &self.entry(ino).ok_or(ENOENT)?.body {
+            Body::Symlink(t) => Ok(t.clone()),
+            _ => Err(EINVAL),
+        }
+    }
+
+    pub fn parent(&self, ino: Ino) -> Ino {
+        self.entry(ino).map_or(ROOT, |e| e.parent)
+    }
+
+    // ---- membership ----
+
+    fn alive_members(&self, g: Ino) -> Vec<u32> {
+        self.members(g, true)
+    }
+
+    /// Pids in group `g` (only the living ones, or every pid ever moved there and not
+    /// moved away since).
+    fn members(&self, g: Ino, alive: bool) -> Vec<u32> {
+        let Some(grp) = self.group(g) else {
+            return Vec::new();
+        };
+        let h = grp.hier;
+        let mut v: Vec<u32> = self
+            .member
+            .iter()
+            .filter(|((hh, pid), &gi)| *hh == h && gi == g && (!alive || self.pids.exists(*pid)))
+            .map(|((_, pid), _)| *pid)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn populated(&self, g: Ino) -> bool {
+        if !self.alive_members(g).is_empty() {
+            return true;
+        }
+        let Some(e) = self.entry(g) else { return false };
+        e.children
+            .values()
+            .any(|&c| self.group(c).is_some() && self.populated(c))
+    }
+
+    fn child_groups(&self, g: Ino) -> Vec<Ino> {
+        self.entry(g).map_or(Vec::new(), |e| {
+            e.children
+                .values()
+                .copied()
+                .filter(|&c| self.group(c).is_some())
+                .collect()
+        })
+    }
+
+    // ---- rendering ----
+
+    fn render(&self, file: Ino) -> Result<String, i32> {
+        let e = self.entry(file).ok_or(ENOENT)?;
+        let Body::File {
+            mode,
+            content,
+            pinned,
+        } = &e.body
+        else {
+            return Err(EINVAL);
+        };
+        if *mode & 0o444 == 0 || (e.name == "memory.pressure_level" && *mode == 0) {
+            // Write-only files: cgroup_seqfile_show has no show method.
+            return Err(EINVAL);
+        }
+        if *pinned || !DYNAMIC.contains(&e.name.as_str()) {
+            return Ok(content.clone());
+        }
+        let g = e.parent;
+        let grp = self.group(g).ok_or(EINVAL)?;
+        let v2 = self.hiers[grp.hier].layer == Layer::V2;
+        Ok(match e.name.as_str() {
+            "cgroup.procs" | "tasks" | "cgroup.threads" => {
+                if v2 && grp.threaded && e.name == "cgroup.procs" {
+                    return Err(EOPNOTSUPP);
+                }
+                self.alive_members(g)
+                    .iter()
+                    .map(|p| format!("{p}\n"))
+                    .collect()
+            }
+            "cgroup.controllers" => words(&grp.listed),
+            "cgroup.subtree_control" => words(&grp.subtree),
+            "cgroup.events" => {
+                let pop = u8::from(self.populated(g));
+                if self.version >= KernelVersion::new(5, 2, 0) {
+                    format!("populated {pop}\nfrozen {}\n", u8::from(grp.frozen))
+                } else {
+                    format!("populated {pop}\n")
+                }
+            }
+            "cgroup.type" => {
+                let ty = if grp.threaded {
+                    "threaded"
+                } else if self
+                    .child_groups(g)
+                    .iter()
+                    .any(|&c| self.group(c).is_some_and(|cg| cg.threaded))
+                {
+                    "domain threaded"
+                } else {
+                    "domain"
+                };
+                format!("{ty}\n")
+            }
+            _ => content.clone(),
+        })
+    }
+
+    /// Read a whole file (the FUSE layer serves offsets from it).
+    pub fn read(&mut self, ino: Ino) -> Result<Vec<u8>, i32> {
+        let path = self.path(ino);
+        let r = match self.fault(FaultOp::Read, &path) {
+            Some(FaultAction::Errno(e)) => Err(e),
+            Some(FaultAction::Corrupt(s)) => Ok(s),
+            _ => self.render(ino),
+        };
+        self.record(
+            LogOp::Read,
+            path,
+            None,
+            r.as_ref().map(|_| ()).map_err(|e| *e),
+        );
+        r.map(String::into_bytes)
+    }
+
+    /// Open an existing file. Every cgroup file opens for writing as root (cgroupfs
+    /// files all have a write method; writing to a read-only one then fails with EINVAL).
+    pub fn open(&mut self, ino: Ino, write: bool) -> Result<(), i32> {
+        let path = self.path(ino);
+        let r = match self.fault(FaultOp::Open, &path) {
+            Some(FaultAction::Errno(e)) => Err(e),
+            _ => match self.entry(ino).map(|e| &e.body) {
+                None => Err(ENOENT),
+                Some(Body::File { .. }) => Ok(()),
+                Some(_) if write => Err(libc::EISDIR),
+                Some(_) => Ok(()),
+            },
+        };
+        if r.is_err() {
+            let op = if write { LogOp::OpenWrite } else { LogOp::Open };
+            self.record(op, path, None, r);
+        }
+        r
+    }
+
+    /// `open(O_CREAT)` of a name that does not exist: cgroupfs refuses (EACCES); the
+    /// read-only tmpfs above the v1 hierarchies says EROFS.
+    pub fn create(&mut self, parent: Ino, name: &str) -> Result<Ino, i32> {
+        let path = self.child_path(parent, name);
+        let r = match self.fault(FaultOp::Open, &path) {
+            Some(FaultAction::Errno(e)) => Err(e),
+            _ => match self.entry(parent).map(|e| &e.body) {
+                Some(Body::Top) => Err(EROFS),
+                Some(Body::Group(_)) => Err(EACCES),
+                Some(_) => Err(ENOTDIR),
+                None => Err(ENOENT),
+            },
+        };
+        self.record(LogOp::Create, path, None, r.map(|_| ()));
+        r
+    }
+
+    pub fn unlink(&mut self, parent: Ino, name: &str) -> Result<(), i32> {
+        let path = self.child_path(parent, name);
+        let r = match self.entry(parent) {
+            None => Err(ENOENT),
+            Some(e) if matches!(e.body, Body::Top) => Err(EROFS),
+            Some(e) if !e.children.contains_key(name) => Err(ENOENT),
+            Some(_) => Err(EPERM),
+        };
+        self.record(LogOp::Unlink, path, None, r);
+        r
+    }
+
+    // ---- mkdir / rmdir ----
+
+    pub fn mkdir(&mut self, parent: Ino, name: &str) -> Result<Ino, i32> {
+        let path = self.child_path(parent, name);
+        let r = match self.fault(FaultOp::Mkdir, &path) {
+            Some(FaultAction::Errno(e)) => Err(e),
+            _ => self.do_mkdir(parent, name),
+        };
+        self.record(LogOp::Mkdir, path, None, r.map(|_| ()));
+        r
+    }
+
+    fn do_mkdir(&mut self, parent: Ino, name: &str) -> Result<Ino, i32> {
+        let e = self.entry(parent).ok_or(ENOENT)?;
+        if e.children.contains_key(name) {
+            return Err(EEXIST);
+        }
+        let pg = match &e.body {
+            Body::Top => return Err(EROFS),
+            Body::Group(g) => g.as_ref().clone(),
+            _ => return Err(ENOTDIR),
+        };
+        if name.contains('\n') {
+            return Err(EINVAL);
+        }
+        let hier = &self.hiers[pg.hier];
+        let layer = hier.layer;
+        let (listed, attached) = match layer {
+            Layer::V1 => (Vec::new(), hier.controllers.clone()),
+            Layer::V2 => {
+                let mut att: Vec<String> = self
+                    .v2_all
+                    .iter()
+                    .filter(|c| pg.subtree.contains(c) || self.v2_implicit.contains(c))
+                    .cloned()
+                    .collect();
+                att.dedup();
+                (pg.subtree.clone(), att)
+            }
+        };
+        let path = join(&pg.path, name);
+        let ino = self.insert(
+            parent,
+            name,
+            Body::Group(Box::new(Group {
+                hier: pg.hier,
+                path,
+                listed,
+                subtree: Vec::new(),
+                threaded: layer == Layer::V2 && pg.threaded,
+                frozen: false,
+            })),
+        );
+        self.add_files(ino, &attached, None);
+        if layer == Layer::V1 {
+            // cpuset: a new group starts with empty cpus/mems unless the parent has
+            // cgroup.clone_children set (Linux; gVisor copies them).
+            let clone = self
+                .file_content(parent, "cgroup.clone_children")
+                .is_some_and(|c| c.trim() == "1");
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                let v = if clone {
+                    self.file_content(parent, f).unwrap_or_default()
+                } else {
+                    "\n".to_owned()
+                };
+                self.set_content(ino, f, v);
+            }
+        }
+        Ok(ino)
+    }
+
+    /// Add the interface files of `attached` controllers that `g` does not have yet
+    /// (`only`: restrict to one controller's files).
+    fn add_files(&mut self, g: Ino, attached: &[String], only: Option<&str>) {
+        let grp = self.group(g).expect("group").clone();
+        let layer = self.hiers[grp.hier].layer;
+        let level = if grp.path.is_empty() {
+            Level::Root
+        } else {
+            Level::Child
+        };
+        let entries: Vec<(String, u32, String)> =
+            files_for(&self.tables, &self.host, layer, level, attached)
+                .into_iter()
+                .filter(|e| {
+                    only.is_none_or(|c| {
+                        e.controller == c || e.with_controller.as_deref() == Some(c)
+                    })
+                })
+                .map(|e| {
+                    let content = match level {
+                        Level::Root => e.root_content.as_deref().unwrap_or(&e.content),
+                        Level::Child => &e.content,
+                    };
+                    (e.name.clone(), e.mode, self.fill(content, attached))
+                })
+                .collect();
+        for (name, mode, content) in entries {
+            let existing = self.entry(g).and_then(|e| e.children.get(&name)).copied();
+            match existing {
+                // Content variants of core files (cpu.stat with/without cpu) replace.
+                Some(i) if only.is_some() => {
+                    if let Body::File { content: c, .. } = &mut self.entry_mut(i).body {
+                        *c = content;
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    self.insert(
+                        g,
+                        &name,
+                        Body::File {
+                            mode,
+                            content,
+                            pinned: false,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Placeholders of a new group's templates (dynamic files are rendered on read).
+    fn fill(&self, template: &str, attached: &[String]) -> String {
+        if !template.contains('{') {
+            return template.to_owned();
+        }
+        let mut subsys = "nr_descendants 0\n".to_owned();
+        for c in attached {
+            subsys += &format!("nr_subsys_{c} 1\n");
+        }
+        subsys += "nr_dying_descendants 0\n";
+        for c in attached {
+            subsys += &format!("nr_dying_subsys_{c} 0\n");
+        }
+        template
+            .replace("{procs}", "")
+            .replace("{controllers}", "")
+            .replace("{subtree_control}", "")
+            .replace("{cgroup_stat_subsys}", &subsys)
+            .replace(
+                "{cgroup_stat}",
+                "nr_descendants 0\nnr_dying_descendants 0\n",
+            )
+    }
+
+    fn file_ino(&self, g: Ino, name: &str) -> Option<Ino> {
+        self.entry(g)?.children.get(name).copied()
+    }
+
+    fn file_content(&self, g: Ino, name: &str) -> Option<String> {
+        match &self.entry(self.file_ino(g, name)?)?.body {
+            Body::File { content, .. } => Some(content.clone()),
+            _ => None,
+        }
+    }
+
+    fn set_content(&mut self, g: Ino, name: &str, v: String) {
+        if let Some(i) = self.file_ino(g, name) {
+            if let Body::File { content, .. } = &mut self.entry_mut(i).body {
+                *content = v;
+            }
+        }
+    }
+
+    fn remove_files_of(&mut self, g: Ino, controller: &str) {
+        let names: Vec<String> = self
+            .entry(g)
+            .map(|e| {
+                e.children
+                    .keys()
+                    .filter(|n| n.starts_with(&format!("{controller}.")))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for n in names {
+            if let Some(i) = self.entry_mut(g).children.remove(&n) {
+                self.entries[i as usize] = None;
+            }
+        }
+    }
+
+    pub fn rmdir(&mut self, parent: Ino, name: &str) -> Result<(), i32> {
+        let path = self.child_path(parent, name);
+        let r = match self.fault(FaultOp::Rmdir, &path) {
+            Some(FaultAction::Errno(e)) => Err(e),
+            _ => self.do_rmdir(parent, name),
+        };
+        self.record(LogOp::Rmdir, path, None, r);
+        r
+    }
+
+    fn do_rmdir(&mut self, parent: Ino, name: &str) -> Result<(), i32> {
+        let e = self.entry(parent).ok_or(ENOENT)?;
+        let &ino = e.children.get(name).ok_or(ENOENT)?;
+        if matches!(e.body, Body::Top) {
+            return Err(EBUSY); // a mount point
+        }
+        let grp = match &self.entry(ino).ok_or(ENOENT)?.body {
+            Body::Group(g) => g.clone(),
+            _ => return Err(ENOTDIR),
+        };
+        if grp.path.is_empty() || !self.child_groups(ino).is_empty() {
+            return Err(EBUSY);
+        }
+        if !self.alive_members(ino).is_empty() {
+            return Err(EBUSY);
+        }
+        let kids: Vec<Ino> = self
+            .entry(ino)
+            .map_or(Vec::new(), |e| e.children.values().copied().collect());
+        for k in kids {
+            self.entries[k as usize] = None;
+        }
+        self.entries[ino as usize] = None;
+        self.entry_mut(parent).children.remove(name);
+        self.member.retain(|_, g| *g != ino);
+        Ok(())
+    }
+
+    // ---- writes ----
+
+    /// One `write(2)` of `data` to file `ino` by task `caller` (a pid of the case).
+    /// Returns the bytes accepted.
+    pub fn write(&mut self, ino: Ino, data: &[u8], caller: u32) -> Result<usize, i32> {
+        let path = self.path(ino);
+        let text = String::from_utf8_lossy(data).into_owned();
+        let fault = self.fault(FaultOp::Write, &path);
+        let r = match fault {
+            Some(FaultAction::Errno(e)) => Err(e),
+            Some(FaultAction::Short(n)) => self
+                .do_write(ino, &data[..n.min(data.len())], caller)
+                .map(|_| n.min(data.len())),
+            _ => self.do_write(ino, data, caller).map(|_| data.len()),
+        };
+        if r.is_ok() {
+            self.written.insert(path.clone());
+        }
+        self.record(LogOp::Write, path, Some(text), r.map(|_| ()));
+        r
+    }
+
+    fn do_write(&mut self, ino: Ino, data: &[u8], caller: u32) -> Result<(), i32> {
+        let e = self.entry(ino).ok_or(ENOENT)?;
+        let Body::File { mode, .. } = &e.body else {
+            return Err(libc::EISDIR);
+        };
+        if mode & 0o222 == 0 {
+            return Err(EINVAL);
+        }
+        let name = e.name.clone();
+        let g = e.parent;
+        let grp = self.group(g).ok_or(EINVAL)?.clone();
+        let v2 = self.hiers[grp.hier].layer == Layer::V2;
+        let v = String::from_utf8_lossy(data);
+        let v = v.trim();
+        match name.as_str() {
+            "cgroup.procs" | "tasks" | "cgroup.threads" => self.attach(g, &name, v, caller),
+            "cgroup.subtree_control" => self.subtree_control(g, v),
+            "cgroup.type" => self.set_type(g, v),
+            "cgroup.freeze" => {
+                let n: i64 = v.parse().map_err(|_| EINVAL)?;
+                if !(0..=1).contains(&n) {
+                    return Err(libc::ERANGE);
+                }
+                self.group_mut(g).frozen = n == 1;
+                self.set_content(g, &name, format!("{n}\n"));
+                Ok(())
+            }
+            "cgroup.kill" => {
+                if v != "1" {
+                    return Err(EINVAL);
+                }
+                Ok(())
+            }
+            "memory.use_hierarchy" if self.version >= KernelVersion::new(5, 11, 0) => {
+                if v == "1" {
+                    Ok(())
+                } else {
+                    Err(EINVAL)
+                }
+            }
+            "memory.kmem.limit_in_bytes" if self.version >= KernelVersion::new(6, 1, 0) => {
+                values::memparse(v)
+                    .or((v == "-1").then_some(0))
+                    .ok_or(EINVAL)?;
+                Ok(())
+            }
+            "memory.oom_control" => {
+                let n: i64 = v.parse().map_err(|_| EINVAL)?;
+                if !(0..=1).contains(&n) {
+                    return Err(EINVAL);
+                }
+                let old = self.file_content(g, &name).unwrap_or_default();
+                let rest: String = old.split_inclusive('\n').skip(1).collect();
+                self.set_content(g, &name, format!("oom_kill_disable {n}\n{rest}"));
+                Ok(())
+            }
+            "devices.allow" | "devices.deny" => {
+                let rule = device_rule(v).ok_or(EINVAL)?;
+                let list = self.file_content(g, "devices.list").unwrap_or_default();
+                let all = "a *:* rwm";
+                let mut lines: Vec<String> = list.lines().map(str::to_owned).collect();
+                let allow = name == "devices.allow";
+                if rule == "a" {
+                    lines = if allow {
+                        vec![all.to_owned()]
+                    } else {
+                        Vec::new()
+                    };
+                } else if allow {
+                    if !lines.iter().any(|l| l == all || *l == rule) {
+                        lines.push(rule);
+                    }
+                } else {
+                    lines.retain(|l| *l != rule);
+                }
+                let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+                self.set_content(g, "devices.list", text);
+                Ok(())
+            }
+            "freezer.state" => {
+                let new = values::parse(Parse::Word(&["FROZEN", "THAWED"]), v)?;
+                if let Some(c) = new {
+                    self.set_content(g, &name, c);
+                }
+                Ok(())
+            }
+            "cpuset.cpus" | "cpuset.mems" if !v2 => {
+                let parsed = values::parse(values::rule(&name), v)?.unwrap_or_default();
+                let list = parsed.trim();
+                let parent_list = self.file_content(self.parent(g), &name).unwrap_or_default();
+                let nb = if name == "cpuset.cpus" {
+                    values::NR_CPUS
+                } else {
+                    64
+                };
+                let mine = values::parse_list(list, nb).unwrap_or_default();
+                let theirs = values::parse_list(parent_list.trim(), nb).unwrap_or_default();
+                if !grp.path.is_empty() && !mine.iter().all(|c| theirs.contains(c)) {
+                    return Err(EINVAL);
+                }
+                if mine.is_empty() && !self.alive_members(g).is_empty() {
+                    return Err(ENOSPC);
+                }
+                self.set_content(g, &name, parsed);
+                Ok(())
+            }
+            // mem_cgroup_write: no limits on the root memcg.
+            "memory.limit_in_bytes"
+            | "memory.memsw.limit_in_bytes"
+            | "memory.kmem.limit_in_bytes"
+            | "memory.kmem.tcp.limit_in_bytes"
+                if !v2 && grp.path.is_empty() =>
+            {
+                Err(EINVAL)
+            }
+            "memory.limit_in_bytes" | "memory.memsw.limit_in_bytes" if !v2 => {
+                let new = values::parse(Parse::V1Bytes, v)?.unwrap_or_default();
+                let n: u64 = new.trim().parse().unwrap_or(0);
+                let other = if name == "memory.limit_in_bytes" {
+                    "memory.memsw.limit_in_bytes"
+                } else {
+                    "memory.limit_in_bytes"
+                };
+                if let Some(o) = self.file_content(g, other) {
+                    let o: u64 = o.trim().parse().unwrap_or(values::V1_UNLIMITED);
+                    let bad = if name == "memory.limit_in_bytes" {
+                        n > o
+                    } else {
+                        n < o
+                    };
+                    if bad {
+                        return Err(EINVAL);
+                    }
+                }
+                self.set_content(g, &name, new);
+                Ok(())
+            }
+            _ => {
+                if let Some(c) = values::parse(values::rule(&name), v)? {
+                    self.set_content(g, &name, c);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn set_type(&mut self, g: Ino, v: &str) -> Result<(), i32> {
+        if v != "threaded" {
+            return Err(EINVAL);
+        }
+        let grp = self.group(g).ok_or(EINVAL)?.clone();
+        if grp.path.is_empty() {
+            return Err(EOPNOTSUPP);
+        }
+        if grp.threaded {
+            return Ok(());
+        }
+        let parent = self.parent(g);
+        let pg = self.group(parent).ok_or(EINVAL)?.clone();
+        let domain_enabled = pg
+            .subtree
+            .iter()
+            .any(|c| !THREADED_CONTROLLERS.contains(&c.as_str()));
+        let parent_root = pg.path.is_empty();
+        if !parent_root
+            && (domain_enabled || !self.alive_members(parent).is_empty() && !pg.threaded)
+        {
+            return Err(EOPNOTSUPP);
+        }
+        self.group_mut(g).threaded = true;
+        Ok(())
+    }
+
+    fn subtree_control(&mut self, g: Ino, v: &str) -> Result<(), i32> {
+        let grp = self.group(g).ok_or(EINVAL)?.clone();
+        if self.hiers[grp.hier].layer != Layer::V2 {
+            return Err(EINVAL);
+        }
+        let mut enable = Vec::new();
+        let mut disable = Vec::new();
+        for tok in v.split_whitespace() {
+            let (sign, name) = tok.split_at(1);
+            // Any controller of the kernel parses (one bound to v1 then fails with ENOENT
+            // below); implicit ones (perf_event) and unknown names are EINVAL.
+            let known = self.kernel_v2_names.iter().any(|c| c == name)
+                && !self.v2_implicit.iter().any(|c| c == name);
+            if !known {
+                return Err(EINVAL);
+            }
+            match sign {
+                "+" => {
+                    disable.retain(|c: &String| c != name);
+                    enable.push(name.to_owned());
+                }
+                "-" => {
+                    enable.retain(|c: &String| c != name);
+                    disable.push(name.to_owned());
+                }
+                _ => return Err(EINVAL),
+            }
+        }
+        // Enabling needs the controller in this group's cgroup.controllers.
+        if enable.iter().any(|c| !grp.listed.contains(c)) {
+            return Err(ENOENT);
+        }
+        let enable: Vec<String> = enable
+            .into_iter()
+            .filter(|c| !grp.subtree.contains(c))
+            .collect();
+        let disable: Vec<String> = disable
+            .into_iter()
+            .filter(|c| grp.subtree.contains(c))
+            .collect();
+        // Disabling what a child still delegates further: EBUSY.
+        let kids = self.child_groups(g);
+        if disable.iter().any(|c| {
+            kids.iter()
+                .any(|&k| self.group(k).is_some_and(|kg| kg.subtree.contains(c)))
+        }) {
+            return Err(EBUSY);
+        }
+        // No internal processes: a non-root group with processes cannot enable a domain
+        // controller for its children.
+        let domain = enable
+            .iter()
+            .any(|c| !THREADED_CONTROLLERS.contains(&c.as_str()));
+        if !grp.path.is_empty() && domain && !self.alive_members(g).is_empty() {
+            return Err(EBUSY);
+        }
+        if domain
+            && kids
+                .iter()
+                .any(|&k| self.group(k).is_some_and(|kg| kg.threaded))
+        {
+            return Err(EOPNOTSUPP);
+        }
+        let order = self.v2_all.clone();
+        {
+            let gm = self.group_mut(g);
+            gm.subtree.extend(enable.iter().cloned());
+            gm.subtree.retain(|c| !disable.contains(c));
+            gm.subtree
+                .sort_by_key(|c| order.iter().position(|o| o == c));
+        }
+        for k in kids {
+            {
+                let kg = self.group_mut(k);
+                kg.listed.extend(enable.iter().cloned());
+                kg.listed.retain(|c| !disable.contains(c));
+                kg.listed.sort_by_key(|c| order.iter().position(|o| o == c));
+            }
+            let mut attached: Vec<String> = self.group(k).expect("group").listed.clone();
+            attached.extend(self.v2_implicit.iter().cloned());
+            for c in &enable {
+                self.add_files(k, &attached, Some(c));
+            }
+            for c in &disable {
+                self.remove_files_of(k, c);
+            }
+            if !disable.is_empty() {
+                // Core files with a content variant per controller (cpu.stat) come back.
+                self.add_files(k, &attached, None);
+            }
+        }
+        Ok(())
+    }
+
+    fn attach(&mut self, g: Ino, file: &str, v: &str, caller: u32) -> Result<(), i32> {
+        let grp = self.group(g).ok_or(EINVAL)?.clone();
+        let v2 = self.hiers[grp.hier].layer == Layer::V2;
+        let pid: u32 = v.parse().map_err(|_| EINVAL)?;
+        let pid = if pid == 0 { caller } else { pid };
+        if !self.pids.exists(pid) {
+            return Err(ESRCH);
+        }
+        let pid = if file == "cgroup.threads" {
+            pid
+        } else {
+            self.pids.tgid(pid).ok_or(ESRCH)?
+        };
+        let h = grp.hier;
+        let src = self
+            .member
+            .get(&(h, pid))
+            .copied()
+            .unwrap_or(self.hiers[h].root);
+        if v2 {
+            if grp.threaded && file == "cgroup.procs" {
+                return Err(EOPNOTSUPP);
+            }
+            if file == "cgroup.threads" && self.domain_of(src) != self.domain_of(g) {
+                return Err(EOPNOTSUPP);
+            }
+            let domain_enabled = grp
+                .subtree
+                .iter()
+                .any(|c| !THREADED_CONTROLLERS.contains(&c.as_str()));
+            if !grp.path.is_empty() && domain_enabled {
+                return Err(EBUSY);
+            }
+        } else if self.hiers[h].controllers.iter().any(|c| c == "cpuset") {
+            let empty = |n: &str| self.file_content(g, n).is_none_or(|c| c.trim().is_empty());
+            if empty("cpuset.cpus") || empty("cpuset.mems") {
+                return Err(ENOSPC);
+            }
+        }
+        self.member.insert((h, pid), g);
+        Ok(())
+    }
+
+    fn domain_of(&self, mut g: Ino) -> Ino {
+        while self.group(g).is_some_and(|x| x.threaded) {
+            g = self.parent(g);
+        }
+        g
+    }
+
+    // ---- results ----
+
+    /// What the case did to the cgroupfs, from the final state.
+    pub fn effects(&self) -> Effects {
+        let mut now = BTreeSet::new();
+        let mut created = Vec::new();
+        let mut stack = vec![ROOT];
+        while let Some(i) = stack.pop() {
+            let Some(e) = self.entry(i) else { continue };
+            for &c in e.children.values() {
+                let p = self.path(c);
+                if self.group(c).is_some() {
+                    stack.push(c);
+                    if !self.initial.contains(&p) {
+                        created.push(p.clone());
+                    }
+                }
+                now.insert(p);
+            }
+        }
+        created.sort();
+        let mut removed: Vec<String> = Vec::new();
+        for p in &self.initial {
+            if !now.contains(p) && !removed.iter().any(|r| p.starts_with(&format!("{r}/"))) {
+                removed.push(p.clone());
+            }
+        }
+        let mut written = BTreeMap::new();
+        for p in &self.written {
+            if !now.contains(p) {
+                continue;
+            }
+            let Some(ino) = self.resolve(p) else { continue };
+            let name = p.rsplit('/').next().unwrap_or_default();
+            // Membership files: who was moved there (the case's processes have exited by now).
+            let mut text = if ["cgroup.procs", "tasks", "cgroup.threads"].contains(&name) {
+                let g = self.parent(ino);
+                self.members(g, false)
+                    .iter()
+                    .map(|p| format!("{p}\n"))
+                    .collect()
+            } else {
+                self.render(ino).unwrap_or_default()
+            };
+            if text.ends_with('\n') {
+                text.pop();
+            }
+            written.insert(p.clone(), text);
+        }
+        Effects {
+            created,
+            written,
+            removed,
+        }
+    }
+
+    /// The inode at a path relative to /sys/fs/cgroup (no symlinks followed but the first).
+    pub fn resolve(&self, path: &str) -> Option<Ino> {
+        let mut i = ROOT;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            i = *self.entry(i)?.children.get(part)?;
+            if let Body::Symlink(t) = &self.entry(i)?.body {
+                i = self.resolve(t)?;
+            }
+        }
+        Some(i)
+    }
+
+    /// Where process lookups go (the case's procfs, once its init runs).
+    pub fn set_pids(&mut self, pids: Box<dyn Pids>) {
+        self.pids = pids;
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+}

@@ -1,0 +1,40 @@
+//! The case's processes as the model sees them: pids of the case's PID namespace, looked
+//! up in the case's own procfs through its init (`/proc/<init>/root/proc`).
+
+use std::path::PathBuf;
+
+use super::Pids;
+
+pub struct CasePids {
+    proc_root: PathBuf,
+}
+
+impl CasePids {
+    /// `init` is the case's pid 1 as the harness sees it.
+    pub fn new(init: libc::pid_t) -> CasePids {
+        CasePids {
+            proc_root: PathBuf::from(format!("/proc/{init}/root/proc")),
+        }
+    }
+}
+
+impl Pids for CasePids {
+    fn exists(&self, pid: u32) -> bool {
+        // A zombie still exists for the kernel's cgroup.procs writes? No: a task that has
+        // exited is gone from its cgroup; check its state.
+        match std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("stat")) {
+            Ok(s) => !s
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    fn tgid(&self, tid: u32) -> Option<u32> {
+        let s =
+            std::fs::read_to_string(self.proc_root.join(tid.to_string()).join("status")).ok()?;
+        s.lines()
+            .find_map(|l| l.strip_prefix("Tgid:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}

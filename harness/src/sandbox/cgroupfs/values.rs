@@ -1,0 +1,363 @@
+//! How the kernel parses and stores the values written to interface files.
+//!
+//! [`RULES`] is the table: one row per file name (or name pattern) with the parser the
+//! kernel uses for it. The parsers return the content the file reads back afterwards, or
+//! the errno of the write. Facts come from the captured errno results of Debian 6.1 / 6.12
+//! (`shared/data/cgroupfs/errno.json`) and the kernel sources named in each row; files
+//! without a row accept any value and read it back as written.
+
+use libc::{EINVAL, ERANGE};
+
+/// Page size of the simulated machine.
+pub const PAGE: u64 = 4096;
+/// v1 "unlimited" as the kernel prints it: `PAGE_COUNTER_MAX * PAGE_SIZE`.
+pub const V1_UNLIMITED: u64 = 9_223_372_036_854_771_712;
+/// CPUs and memory nodes of the simulated machine (like the captures: 0-1, node 0).
+pub const NR_CPUS: u32 = 2;
+pub const NR_NODES: u32 = 1;
+
+/// A parser: what the kernel does with a written value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parse {
+    /// v2 page_counter: `max` or a memparse size, rounded down to pages.
+    V2Bytes,
+    /// v1 res_counter: `-1` (unlimited) or a memparse size, rounded down to pages.
+    V1Bytes,
+    /// `max` or an integer 0..=i32::MAX (pids.max).
+    MaxOrInt,
+    /// v2 `cpu.max`: `$MAX [$PERIOD]`.
+    CpuMax,
+    /// An integer within a range; out of range → the given errno.
+    IntRange(i64, i64, i32),
+    /// An integer clamped to a range (v1 cpu.shares).
+    IntClamp(i64, i64),
+    /// One of the words.
+    Word(&'static [&'static str]),
+    /// `cpu.cfs_quota_us`: -1 or >= 1000.
+    CfsQuota,
+    /// CPU list (`0-1,3`); CPUs beyond the machine → ERANGE.
+    CpuList,
+    /// Memory node list; nodes beyond the machine → EINVAL.
+    NodeList,
+    /// A u64 flag read back as 0/1 (cgroup core `write_u64` flags).
+    Bool,
+    /// Accepted, stored as written (no validation modelled).
+    Any,
+    /// Accepted and ignored: reads keep the old value (memory.kmem.limit_in_bytes on 6.1).
+    Ignored,
+}
+
+/// (file name, parser). A name ending in `*` is a prefix.
+pub const RULES: &[(&str, Parse)] = &[
+    // v2 memory (mm/memcontrol.c, page_counter_memparse)
+    ("memory.max", Parse::V2Bytes),
+    ("memory.high", Parse::V2Bytes),
+    ("memory.low", Parse::V2Bytes),
+    ("memory.min", Parse::V2Bytes),
+    ("memory.swap.max", Parse::V2Bytes),
+    ("memory.swap.high", Parse::V2Bytes),
+    ("memory.zswap.max", Parse::V2Bytes),
+    ("memory.oom.group", Parse::IntRange(0, 1, EINVAL)),
+    ("pids.max", Parse::MaxOrInt),
+    ("cpu.max", Parse::CpuMax),
+    // kernel/sched/core.c: cpu_weight_write_u64 → ERANGE outside [1, 10000]
+    ("cpu.weight", Parse::IntRange(1, 10_000, ERANGE)),
+    ("cpu.weight.nice", Parse::IntRange(-20, 19, ERANGE)),
+    ("cpu.idle", Parse::IntRange(0, 1, EINVAL)),
+    ("io.weight", Parse::Any),
+    ("cgroup.max.depth", Parse::MaxOrInt),
+    ("cgroup.max.descendants", Parse::MaxOrInt),
+    ("cpuset.cpus", Parse::CpuList),
+    ("cpuset.mems", Parse::NodeList),
+    ("cpuset.cpus.exclusive", Parse::CpuList),
+    (
+        "cpuset.cpus.partition",
+        Parse::Word(&["member", "root", "isolated"]),
+    ),
+    // v1 memory (mm/memcontrol-v1.c, mem_cgroup_write)
+    ("memory.limit_in_bytes", Parse::V1Bytes),
+    ("memory.soft_limit_in_bytes", Parse::V1Bytes),
+    ("memory.memsw.limit_in_bytes", Parse::V1Bytes),
+    ("memory.kmem.tcp.limit_in_bytes", Parse::V1Bytes),
+    ("memory.swappiness", Parse::IntRange(0, 200, EINVAL)),
+    (
+        "memory.move_charge_at_immigrate",
+        Parse::IntRange(0, 3, EINVAL),
+    ),
+    ("memory.force_empty", Parse::Any),
+    ("memory.oom_control", Parse::IntRange(0, 1, EINVAL)),
+    // v1 cpu (kernel/sched/core.c): shares clamped to [2, 262144]
+    ("cpu.shares", Parse::IntClamp(2, 262_144)),
+    ("cpu.cfs_quota_us", Parse::CfsQuota),
+    (
+        "cpu.cfs_period_us",
+        Parse::IntRange(1000, 1_000_000, EINVAL),
+    ),
+    ("cpu.cfs_burst_us", Parse::IntRange(0, i64::MAX, EINVAL)),
+    ("cpu.rt_runtime_us", Parse::Any),
+    ("cpu.rt_period_us", Parse::Any),
+    ("freezer.state", Parse::Word(&["FROZEN", "THAWED"])),
+    ("cgroup.clone_children", Parse::Bool),
+    ("notify_on_release", Parse::Bool),
+    ("cpuset.cpu_exclusive", Parse::IntRange(0, 1, EINVAL)),
+    ("cpuset.mem_exclusive", Parse::IntRange(0, 1, EINVAL)),
+    ("cpuset.mem_hardwall", Parse::IntRange(0, 1, EINVAL)),
+    ("cpuset.memory_migrate", Parse::IntRange(0, 1, EINVAL)),
+    ("cpuset.sched_load_balance", Parse::IntRange(0, 1, EINVAL)),
+    ("cpuset.memory_spread_page", Parse::IntRange(0, 1, EINVAL)),
+    ("cpuset.memory_spread_slab", Parse::IntRange(0, 1, EINVAL)),
+    (
+        "cpuset.sched_relax_domain_level",
+        Parse::IntRange(-1, 5, EINVAL),
+    ),
+    ("hugetlb.*.limit_in_bytes", Parse::V1Bytes),
+    ("hugetlb.*.max", Parse::V2Bytes),
+    (
+        "net_cls.classid",
+        Parse::IntRange(0, u32::MAX as i64, EINVAL),
+    ),
+];
+
+/// The parser for a file name.
+pub fn rule(name: &str) -> Parse {
+    for (pat, p) in RULES {
+        if let Some((pre, post)) = pat.split_once('*') {
+            if name.starts_with(pre) && name.ends_with(post) && name.len() >= pat.len() - 1 {
+                return *p;
+            }
+        } else if *pat == name {
+            return *p;
+        }
+    }
+    Parse::Any
+}
+
+/// The kernel's `memparse`: a number with an optional K/M/G/T/P/E suffix. `None` when
+/// anything but whitespace follows.
+pub fn memparse(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let (radix, start) = if b.len() > 1 && b[0] == b'0' && (b[1] == b'x' || b[1] == b'X') {
+        (16, 2)
+    } else if b.len() > 1 && b[0] == b'0' {
+        (8, 1)
+    } else {
+        (10, 0)
+    };
+    i += start;
+    let mut v: u64 = 0;
+    let digits_start = i;
+    while i < b.len() {
+        let d = match (b[i] as char).to_digit(radix) {
+            Some(d) => d as u64,
+            None => break,
+        };
+        v = v.wrapping_mul(radix as u64).wrapping_add(d);
+        i += 1;
+    }
+    if i == digits_start && start == 0 && !b.is_empty() {
+        return None;
+    }
+    let shift = match b.get(i).map(|c| c.to_ascii_lowercase()) {
+        Some(b'k') => 10,
+        Some(b'm') => 20,
+        Some(b'g') => 30,
+        Some(b't') => 40,
+        Some(b'p') => 50,
+        Some(b'e') => 60,
+        _ => 0,
+    };
+    if shift > 0 {
+        i += 1;
+        v = v.wrapping_shl(shift);
+    }
+    (i == b.len()).then_some(v)
+}
+
+/// A list like `0-1,3`: the set, or the errno (`EINVAL` malformed, `ERANGE` >= `nbits`).
+pub fn parse_list(s: &str, nbits: u32) -> Result<Vec<u32>, i32> {
+    let mut out = Vec::new();
+    if s.is_empty() {
+        return Ok(out);
+    }
+    for part in s.split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let a: u32 = a.parse().map_err(|_| EINVAL)?;
+        let b: u32 = b.parse().map_err(|_| EINVAL)?;
+        if a > b {
+            return Err(EINVAL);
+        }
+        if b >= nbits {
+            return Err(ERANGE);
+        }
+        out.extend(a..=b);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// `[0, 1, 3]` → `0-1,3`.
+pub fn format_list(v: &[u32]) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            v[i].to_string()
+        } else {
+            format!("{}-{}", v[i], v[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// Apply a parser to the written bytes (already stripped of surrounding whitespace, as
+/// cgroup_file_write does). `Ok(new content)` (with its trailing newline), `Ok(None)` to
+/// keep the current content, or the errno.
+pub fn parse(p: Parse, v: &str) -> Result<Option<String>, i32> {
+    let line = |s: String| Ok(Some(format!("{s}\n")));
+    match p {
+        Parse::V2Bytes => {
+            if v == "max" {
+                return line("max".into());
+            }
+            let n = memparse(v).ok_or(EINVAL)?;
+            line((n / PAGE * PAGE).to_string())
+        }
+        Parse::V1Bytes => {
+            if v == "-1" {
+                return line(V1_UNLIMITED.to_string());
+            }
+            let n = memparse(v).ok_or(EINVAL)?;
+            line((n.min(V1_UNLIMITED) / PAGE * PAGE).to_string())
+        }
+        Parse::MaxOrInt => {
+            if v == "max" {
+                return line("max".into());
+            }
+            let n: i64 = v.parse().map_err(|_| EINVAL)?;
+            if !(0..=i32::MAX as i64).contains(&n) {
+                return Err(EINVAL);
+            }
+            line(n.to_string())
+        }
+        Parse::CpuMax => {
+            let mut it = v.split_whitespace();
+            let quota = it.next().unwrap_or("");
+            let period = match it.next() {
+                Some(p) => p.parse::<u64>().map_err(|_| EINVAL)?,
+                None => 100_000,
+            };
+            if it.next().is_some() || !(1000..=1_000_000).contains(&period) {
+                return Err(EINVAL);
+            }
+            let quota = if quota == "max" {
+                "max".to_owned()
+            } else {
+                let q: u64 = quota.parse().map_err(|_| EINVAL)?;
+                if q < 1000 {
+                    return Err(EINVAL);
+                }
+                q.to_string()
+            };
+            line(format!("{quota} {period}"))
+        }
+        Parse::IntRange(lo, hi, e) => {
+            let n: i64 = v.parse().map_err(|_| EINVAL)?;
+            if n < lo || n > hi {
+                return Err(e);
+            }
+            line(n.to_string())
+        }
+        Parse::IntClamp(lo, hi) => {
+            let n: i64 = v.parse().map_err(|_| EINVAL)?;
+            line(n.clamp(lo, hi).to_string())
+        }
+        Parse::Word(words) => {
+            if words.contains(&v) {
+                line(v.to_owned())
+            } else {
+                Err(EINVAL)
+            }
+        }
+        Parse::CfsQuota => {
+            let n: i64 = v.parse().map_err(|_| EINVAL)?;
+            if n != -1 && n < 1000 {
+                return Err(EINVAL);
+            }
+            line(n.to_string())
+        }
+        Parse::CpuList => line(format_list(&parse_list(v, NR_CPUS)?)),
+        Parse::NodeList => {
+            let nodes = parse_list(v, 64)?;
+            if nodes.iter().any(|&n| n >= NR_NODES) {
+                return Err(EINVAL);
+            }
+            line(format_list(&nodes))
+        }
+        Parse::Bool => {
+            let n: u64 = v.parse().map_err(|_| EINVAL)?;
+            line(u8::from(n != 0).to_string())
+        }
+        Parse::Any => line(v.to_owned()),
+        Parse::Ignored => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memparse_like_the_kernel() {
+        assert_eq!(memparse("100k"), Some(102_400));
+        assert_eq!(memparse("1M"), Some(1 << 20));
+        assert_eq!(memparse(""), Some(0));
+        assert_eq!(memparse("abc"), None);
+        assert_eq!(memparse("-1"), None);
+        assert_eq!(memparse("4097"), Some(4097));
+    }
+
+    #[test]
+    fn v2_memory_max_matches_errno_json() {
+        let p = |v| parse(Parse::V2Bytes, v);
+        assert_eq!(p("1000000"), Ok(Some("999424\n".into())));
+        assert_eq!(p("4097"), Ok(Some("4096\n".into())));
+        assert_eq!(p("100k"), Ok(Some("102400\n".into())));
+        assert_eq!(p("-1"), Err(EINVAL));
+        assert_eq!(p("abc"), Err(EINVAL));
+        assert_eq!(p(""), Ok(Some("0\n".into())));
+        assert_eq!(p("max"), Ok(Some("max\n".into())));
+    }
+
+    #[test]
+    fn v1_limit_matches_errno_json() {
+        let p = |v| parse(Parse::V1Bytes, v);
+        assert_eq!(p("-1"), Ok(Some("9223372036854771712\n".into())));
+        assert_eq!(p("4095"), Ok(Some("0\n".into())));
+        assert_eq!(p("1M"), Ok(Some("1048576\n".into())));
+        assert_eq!(p("abc"), Err(EINVAL));
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(parse(Parse::CpuList, "99"), Err(ERANGE));
+        assert_eq!(parse(Parse::CpuList, "0"), Ok(Some("0\n".into())));
+        assert_eq!(parse(Parse::CpuList, "1,0"), Ok(Some("0-1\n".into())));
+        assert_eq!(parse(Parse::NodeList, "5"), Err(EINVAL));
+        assert_eq!(
+            parse(Parse::CpuMax, "50000"),
+            Ok(Some("50000 100000\n".into()))
+        );
+        assert_eq!(parse(Parse::CpuMax, "abc"), Err(EINVAL));
+        assert_eq!(rule("hugetlb.2MB.limit_in_bytes"), Parse::V1Bytes);
+    }
+}
