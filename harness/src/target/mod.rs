@@ -179,13 +179,16 @@ pub fn unavailable(case: &Case, drivers: &Drivers) -> Option<String> {
     }
 }
 
+/// The PATH targets get (and commands are resolved on): the system directories only, the
+/// same on every machine (a user's ~/.local or pyenv shims are not the host under test).
+const TARGET_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 fn resolve_command(name: &str) -> Option<PathBuf> {
     if name.contains('/') {
         let p = PathBuf::from(name);
         return p.is_file().then_some(p);
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
+    std::env::split_paths(TARGET_PATH)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
