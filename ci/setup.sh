@@ -35,5 +35,7 @@ if ! need_cmd cargo; then
     fi
 fi
 
-# gcc builds the static C test target of the syscall-layer tests; libc6-dev has its static libc.
-apt_install gcc libc6-dev
+# gcc + libc6-dev: the static C test target of the syscall-layer tests; busybox-static:
+# the statically linked target of scenarios/syscall/static-binary; python3: command
+# targets that make raw syscalls (scenarios/syscall/openat2-enosys).
+apt_install gcc libc6-dev busybox-static python3

@@ -60,7 +60,16 @@ impl Report {
         ops: Vec<OpResult>,
         norm: &Normalizer,
     ) -> Report {
-        let expectation_failures = check_expectations(case, &outcome);
+        let stdout_tail = tail(&norm.apply(&observed.stdout.text()));
+        let mut expectation_failures = check_expectations(case, &outcome);
+        for e in &case.expect {
+            if let Some(want) = &e.stdout {
+                if !norm.apply(&observed.stdout.text()).contains(want.as_str()) {
+                    expectation_failures
+                        .push(format!("expected stdout containing `{want}` — {}", e.at));
+                }
+            }
+        }
         Report {
             case: case.name.clone(),
             scenario: case.scenario.name.clone(),
@@ -74,7 +83,7 @@ impl Report {
             cgroupfs: observed.cgroupfs.map(|k| k.name()),
             cgroupfs_ops: observed.cgroupfs_ops.clone(),
             leftovers: observed.leftovers,
-            stdout_tail: tail(&norm.apply(&observed.stdout.text())),
+            stdout_tail,
             stdout_bytes: observed.stdout.total,
             stderr_tail: tail(&norm.apply(&observed.stderr.text())),
             stderr_bytes: observed.stderr.total,

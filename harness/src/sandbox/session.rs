@@ -435,10 +435,13 @@ impl Session {
             self.userns.as_ref().map(|fd| fd.as_raw_fd()),
             // The syscall layer's socket, and the cgroupfs model's /dev/fuse fd, which init
             // mounts by number.
-            [Some(target_sock.as_raw_fd()), model.as_ref().map(|(fd, _)| fd.as_raw_fd())]
-                .into_iter()
-                .flatten()
-                .collect(),
+            [
+                Some(target_sock.as_raw_fd()),
+                model.as_ref().map(|(fd, _)| fd.as_raw_fd()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         );
         let hook_plan = Arc::clone(&plan);
         let sock = target_sock.as_raw_fd();

@@ -133,6 +133,9 @@ pub struct Expect {
     pub signal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Substring of the target's stdout (for command targets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
     /// Where the block is, for failure messages (`file:line`).
     #[serde(skip)]
     pub at: String,

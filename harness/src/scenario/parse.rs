@@ -96,6 +96,7 @@ struct RawExpect {
     class: Option<Class>,
     signal: Option<String>,
     message: Option<String>,
+    stdout: Option<String>,
 }
 
 /// Maps dotted fields (and matrix values) back to spans in the source.
@@ -570,6 +571,7 @@ fn resolve(
                 class: e.class,
                 signal: e.signal.clone(),
                 message: e.message.clone(),
+                stdout: e.stdout.clone(),
                 at: format!("{}:{line} (expect #{})", at.loc.file.display(), i + 1),
             });
         }
