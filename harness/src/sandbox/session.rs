@@ -66,6 +66,27 @@ pub fn probe() -> Result<Strategy, String> {
     Ok(Strategy::UserNs)
 }
 
+/// The syscall layer needs seccomp user notification (5.0) with ADDFD (5.9) on this
+/// machine's kernel.
+fn syscall_layer_available() -> Result<(), String> {
+    let actions = fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
+    if !actions.split_whitespace().any(|a| a == "user_notif") {
+        return Err("seccomp user notification is not available on this kernel \
+                    (/proc/sys/kernel/seccomp/actions_avail lacks user_notif); the syscall layer needs it"
+            .into());
+    }
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse::<u32>().ok());
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    if (major, minor) < (5, 9) {
+        return Err(format!(
+            "this machine's kernel {} is older than 5.9 (no SECCOMP_IOCTL_NOTIF_ADDFD); the syscall layer needs it",
+            release.trim()
+        ));
+    }
+    Ok(())
+}
+
 struct MaterializedHost {
     layout: Layout,
     /// The syscall layer's view of this host.
@@ -103,6 +124,7 @@ impl Session {
     /// A session with a given strategy (`UserNs` works as root too: tests use it to cover
     /// the unprivileged path).
     pub fn with_strategy(data: Arc<HostData>, strategy: Strategy) -> Result<Session, SessionError> {
+        syscall_layer_available().map_err(SessionError::Unsupported)?;
         if strategy == Strategy::Root && unsafe { libc::geteuid() } != 0 {
             return Err(SessionError::Unsupported(
                 "the root strategy needs root".into(),
