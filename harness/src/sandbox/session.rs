@@ -76,7 +76,10 @@ fn syscall_layer_available() -> Result<(), String> {
             .into());
     }
     let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut v = release.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse::<u32>().ok());
+    let mut v = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|x| x.parse::<u32>().ok());
     let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
     if (major, minor) < (5, 9) {
         return Err(format!(
