@@ -18,7 +18,7 @@
 //! What the filter does (x86_64 only; other syscall ABIs get `ENOSYS`):
 //!
 //! * `ENOSYS` straight from BPF for the syscalls the simulated kernel does not have
-//!   ([`SimKernel::enosys`], see [`syscalls_newer_than`]); no notification, no cost.
+//!   ([`SimKernel::enosys`], from the host data's syscall table); no notification, no cost.
 //! * A notification for `uname`, `statfs`, `fstatfs`, `open`, `openat`, `openat2`, `mount`,
 //!   `fsopen`, plus the syscalls the faults need. The supervisor then:
 //!   * `uname`: real uname with the simulated release/version/nodename;
@@ -244,113 +244,25 @@ impl SyscallPlan {
     }
 }
 
-/// Syscalls added to Linux (x86_64) after 3.0, with the release that added them.
-///
-/// A convenience for building [`SimKernel::enosys`]; the host model's data may refine it.
-pub const SYSCALL_SINCE: &[(&str, (u32, u32))] = &[
-    ("process_vm_readv", (3, 2)),
-    ("process_vm_writev", (3, 2)),
-    ("kcmp", (3, 5)),
-    ("finit_module", (3, 8)),
-    ("sched_setattr", (3, 14)),
-    ("sched_getattr", (3, 14)),
-    ("renameat2", (3, 15)),
-    ("seccomp", (3, 17)),
-    ("getrandom", (3, 17)),
-    ("memfd_create", (3, 17)),
-    ("kexec_file_load", (3, 17)),
-    ("bpf", (3, 18)),
-    ("execveat", (3, 19)),
-    ("userfaultfd", (4, 3)),
-    ("membarrier", (4, 3)),
-    ("mlock2", (4, 4)),
-    ("copy_file_range", (4, 5)),
-    ("preadv2", (4, 6)),
-    ("pwritev2", (4, 6)),
-    ("pkey_mprotect", (4, 9)),
-    ("pkey_alloc", (4, 9)),
-    ("pkey_free", (4, 9)),
-    ("statx", (4, 11)),
-    ("io_pgetevents", (4, 18)),
-    ("rseq", (4, 18)),
-    ("pidfd_send_signal", (5, 1)),
-    ("io_uring_setup", (5, 1)),
-    ("io_uring_enter", (5, 1)),
-    ("io_uring_register", (5, 1)),
-    ("open_tree", (5, 2)),
-    ("move_mount", (5, 2)),
-    ("fsopen", (5, 2)),
-    ("fsconfig", (5, 2)),
-    ("fsmount", (5, 2)),
-    ("fspick", (5, 2)),
-    ("pidfd_open", (5, 3)),
-    ("clone3", (5, 3)),
-    ("openat2", (5, 6)),
-    ("pidfd_getfd", (5, 6)),
-    ("faccessat2", (5, 8)),
-    ("close_range", (5, 9)),
-    ("process_madvise", (5, 10)),
-    ("epoll_pwait2", (5, 11)),
-    ("mount_setattr", (5, 12)),
-    ("landlock_create_ruleset", (5, 13)),
-    ("landlock_add_rule", (5, 13)),
-    ("landlock_restrict_self", (5, 13)),
-    ("quotactl_fd", (5, 14)),
-    ("memfd_secret", (5, 14)),
-    ("process_mrelease", (5, 15)),
-    ("futex_waitv", (5, 16)),
-    ("set_mempolicy_home_node", (5, 17)),
-    ("cachestat", (6, 5)),
-    ("fchmodat2", (6, 6)),
-    ("map_shadow_stack", (6, 6)),
-    ("futex_wake", (6, 7)),
-    ("futex_wait", (6, 7)),
-    ("futex_requeue", (6, 7)),
-    ("statmount", (6, 8)),
-    ("listmount", (6, 8)),
-    ("lsm_get_self_attr", (6, 8)),
-    ("lsm_set_self_attr", (6, 8)),
-    ("lsm_list_modules", (6, 8)),
-    ("mseal", (6, 10)),
-    ("setxattrat", (6, 13)),
-    ("getxattrat", (6, 13)),
-    ("listxattrat", (6, 13)),
-    ("removexattrat", (6, 13)),
-    ("open_tree_attr", (6, 15)),
-    ("file_getattr", (6, 17)),
-    ("file_setattr", (6, 17)),
-];
-
-/// The syscalls a kernel `release` (e.g. "5.4.0-182-generic") does not have yet, per
-/// [`SYSCALL_SINCE`]. `None` if the release does not start with `MAJOR.MINOR`.
-pub fn syscalls_newer_than(release: &str) -> Option<Vec<&'static str>> {
-    let mut it = release.split(|c: char| !c.is_ascii_digit());
-    let major: u32 = it.next()?.parse().ok()?;
-    let minor: u32 = it.next()?.parse().ok()?;
-    Some(
-        SYSCALL_SINCE
-            .iter()
-            .filter(|(_, since)| *since > (major, minor))
-            .map(|(name, _)| *name)
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn newer_than() {
-        let v = syscalls_newer_than("5.4.0-182-generic").unwrap();
-        assert!(v.contains(&"openat2") && !v.contains(&"clone3"));
-        let v = syscalls_newer_than("6.1.0").unwrap();
-        assert!(!v.contains(&"openat2") && v.contains(&"fchmodat2"));
-        assert!(syscalls_newer_than("3.10.0-1160.el7.x86_64")
-            .unwrap()
-            .contains(&"getrandom"));
-        assert!(syscalls_newer_than("garbage").is_none());
-        for (name, _) in SYSCALL_SINCE {
+    fn every_syscall_of_the_kernel_table_has_an_x86_64_number() {
+        // The ENOSYS list comes from data (fixtures/kernels/syscalls.toml, via
+        // HostData::syscalls_newer_than); the filter needs each name's number.
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+        let data = crate::host::HostData::load(&fixtures).expect("host data");
+        let host = data
+            .resolve(&crate::host::HostSpec {
+                preset: Some("centos-7".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let newer = data.syscalls_newer_than(&host);
+        assert!(newer.iter().any(|n| n == "openat2") && newer.iter().any(|n| n == "getrandom"));
+        for name in &newer {
             assert!(nr::number(name).is_some(), "{name}");
         }
     }
