@@ -90,7 +90,23 @@ impl Report {
             duration: observed.duration,
             kept: observed.kept.clone(),
             expectation_failures,
-            syscall_faults: case.syscall_faults.iter().map(describe_fault).collect(),
+            syscall_faults: case
+                .syscall_faults
+                .iter()
+                .map(|f| {
+                    let mut d = describe_fault(f);
+                    if observed.model_faults.contains(&f.path) {
+                        d.push_str(" (applied by the cgroupfs model: see cgroupfs_ops)");
+                    }
+                    d
+                })
+                .chain(case.cgroupfs_faults.iter().map(|f| {
+                    format!(
+                        "{:?} {} {:?}, {:?} (applied by the cgroupfs model: see cgroupfs_ops)",
+                        f.op, f.glob, f.action, f.when
+                    )
+                }))
+                .collect(),
             faults_fired: observed
                 .syscalls
                 .iter()
@@ -181,7 +197,14 @@ impl Report {
         if !self.syscall_faults.is_empty() {
             let mut o = Map::new();
             o.insert("configured".into(), json!(self.syscall_faults));
-            o.insert("fired".into(), json!(self.faults_fired));
+            if !self.faults_fired.is_empty()
+                || self
+                    .syscall_faults
+                    .iter()
+                    .any(|f| !f.contains("cgroupfs model"))
+            {
+                o.insert("fired".into(), json!(self.faults_fired));
+            }
             m.insert("syscall_faults".into(), Value::Object(o));
         }
         if !self.refused.is_empty() {

@@ -40,8 +40,11 @@ pub struct Launch {
     pub grace: Duration,
     /// Leave the case directory (and the session's hosts) on disk.
     pub keep: bool,
-    /// Errno/delay faults for the syscall layer.
+    /// Errno/delay faults. Those on /sys/fs/cgroup paths go to the cgroupfs model when
+    /// it serves the case (so its op log shows them), the rest to the syscall layer.
     pub syscall_faults: Vec<syscall::SyscallFault>,
+    /// Short writes and corrupted reads: the cgroupfs model's own.
+    pub cgroupfs_faults: Vec<cgroupfs::ModelFault>,
 }
 
 /// The target's wait status.
@@ -115,4 +118,6 @@ pub struct Observed {
     pub strategy: Option<Strategy>,
     /// What the syscall layer did (faults fired, refusals).
     pub syscalls: Option<syscall::SupervisorStats>,
+    /// Path globs of the faults the cgroupfs model applied (rather than the syscall layer).
+    pub model_faults: Vec<String>,
 }

@@ -24,7 +24,7 @@ use super::effects::Effects;
 use super::reaper::Reaper;
 use super::spawn::{self, Prepared, Step, Strategy};
 use super::supervise::{self, Pipes, SetupFailure};
-use super::syscall::{self, magic, SimKernel, Supervisor, SyscallPlan};
+use super::syscall::{self, magic, Op, SimKernel, Supervisor, SyscallFault, SyscallPlan, When};
 use super::{Launch, Observed};
 use crate::host::{ContentFault, Host, HostData, Layout};
 use std::os::unix::net::UnixStream;
@@ -250,24 +250,30 @@ impl Session {
         // with the root strategy: a FUSE mount in a user namespace needs a /dev/fuse fd
         // opened in that namespace (the kernel says EINVAL otherwise); until init opens
         // it and hands it back, UserNs cases get the tree (their snapshot says so).
-        let model = match host.cgroupfs {
+        let device = match host.cgroupfs {
             CgroupfsKind::Model if self.strategy == Strategy::Root => {
-                cgroupfs::server::open_device().ok().map(|fd| {
-                    cgroupfs::Model::new(
-                        host,
-                        &self.data,
-                        faults,
-                        Vec::new(),
-                        Box::new(cgroupfs::AnyPid),
-                    )
-                    .map(|m| (fd, m))
-                })
+                cgroupfs::server::open_device().ok()
             }
             _ => None,
-        }
-        .transpose()
-        .map_err(|e| e.to_string())?;
-        let (init, result) = self.run_in(&mhost, &upper, &work, launch, model);
+        };
+        // Faults on cgroupfs files are the model's when it serves the case (its op log then
+        // shows them); the syscall layer takes the rest.
+        let (model_faults, syscall_faults) = split_faults(launch, device.is_some())?;
+        let model_fault_globs: Vec<String> = model_faults.iter().map(|f| f.glob.clone()).collect();
+        let model = device
+            .map(|fd| {
+                cgroupfs::Model::new(
+                    host,
+                    &self.data,
+                    faults,
+                    model_faults,
+                    Box::new(cgroupfs::AnyPid),
+                )
+                .map(|m| (fd, m))
+            })
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let (init, result) = self.run_in(&mhost, &upper, &work, launch, model, &syscall_faults);
         let mut observed = match result {
             Ok(o) => o,
             Err(e) => {
@@ -278,6 +284,7 @@ impl Session {
                 return Err(e);
             }
         };
+        observed.model_faults = model_fault_globs;
         // Every process of the case is gone: the upper layer no longer changes.
         if observed.cgroupfs != Some(CgroupfsKind::Model) {
             observed.effects = Effects::diff(&mhost.layout.tree, &upper);
@@ -305,9 +312,10 @@ impl Session {
         work: &Path,
         launch: &Launch,
         model: Option<(OwnedFd, cgroupfs::Model)>,
+        syscall_faults: &[SyscallFault],
     ) -> (Option<libc::pid_t>, Result<Observed, String>) {
         let mut init = None;
-        let r = self.run_in_inner(mhost, upper, work, launch, model, &mut init);
+        let r = self.run_in_inner(mhost, upper, work, launch, model, syscall_faults, &mut init);
         (init, r)
     }
 
@@ -318,6 +326,7 @@ impl Session {
         work: &Path,
         launch: &Launch,
         model: Option<(OwnedFd, cgroupfs::Model)>,
+        syscall_faults: &[SyscallFault],
         started: &mut Option<libc::pid_t>,
     ) -> Result<Observed, String> {
         let cs = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
@@ -429,11 +438,11 @@ impl Session {
             .collect::<Result<Vec<_>, _>>()?;
         // The syscall layer: the target installs the filter last thing before exec and
         // sends the listener over this socket; a harness thread supervises.
-        let plan = if launch.syscall_faults.is_empty() {
+        let plan = if syscall_faults.is_empty() {
             Arc::clone(&mhost.plan)
         } else {
             Arc::new(
-                SyscallPlan::new(&mhost.sim, &launch.syscall_faults)
+                SyscallPlan::new(&mhost.sim, syscall_faults)
                     .map_err(|e| format!("syscall layer: {e}"))?,
             )
         };
@@ -600,6 +609,57 @@ fn shared_netns() -> std::io::Result<OwnedFd> {
     })
     .join()
     .map_err(|_| std::io::Error::other("netns thread panicked"))?
+}
+
+/// Which faults the cgroupfs model applies (those on /sys/fs/cgroup files, for the ops it
+/// serves, counted the same way) and which the syscall layer does.
+fn split_faults(
+    launch: &Launch,
+    model: bool,
+) -> Result<(Vec<cgroupfs::ModelFault>, Vec<SyscallFault>), String> {
+    use cgroupfs::{FaultAction, FaultOp, FaultWhen, ModelFault};
+    if !model && !launch.cgroupfs_faults.is_empty() {
+        return Err(
+            "short-write and corrupted-read faults need the cgroupfs model \
+                    ([host] cgroupfs = \"model\", root, /dev/fuse)"
+                .into(),
+        );
+    }
+    let mut to_model = launch.cgroupfs_faults.clone();
+    let mut to_layer = Vec::new();
+    for f in &launch.syscall_faults {
+        let op = match f.op {
+            Op::Open => Some(FaultOp::Open),
+            Op::Read => Some(FaultOp::Read),
+            Op::Write => Some(FaultOp::Write),
+            Op::Mkdir => Some(FaultOp::Mkdir),
+            Op::Rmdir => Some(FaultOp::Rmdir),
+            _ => None,
+        };
+        let when = match f.when {
+            When::Always => Some(FaultWhen::Always),
+            When::Nth(n) => Some(FaultWhen::Nth(n)),
+            When::After(n) => Some(FaultWhen::After(n)),
+            When::Probability { .. } => None,
+        };
+        let action = match (f.errno, f.delay) {
+            (Some(e), None) => Some(FaultAction::Errno(e)),
+            (None, Some(d)) => Some(FaultAction::Delay(d)),
+            _ => None,
+        };
+        match (
+            model && f.path.starts_with("/sys/fs/cgroup/"),
+            op,
+            when,
+            action,
+        ) {
+            (true, Some(op), Some(when), Some(action)) => {
+                to_model.push(ModelFault::new(op, &f.path, when, action))
+            }
+            _ => to_layer.push(f.clone()),
+        }
+    }
+    Ok((to_model, to_layer))
 }
 
 /// The syscall layer's picture of a host: uname, the statfs magic of each cgroup mount

@@ -157,6 +157,8 @@ pub struct Case {
     pub faults: Vec<ContentFault>,
     /// Errno and delay faults applied by the syscall layer.
     pub syscall_faults: Vec<crate::sandbox::syscall::SyscallFault>,
+    /// Short writes and corrupted reads, which only the cgroupfs model can apply.
+    pub cgroupfs_faults: Vec<crate::sandbox::cgroupfs::ModelFault>,
     pub expect: Vec<Expect>,
 }
 

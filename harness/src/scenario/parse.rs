@@ -16,6 +16,7 @@ use super::matrix;
 use super::{Case, Context, Expect, Meta, Pod, Scenario, ScenarioInfo, Target, TargetKind, OPS};
 use crate::host::{ContentAction, ContentFault, HostError, HostSpec};
 use crate::outcome::Class;
+use crate::sandbox::cgroupfs::{FaultAction, FaultOp, FaultWhen, ModelFault};
 use crate::sandbox::syscall::{parse_errno, Op, SyscallFault, When};
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +87,9 @@ struct RawFault {
     when: Option<String>,
     seed: Option<u64>,
     delay: Option<String>,
+    // cgroupfs-model-only actions on a syscall fault.
+    short: Option<usize>,
+    corrupt: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -535,9 +539,13 @@ fn resolve(
     // Faults.
     let mut faults = Vec::new();
     let mut syscall_faults = Vec::new();
+    let mut cgroupfs_faults = Vec::new();
     for f in &raw.fault {
         match (&f.file, &f.op) {
             (Some(file), None) => faults.push(content_fault(f, file, &pod.id, at)?),
+            (None, Some(op)) if f.short.is_some() || f.corrupt.is_some() => {
+                cgroupfs_faults.push(model_fault(f, op, &pod.id, at)?)
+            }
             (None, Some(op)) => syscall_faults.push(syscall_fault(f, op, &pod.id, at)?),
             (Some(_), Some(_)) => {
                 return Err(at
@@ -594,8 +602,59 @@ fn resolve(
         runtime,
         faults,
         syscall_faults,
+        cgroupfs_faults,
         expect,
     })
+}
+
+/// A short write or a corrupted read: only the cgroupfs model can do these.
+fn model_fault(
+    f: &RawFault,
+    op: &str,
+    id: &str,
+    at: &CellLocator,
+) -> Result<ModelFault, ScenarioError> {
+    let path = f.path.clone().unwrap_or_default().replace("{id}", id);
+    if !path.starts_with("/sys/fs/cgroup/") {
+        return Err(at
+            .at("fault.path", "`short` and `corrupt` apply to cgroupfs files: `path` must be under /sys/fs/cgroup/")
+            .hint("e.g. path = \"/sys/fs/cgroup/**/memory.max\""));
+    }
+    if f.errno.is_some()
+        || f.delay.is_some()
+        || f.seed.is_some()
+        || f.action.is_some()
+        || f.content.is_some()
+    {
+        return Err(at.at(
+            "fault",
+            "a `short` or `corrupt` fault takes only `op`, `path`, `when` and that field",
+        ));
+    }
+    let action =
+        match (op, f.short, &f.corrupt) {
+            ("write", Some(n), None) => FaultAction::Short(n),
+            ("read", None, Some(c)) => FaultAction::Corrupt(c.clone()),
+            _ => return Err(at
+                .at(
+                    "fault.op",
+                    "`short = N` goes with op = \"write\", `corrupt = \"...\"` with op = \"read\"",
+                )
+                .hint("one of them per fault")),
+        };
+    let when = match syscall_when(f, at)? {
+        When::Always => FaultWhen::Always,
+        When::Nth(n) => FaultWhen::Nth(n),
+        When::After(n) => FaultWhen::After(n),
+        When::Probability { .. } => {
+            return Err(at.at(
+                "fault.when",
+                "`short` and `corrupt` faults take always, nth:N or after:N",
+            ))
+        }
+    };
+    let op = FaultOp::parse(op).expect("read or write");
+    Ok(ModelFault::new(op, &path, when, action))
 }
 
 fn content_fault(
@@ -698,6 +757,24 @@ fn syscall_fault(
             "a syscall fault needs an `errno`, a `delay`, or both",
         ));
     }
+    let when = syscall_when(f, at)?;
+    if f.seed.is_some() && !matches!(when, When::Probability { .. }) {
+        return Err(at.at("fault.seed", "`seed` only applies to `when = \"p=...\"`"));
+    }
+    Ok(SyscallFault {
+        op: op_v,
+        path: f
+            .path
+            .clone()
+            .unwrap_or_else(|| "**".into())
+            .replace("{id}", id),
+        errno,
+        when,
+        delay,
+    })
+}
+
+fn syscall_when(f: &RawFault, at: &CellLocator) -> Result<When, ScenarioError> {
     let when_s = f.when.as_deref().unwrap_or("always");
     let bad_when = || {
         at.at("fault.when", format!("invalid `when = \"{when_s}\"`"))
@@ -720,20 +797,7 @@ fn syscall_fault(
         }
         _ => return Err(bad_when()),
     };
-    if f.seed.is_some() && !matches!(when, When::Probability { .. }) {
-        return Err(at.at("fault.seed", "`seed` only applies to `when = \"p=...\"`"));
-    }
-    Ok(SyscallFault {
-        op: op_v,
-        path: f
-            .path
-            .clone()
-            .unwrap_or_else(|| "**".into())
-            .replace("{id}", id),
-        errno,
-        when,
-        delay,
-    })
+    Ok(when)
 }
 
 fn host_error(e: HostError, at: &CellLocator, spec: &HostSpec) -> ScenarioError {

@@ -244,5 +244,6 @@ pub fn launch(case: &Case, drivers: &Drivers, keep: bool) -> Option<Launch> {
         grace: case.target.grace,
         keep,
         syscall_faults: case.syscall_faults.clone(),
+        cgroupfs_faults: case.cgroupfs_faults.clone(),
     })
 }
