@@ -90,6 +90,13 @@ fn syscall_layer_available() -> Result<(), String> {
     Ok(())
 }
 
+/// A case's cgroupfs layers: the host's tree (lower) and the case's own upper/work dirs.
+struct Layers<'a> {
+    host: &'a MaterializedHost,
+    upper: &'a Path,
+    work: &'a Path,
+}
+
 struct MaterializedHost {
     layout: Layout,
     /// The syscall layer's view of this host.
@@ -273,7 +280,12 @@ impl Session {
             })
             .transpose()
             .map_err(|e| e.to_string())?;
-        let (init, result) = self.run_in(&mhost, &upper, &work, launch, model, &syscall_faults);
+        let layers = Layers {
+            host: &mhost,
+            upper: &upper,
+            work: &work,
+        };
+        let (init, result) = self.run_in(&layers, launch, model, &syscall_faults);
         let mut observed = match result {
             Ok(o) => o,
             Err(e) => {
@@ -307,28 +319,25 @@ impl Session {
     /// Returns init's pid (to be reaped) once it was started, and what was observed.
     fn run_in(
         &self,
-        mhost: &MaterializedHost,
-        upper: &Path,
-        work: &Path,
+        layers: &Layers,
         launch: &Launch,
         model: Option<(OwnedFd, cgroupfs::Model)>,
         syscall_faults: &[SyscallFault],
     ) -> (Option<libc::pid_t>, Result<Observed, String>) {
         let mut init = None;
-        let r = self.run_in_inner(mhost, upper, work, launch, model, syscall_faults, &mut init);
+        let r = self.run_in_inner(layers, launch, model, syscall_faults, &mut init);
         (init, r)
     }
 
     fn run_in_inner(
         &self,
-        mhost: &MaterializedHost,
-        upper: &Path,
-        work: &Path,
+        layers: &Layers,
         launch: &Launch,
         model: Option<(OwnedFd, cgroupfs::Model)>,
         syscall_faults: &[SyscallFault],
         started: &mut Option<libc::pid_t>,
     ) -> Result<Observed, String> {
+        let (mhost, upper, work) = (layers.host, layers.upper, layers.work);
         let cs = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
         let c = |s: &str| CString::new(s).map_err(|e| e.to_string());
 
