@@ -400,7 +400,15 @@ impl Session {
                 }),
             }
         }
-        for (dir, opts) in [("/run", "mode=755"), ("/tmp", "mode=1777")] {
+        // Private, empty: /run and /tmp, and the other world-writable places the target
+        // could otherwise write on the machine (/dev/shm also holds the session dirs).
+        let private = [
+            ("/run", "mode=755"),
+            ("/tmp", "mode=1777"),
+            ("/dev/shm", "mode=1777"),
+            ("/var/tmp", "mode=1777"),
+        ];
+        for (dir, opts) in private.into_iter().filter(|(d, _)| Path::new(d).is_dir()) {
             init_steps.push(Step::Mount {
                 source: c("tmpfs")?,
                 target: c(dir)?,
