@@ -450,38 +450,71 @@ fn bootstrap(config: &ClientConfig, ev: &mut ShimEvent, timeout: Duration) -> Op
             return None;
         }
     };
-    // Readers so a chatty `start` cannot block on a full pipe.
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_string(&mut s);
-        }
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    });
+    // One thread reads start's output while waiting: no thread is created meanwhile, so
+    // the daemon's pid (it shows in cgroup.procs) is the same on every run.
+    let out = child.stdout.take();
+    let err = child.stderr.take();
     let pid = child.id() as libc::pid_t;
-    let status = wait_timeout(pid, timeout);
-    if status.is_none() {
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        let _ = wait_timeout(pid, Duration::from_secs(1));
-        ev.teardown.push(format!(
-            "start did not finish within {}: killed",
-            humantime::format_duration(timeout)
-        ));
+    let mut bufs = [Vec::new(), Vec::new()];
+    let fds = [
+        out.as_ref().map_or(-1, |o| o.as_raw_fd()),
+        err.as_ref().map_or(-1, |e| e.as_raw_fd()),
+    ];
+    let mut open = [fds[0] >= 0, fds[1] >= 0];
+    let deadline = Instant::now() + timeout;
+    let mut status = None;
+    let mut exited: Option<Instant> = None;
+    let mut chunk = [0u8; 4096];
+    loop {
+        if status.is_none() {
+            let mut st = 0;
+            if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid {
+                status = Some(st);
+                exited = Some(Instant::now());
+            }
+        }
+        let now = Instant::now();
+        // The daemon may hold start's pipes: drain at most 200 ms after start exited.
+        let drain_over = exited.is_some_and(|t| now >= t + Duration::from_millis(200));
+        if (status.is_some() && !open.iter().any(|o| *o)) || drain_over {
+            break;
+        }
+        if status.is_none() && now >= deadline {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = wait_timeout(pid, Duration::from_secs(1));
+            ev.teardown.push(format!(
+                "start did not finish within {}: killed",
+                humantime::format_duration(timeout)
+            ));
+            break;
+        }
+        let mut pfds: Vec<libc::pollfd> = (0..2)
+            .filter(|&i| open[i])
+            .map(|i| libc::pollfd {
+                fd: fds[i],
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as _, 1) };
+        for p in &pfds {
+            if p.revents == 0 {
+                continue;
+            }
+            let i = if p.fd == fds[0] { 0 } else { 1 };
+            let n = unsafe { libc::read(p.fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+            if n <= 0 {
+                open[i] = false;
+            } else if bufs[i].len() < 1 << 20 {
+                bufs[i].extend_from_slice(&chunk[..n as usize]);
+            }
+        }
     }
+    drop((out, err));
     std::mem::forget(child); // reaped above
     ev.bootstrap_status = status;
-    // The daemon may keep `start`'s pipes: bounded joins.
-    ev.bootstrap_stdout = join_bounded(out_t);
-    ev.bootstrap_stderr = join_bounded(err_t);
+    ev.bootstrap_stdout = String::from_utf8_lossy(&bufs[0]).into_owned();
+    ev.bootstrap_stderr = String::from_utf8_lossy(&bufs[1]).into_owned();
     if status != Some(0) {
         return None;
     }
@@ -492,18 +525,6 @@ fn bootstrap(config: &ClientConfig, ev: &mut ShimEvent, timeout: Duration) -> Op
         .parse()
         .ok()?;
     (!ev.bootstrap_stdout.trim().is_empty()).then_some(pid)
-}
-
-fn join_bounded(t: std::thread::JoinHandle<String>) -> String {
-    let deadline = Instant::now() + Duration::from_millis(200);
-    while !t.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    if t.is_finished() {
-        t.join().unwrap_or_default()
-    } else {
-        "[output still open after start exited]".into()
-    }
 }
 
 /// containerd's wording of a ttrpc client error.
