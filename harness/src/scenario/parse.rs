@@ -423,10 +423,10 @@ fn resolve(
             (None, None) => return Err(at
                 .at(
                     "target",
-                    "the target names neither a `driver` nor a `command`",
+                    "the target names no `driver`, `command` or `shim`",
                 )
                 .hint(
-                    "add `driver = \"<name>\"` (a workspace driver) or `command = [\"argv\", ...]`",
+                    "add `driver = \"<name>\"` (a workspace driver), `command = [\"argv\", ...]` or `shim = \"<name>\"` (a containerd shim)",
                 )),
             (Some(d), None) => {
                 let versions = ctx.drivers.versions(d);
