@@ -7,7 +7,7 @@ source ci/setup.sh
 
 cargo build --workspace --bins --quiet
 status=0
-for s in scenarios/cgroups-rs/kata-4687-overhead-path.toml; do
+for s in scenarios/cgroups-rs/kata-4687-overhead-path.toml scenarios/kata/10756-sandbox-cgroup-only-fixture.toml; do
     echo
     ./target/debug/cgrepro matrix "$s" "$@" || status=$?
 done

@@ -12,7 +12,7 @@ use crate::host::{HostData, HostError};
 use crate::outcome::{self, normalize::Normalizer};
 use crate::report::Report;
 use crate::sandbox::{Session, SessionError, Strategy};
-use crate::scenario::{self, Case, Context, Scenario, ScenarioError};
+use crate::scenario::{self, Case, Context, Scenario, ScenarioError, TargetKind};
 use crate::target::{self, Drivers};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,11 +50,16 @@ impl Engine {
     /// An engine whose sandbox uses `strategy` instead of the probed one.
     pub fn with_strategy(root: &Path, strategy: Option<Strategy>) -> Result<Engine, EngineError> {
         let hosts = Arc::new(HostData::load(&root.join("fixtures"))?);
-        let drivers = Drivers::discover(root, Drivers::default_bin_dir());
+        let mut drivers = Drivers::discover(root, Drivers::default_bin_dir());
         let session = match strategy {
             Some(s) => Session::with_strategy(Arc::clone(&hosts), s),
             None => Session::new(Arc::clone(&hosts)),
         };
+        if let Ok(s) = &session {
+            // Made in the session directory; a case sees it under SANDBOX_DEVICES.
+            drivers.kvm_node = target::shim::make_kvm_node(s.path())
+                .map(|_| PathBuf::from(crate::sandbox::SANDBOX_DEVICES).join("kvm"));
+        }
         let session = session.map_err(|e| match e {
             SessionError::Unsupported(why) => why,
             other => other.to_string(),
@@ -68,6 +73,11 @@ impl Engine {
             session,
             norm,
         })
+    }
+
+    /// Use this binary for `[target] shim = "kata"` (the CLI's `--shim`).
+    pub fn set_kata_shim(&mut self, path: std::path::PathBuf) {
+        self.drivers.kata_shim = Some(path);
     }
 
     pub fn session(&self) -> Option<&Session> {
@@ -125,6 +135,17 @@ impl Engine {
             return Report::harness_error(case, why);
         };
         let observed = session.run(&case.host, &case.faults, &launch);
+        if let TargetKind::Shim { .. } = case.target.kind {
+            let (classified, shim) = target::shim::interpret(&observed, &self.norm);
+            return Report::new(
+                case,
+                &observed,
+                classified.outcome,
+                classified.ops,
+                &self.norm,
+            )
+            .with_shim(case, shim);
+        }
         let classified = outcome::classify(&observed, &self.norm);
         Report::new(
             case,

@@ -23,6 +23,10 @@ struct Cli {
     /// Repository root (holds scenarios/ and fixtures/). Default: found from the current directory.
     #[arg(long, global = true)]
     root: Option<PathBuf>,
+    /// The real Kata shim (`containerd-shim-kata-v2`) for `[target] shim = "kata"`
+    /// scenarios. Default: $CGREPRO_KATA_SHIM; without either those cases are ignored.
+    #[arg(long, global = true, value_name = "PATH")]
+    shim: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,6 +77,10 @@ pub fn main() -> i32 {
             return 2;
         }
     };
+    if let Some(p) = &cli.shim {
+        let p = p.canonicalize().unwrap_or_else(|_| p.clone());
+        engine.set_kata_shim(p);
+    }
     let code = match cli.command {
         Command::List { filter } => list(&engine, filter.as_deref()),
         Command::Run { filter, jobs } => run(&engine, filter.as_deref(), jobs),

@@ -14,6 +14,7 @@ use crate::outcome::{describe_exit, Outcome};
 use crate::sandbox::syscall::{errno_name, SyscallFault, When};
 use crate::sandbox::{Effects, Observed};
 use crate::scenario::Case;
+use crate::target::shim::ShimEvidence;
 
 /// Lines of output kept in a snapshot.
 const TAIL_LINES: usize = 20;
@@ -40,6 +41,8 @@ pub struct Report {
     pub stdout_bytes: u64,
     pub stderr_tail: String,
     pub stderr_bytes: u64,
+    /// Shim targets: the client-side result and the shim's own evidence.
+    pub shim: Option<ShimEvidence>,
     /// Not part of the snapshot (unstable); shown by the CLI.
     pub duration: std::time::Duration,
     pub kept: Option<std::path::PathBuf>,
@@ -61,15 +64,8 @@ impl Report {
         norm: &Normalizer,
     ) -> Report {
         let stdout_tail = tail(&norm.apply(&observed.stdout.text()));
-        let mut expectation_failures = check_expectations(case, &outcome);
-        for e in &case.expect {
-            if let Some(want) = &e.stdout {
-                if !norm.apply(&observed.stdout.text()).contains(want.as_str()) {
-                    expectation_failures
-                        .push(format!("expected stdout containing `{want}` — {}", e.at));
-                }
-            }
-        }
+        let stdout_full = norm.apply(&observed.stdout.text());
+        let expectation_failures = check_expectations(case, &outcome, None, &stdout_full);
         Report {
             case: case.name.clone(),
             scenario: case.scenario.name.clone(),
@@ -87,6 +83,7 @@ impl Report {
             stdout_bytes: observed.stdout.total,
             stderr_tail: tail(&norm.apply(&observed.stderr.text())),
             stderr_bytes: observed.stderr.total,
+            shim: None,
             duration: observed.duration,
             kept: observed.kept.clone(),
             expectation_failures,
@@ -143,7 +140,7 @@ impl Report {
             host: case.host.summary(),
             target: case.target.summary(),
             exit: describe_exit(None),
-            expectation_failures: check_expectations(case, &outcome),
+            expectation_failures: check_expectations(case, &outcome, None, ""),
             outcome,
             ops: vec![],
             effects: Effects::default(),
@@ -154,12 +151,26 @@ impl Report {
             stdout_bytes: 0,
             stderr_tail: String::new(),
             stderr_bytes: 0,
+            shim: None,
             duration: Default::default(),
             kept: None,
             syscall_faults: case.syscall_faults.iter().map(describe_fault).collect(),
             faults_fired: vec![],
             refused: vec![],
         }
+    }
+
+    /// Attach a shim's evidence (client-side result, bootstrap, daemon, log, syslog) and
+    /// check the expectations again with the client-side result.
+    pub fn with_shim(mut self, case: &Case, shim: Option<ShimEvidence>) -> Report {
+        self.expectation_failures = check_expectations(
+            case,
+            &self.outcome,
+            Some(shim.as_ref().map_or("", |s| s.client.as_str())),
+            &self.stdout_tail,
+        );
+        self.shim = shim;
+        self
     }
 
     pub fn signature(&self) -> String {
@@ -184,6 +195,13 @@ impl Report {
             serde_json::to_value(&self.outcome).unwrap_or(Value::Null),
         );
         m.insert("signature".into(), json!(self.signature()));
+        if let Some(shim) = &self.shim {
+            m.insert("client".into(), json!(shim.client));
+            m.insert(
+                "shim".into(),
+                serde_json::to_value(shim).unwrap_or(Value::Null),
+            );
+        }
         m.insert("exit".into(), json!(self.exit));
         if !self.cgroupfs_ops.is_empty() {
             m.insert("cgroupfs_ops".into(), json!(self.cgroupfs_ops));
@@ -288,10 +306,21 @@ fn tail(text: &str) -> String {
     out
 }
 
-/// Check the case's `[[expect]]` blocks against an outcome; one message per failure.
-pub fn check_expectations(case: &Case, outcome: &Outcome) -> Vec<String> {
+/// Check the case's `[[expect]]` blocks against an outcome (and, for shims, the
+/// client-side result); one message per failure.
+pub fn check_expectations(
+    case: &Case,
+    outcome: &Outcome,
+    client: Option<&str>,
+    stdout: &str,
+) -> Vec<String> {
     let mut failures = Vec::new();
     for e in &case.expect {
+        if let Some(want) = &e.stdout {
+            if !stdout.contains(want.as_str()) {
+                failures.push(format!("expected stdout containing `{want}` — {}", e.at));
+            }
+        }
         if let Some(c) = e.class {
             if outcome.class() != c {
                 failures.push(format!(
@@ -320,6 +349,19 @@ pub fn check_expectations(case: &Case, outcome: &Outcome) -> Vec<String> {
                     outcome.message().unwrap_or(""),
                     e.at
                 ));
+            }
+        }
+        if let Some(want) = &e.client {
+            match client {
+                Some(got) if got.contains(want.as_str()) => {}
+                Some(got) => failures.push(format!(
+                    "expected the client to see `{want}`, it saw `{got}` — {}",
+                    e.at
+                )),
+                None => failures.push(format!(
+                    "expected the client to see `{want}`, but this target has no client — {}",
+                    e.at
+                )),
             }
         }
     }

@@ -20,7 +20,7 @@ mod supervise;
 pub mod syscall;
 
 pub use effects::Effects;
-pub use session::{probe, Session, SessionError};
+pub use session::{probe, Session, SessionError, SANDBOX_DEVICES};
 pub use spawn::Strategy;
 
 use std::path::PathBuf;

@@ -29,6 +29,9 @@ use super::{Launch, Observed};
 use crate::host::{ContentFault, Host, HostData, Layout};
 use std::os::unix::net::UnixStream;
 
+/// Where the session's device stand-ins appear inside a case.
+pub const SANDBOX_DEVICES: &str = "/dev/shm/.cgrepro-dev";
+
 /// The sandbox's root uid/gid on the host when the harness is root.
 const SUBORDINATE_ID: u32 = 100_000;
 const SUBORDINATE_COUNT: u32 = 65_536;
@@ -424,6 +427,18 @@ impl Session {
                 fstype: c("tmpfs")?,
                 flags: libc::MS_NOSUID | libc::MS_NODEV,
                 data: Some(c("mode=755")?),
+            });
+        }
+        // Device stand-ins made by the harness (a /dev/kvm node for shim hosts) live in the
+        // session directory, which the private /dev/shm covers: bind them back below it.
+        let devices = self.path.join("shim-dev");
+        if devices.is_dir() {
+            let view = views.len();
+            views.push(cs(&devices)?);
+            init_steps.push(Step::Mkdir(c(SANDBOX_DEVICES)?));
+            init_steps.push(Step::BindView {
+                view,
+                target: c(SANDBOX_DEVICES)?,
             });
         }
         init_steps.push(Step::Hostname(c("cgrepro")?));

@@ -66,6 +66,8 @@ pub enum TargetKind {
     },
     /// Any argv.
     Command { argv: Vec<String> },
+    /// A containerd shim v2 driven over ttrpc: `kata` or a fixture shim.
+    Shim { name: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -77,6 +79,9 @@ pub struct Target {
     pub timeout: Duration,
     #[serde(with = "humantime_serde_compat")]
     pub grace: Duration,
+    /// Shims: the deadline of each ttrpc call.
+    #[serde(with = "humantime_serde_compat")]
+    pub call_timeout: Duration,
 }
 
 impl Target {
@@ -92,6 +97,7 @@ impl Target {
                 version: None,
             } => format!("driver {name}"),
             TargetKind::Command { argv } => format!("command {}", argv.join(" ")),
+            TargetKind::Shim { name } => format!("shim {name}"),
         }
     }
 }
@@ -136,6 +142,9 @@ pub struct Expect {
     /// Substring of the target's stdout (for command targets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stdout: Option<String>,
+    /// Shims: a substring of the client-side result (`ttrpc: closed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// Where the block is, for failure messages (`file:line`).
     #[serde(skip)]
     pub at: String,
@@ -261,6 +270,9 @@ pub fn parse_quantity(s: &str) -> Option<u64> {
     };
     n.checked_mul(mult)
 }
+
+/// The Task calls a shim target makes, in this order by default (`[target] ops`).
+pub const SHIM_OPS: &[&str] = &["create", "start", "delete", "shutdown"];
 
 /// The ops vocabulary drivers understand (fixtures/drivers/PROTOCOL.md).
 pub const OPS: &[&str] = &[

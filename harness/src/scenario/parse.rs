@@ -13,7 +13,9 @@ use toml::Spanned;
 
 use super::error::{did_you_mean, suggest, ScenarioError};
 use super::matrix;
-use super::{Case, Context, Expect, Meta, Pod, Scenario, ScenarioInfo, Target, TargetKind, OPS};
+use super::{
+    Case, Context, Expect, Meta, Pod, Scenario, ScenarioInfo, Target, TargetKind, OPS, SHIM_OPS,
+};
 use crate::host::{ContentAction, ContentFault, HostError, HostSpec};
 use crate::outcome::Class;
 use crate::sandbox::cgroupfs::{FaultAction, FaultOp, FaultWhen, ModelFault};
@@ -53,10 +55,15 @@ struct RawTarget {
     driver: Option<String>,
     version: Option<String>,
     command: Option<Vec<String>>,
+    /// A containerd shim v2: `kata` (the real binary, from --shim / CGREPRO_KATA_SHIM) or
+    /// a fixture shim (`fixtures/shims/*`).
+    shim: Option<String>,
     #[serde(default)]
     ops: Vec<String>,
     timeout: Option<String>,
     grace: Option<String>,
+    /// Shims: the deadline of each ttrpc call.
+    call_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +108,7 @@ struct RawExpect {
     signal: Option<String>,
     message: Option<String>,
     stdout: Option<String>,
+    client: Option<String>,
 }
 
 /// Maps dotted fields (and matrix values) back to spans in the source.
@@ -388,7 +396,35 @@ fn resolve(
         .map_err(|e| host_error(e, at, &raw.host))?;
 
     // Target.
-    let kind =
+    let shim_kind = match &raw.target.shim {
+        None => None,
+        Some(_) if raw.target.driver.is_some() || raw.target.command.is_some() => {
+            return Err(at
+                .at(
+                    "target.shim",
+                    "a target has one of `driver`, `command` or `shim`",
+                )
+                .hint("remove the others"))
+        }
+        Some(_) if raw.target.version.is_some() => {
+            return Err(at.at(
+                "target.version",
+                "`version` selects a driver version; a shim has none",
+            ))
+        }
+        Some(name) => {
+            let known = ctx.drivers.shim_names();
+            if !known.contains(name) {
+                return Err(at
+                    .at("target.shim", format!("unknown shim `{name}`"))
+                    .hint(suggest(name, "known shims", &known)));
+            }
+            Some(TargetKind::Shim { name: name.clone() })
+        }
+    };
+    let kind = if let Some(k) = shim_kind {
+        k
+    } else {
         match (&raw.target.driver, &raw.target.command) {
             (Some(_), Some(_)) => {
                 return Err(at
@@ -401,10 +437,10 @@ fn resolve(
             (None, None) => return Err(at
                 .at(
                     "target",
-                    "the target names neither a `driver` nor a `command`",
+                    "the target names no `driver`, `command` or `shim`",
                 )
                 .hint(
-                    "add `driver = \"<name>\"` (a workspace driver) or `command = [\"argv\", ...]`",
+                    "add `driver = \"<name>\"` (a workspace driver), `command = [\"argv\", ...]` or `shim = \"<name>\"` (a containerd shim)",
                 )),
             (Some(d), None) => {
                 let versions = ctx.drivers.versions(d);
@@ -452,12 +488,20 @@ fn resolve(
                 }
                 TargetKind::Command { argv: argv.clone() }
             }
-        };
+        }
+    };
+    let is_shim = matches!(kind, TargetKind::Shim { .. });
+    let vocabulary = if is_shim { SHIM_OPS } else { OPS };
     for (i, op) in raw.target.ops.iter().enumerate() {
-        if !OPS.contains(&op.as_str()) {
+        if !vocabulary.contains(&op.as_str()) {
+            let what = if is_shim {
+                "the shim's Task calls"
+            } else {
+                "the ops vocabulary"
+            };
             let mut err = at
                 .at("target.ops", format!("unknown op `{op}`"))
-                .hint(suggest(op, "the ops vocabulary", OPS));
+                .hint(suggest(op, what, vocabulary));
             if !at.set_by_axis("target.ops") {
                 err = at
                     .loc
@@ -486,9 +530,20 @@ fn resolve(
                 }),
             }
         };
+    if !is_shim && raw.target.call_timeout.is_some() {
+        return Err(at.at(
+            "target.call_timeout",
+            "`call_timeout` is the deadline of a shim's ttrpc calls; this target is no shim",
+        ));
+    }
+    let ops = if is_shim && raw.target.ops.is_empty() {
+        SHIM_OPS.iter().map(|s| s.to_string()).collect()
+    } else {
+        raw.target.ops.clone()
+    };
     let target = Target {
         kind,
-        ops: raw.target.ops.clone(),
+        ops,
         timeout: duration(
             "target.timeout",
             &raw.target.timeout,
@@ -498,6 +553,11 @@ fn resolve(
             "target.grace",
             &raw.target.grace,
             Duration::from_millis(500),
+        )?,
+        call_timeout: duration(
+            "target.call_timeout",
+            &raw.target.call_timeout,
+            Duration::from_secs(2),
         )?,
     };
 
@@ -580,6 +640,7 @@ fn resolve(
                 signal: e.signal.clone(),
                 message: e.message.clone(),
                 stdout: e.stdout.clone(),
+                client: e.client.clone(),
                 at: format!("{}:{line} (expect #{})", at.loc.file.display(), i + 1),
             });
         }

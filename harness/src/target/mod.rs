@@ -1,5 +1,6 @@
 //! How code under test is started: drivers (workspace binaries speaking the driver
-//! protocol, `fixtures/drivers/PROTOCOL.md`) and plain commands.
+//! protocol, `fixtures/drivers/PROTOCOL.md`), plain commands, and containerd shims driven
+//! over ttrpc ([`shim`]).
 //!
 //! [`Drivers`] knows the workspace's driver binaries by reading the `[[bin]]` tables of
 //! the crates under `fixtures/` (so scenarios are validated even before anything is
@@ -12,6 +13,8 @@ use std::process::Command;
 use crate::sandbox::Launch;
 use crate::scenario::{Case, TargetKind};
 
+pub mod shim;
+
 /// The fd on which drivers write their events.
 pub const CHANNEL_FD: i32 = 3;
 
@@ -20,6 +23,13 @@ pub const CHANNEL_FD: i32 = 3;
 pub struct Drivers {
     bin_dir: PathBuf,
     bins: Vec<String>,
+    /// Fixture shims (`fixtures/shims/*`): names `<name>` of binaries
+    /// `containerd-shim-<name>-v2`.
+    shims: Vec<String>,
+    /// The real Kata shim: `--shim PATH`, else `CGREPRO_KATA_SHIM`.
+    pub kata_shim: Option<PathBuf>,
+    /// A placeholder `/dev/kvm` node for shim hosts (see [`shim::make_kvm_node`]).
+    pub kvm_node: Option<PathBuf>,
 }
 
 impl Drivers {
@@ -64,7 +74,22 @@ impl Drivers {
         }
         bins.sort();
         bins.dedup();
-        Drivers { bin_dir, bins }
+        Drivers {
+            bin_dir,
+            bins,
+            shims: shim::discover_fixtures(root),
+            kata_shim: std::env::var_os(shim::KATA_SHIM_ENV)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            kvm_node: None,
+        }
+    }
+
+    /// Shim names a scenario may use: `kata` and the fixture shims.
+    pub fn shim_names(&self) -> Vec<String> {
+        let mut n = vec![shim::KATA.to_owned()];
+        n.extend(self.shims.iter().cloned());
+        n
     }
 
     /// Where built binaries are: `CGREPRO_BIN_DIR`, else the directory of the running
@@ -176,6 +201,7 @@ pub fn unavailable(case: &Case, drivers: &Drivers) -> Option<String> {
         TargetKind::Command { argv } => resolve_command(&argv[0])
             .is_none()
             .then(|| format!("command `{}` not found on this machine", argv[0])),
+        TargetKind::Shim { name } => shim::unavailable(name, drivers),
     }
 }
 
@@ -197,7 +223,7 @@ fn resolve_command(name: &str) -> Option<PathBuf> {
 pub fn case_json(case: &Case) -> serde_json::Value {
     let (driver, version) = match &case.target.kind {
         TargetKind::Driver { name, version } => (Some(name.clone()), version.clone()),
-        TargetKind::Command { .. } => (None, None),
+        TargetKind::Command { .. } | TargetKind::Shim { .. } => (None, None),
     };
     serde_json::json!({
         "case": case.name,
@@ -210,7 +236,7 @@ pub fn case_json(case: &Case) -> serde_json::Value {
 }
 
 /// The environment every target starts with: small and fixed, so runs are reproducible.
-fn environment(case: &Case) -> Vec<(String, String)> {
+pub(crate) fn environment(case: &Case) -> Vec<(String, String)> {
     vec![
         (
             "PATH".into(),
@@ -234,6 +260,7 @@ pub fn launch(case: &Case, drivers: &Drivers, keep: bool) -> Option<Launch> {
             (exe, vec![argv0], stdin)
         }
         TargetKind::Command { argv } => (resolve_command(&argv[0])?, argv.clone(), Vec::new()),
+        TargetKind::Shim { name } => return shim::launch(case, name, drivers, keep),
     };
     Some(Launch {
         exe,
