@@ -7,7 +7,15 @@ source ci/setup.sh
 
 cargo build --workspace --bins --quiet
 status=0
-for s in scenarios/cgroups-rs/kata-4687-overhead-path.toml scenarios/kata/10756-sandbox-cgroup-only-fixture.toml; do
+# The flagship: kata-containers#10756 across hosts x sandbox_cgroup_only x cgroups path
+# style — against the real Kata shim when CGREPRO_KATA_SHIM names one, and against the
+# fixture shim (a real cgroups-rs inside a real ttrpc shim) always. Then kata#4687 across
+# cgroups-rs versions.
+flagship=(scenarios/kata/10756-sandbox-cgroup-only-fixture.toml scenarios/cgroups-rs/kata-4687-overhead-path.toml)
+if [ -n "${CGREPRO_KATA_SHIM:-}" ]; then
+    flagship=(scenarios/kata/10756-sandbox-cgroup-only.toml "${flagship[@]}")
+fi
+for s in "${flagship[@]}"; do
     echo
     ./target/debug/cgrepro matrix "$s" "$@" || status=$?
 done

@@ -777,6 +777,9 @@ fn target_userns() -> std::io::Result<OwnedFd> {
     let result = unsafe { spawn::write_id_maps(pid, &map, &map, false) }
         .map_err(std::io::Error::from_raw_os_error)
         .and_then(|()| fs::File::open(format!("/proc/{pid}/ns/user")).map(OwnedFd::from));
+    // Release the child with a byte, not by closing: a child cloned at the same moment by
+    // another harness thread holds a copy of our write end, so EOF may never come.
+    unsafe { libc::write(w.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
     drop(w);
     let mut st = 0;
     unsafe { libc::waitpid(pid, &mut st, 0) };
