@@ -261,3 +261,39 @@ fn ctrl_c_in_the_middle_of_a_run_kills_the_case_and_cleans_up() {
     );
     assert_eq!(before, host_fingerprint());
 }
+
+/// A checkout under /tmp (as a CI runner's may be): the sandbox makes /tmp private, yet the
+/// target's binaries there still run — their directory is bound back, read-only.
+#[test]
+fn targets_built_under_tmp_still_run() {
+    if let Some(why) = unsupported() {
+        eprintln!("ignored: {why}");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let root = root();
+    let mut engine = Engine::new(&root).unwrap();
+    engine.build_drivers().unwrap();
+    let bins = tempfile::Builder::new()
+        .prefix("cgrepro-bins-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let from = cgrepro::target::Drivers::default_bin_dir();
+    std::fs::copy(
+        from.join("crasher-exit3"),
+        bins.path().join("crasher-exit3"),
+    )
+    .unwrap();
+    engine.drivers = cgrepro::target::Drivers::discover(&root, bins.path().to_path_buf());
+    let scenario = engine
+        .load(&root.join("scenarios/crashers/exit3.toml"))
+        .unwrap();
+    let report = engine.run(&scenario.cases[0], false);
+    assert_eq!(
+        report.outcome.class(),
+        Class::Error,
+        "{}",
+        report.snapshot()
+    );
+    assert!(report.exit.contains("status 3"), "{}", report.snapshot());
+}

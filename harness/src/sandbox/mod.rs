@@ -45,6 +45,10 @@ pub struct Launch {
     pub syscall_faults: Vec<syscall::SyscallFault>,
     /// Short writes and corrupted reads: the cgroupfs model's own.
     pub cgroupfs_faults: Vec<cgroupfs::ModelFault>,
+    /// Directories of the machine the case must still see (read-only) though they lie
+    /// below a place the sandbox makes private (/tmp, /var/tmp, /dev/shm, /run): where the
+    /// target's binaries are, e.g. a checkout under /tmp.
+    pub expose: Vec<PathBuf>,
 }
 
 /// The target's wait status.

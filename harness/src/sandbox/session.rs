@@ -429,6 +429,37 @@ impl Session {
                 data: Some(c("mode=755")?),
             });
         }
+        // What the case must still see below the private places: bound back, read-only.
+        for dir in &launch.expose {
+            let Some((cover, _)) = private
+                .iter()
+                .find(|(d, _)| dir.starts_with(d) && Path::new(d) != dir.as_path())
+            else {
+                continue;
+            };
+            let view = views.len();
+            views.push(cs(dir)?);
+            let mut p = PathBuf::from(cover);
+            for comp in dir
+                .strip_prefix(cover)
+                .map_err(|e| e.to_string())?
+                .components()
+            {
+                p.push(comp);
+                init_steps.push(Step::Mkdir(cs(&p)?));
+            }
+            init_steps.push(Step::BindView {
+                view,
+                target: cs(dir)?,
+            });
+            init_steps.push(Step::Mount {
+                source: c("none")?,
+                target: cs(dir)?,
+                fstype: c("none")?,
+                flags: libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                data: None,
+            });
+        }
         // Device stand-ins made by the harness (a /dev/kvm node for shim hosts) live in the
         // session directory, which the private /dev/shm covers: bind them back below it.
         let devices = self.path.join("shim-dev");

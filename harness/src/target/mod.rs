@@ -263,7 +263,7 @@ pub fn launch(case: &Case, drivers: &Drivers, keep: bool) -> Option<Launch> {
         TargetKind::Shim { name } => return shim::launch(case, name, drivers, keep),
     };
     Some(Launch {
-        exe,
+        exe: exe.clone(),
         argv,
         env: environment(case),
         stdin,
@@ -272,5 +272,6 @@ pub fn launch(case: &Case, drivers: &Drivers, keep: bool) -> Option<Launch> {
         keep,
         syscall_faults: case.syscall_faults.clone(),
         cgroupfs_faults: case.cgroupfs_faults.clone(),
+        expose: exe.parent().map(Path::to_path_buf).into_iter().collect(),
     })
 }

@@ -205,7 +205,7 @@ impl Host {
         if var_run.is_dir() && !var_run.is_symlink() {
             mount("tmpfs", "/var/run", "tmpfs", nosuid, "mode=755")?;
         }
-        mount("tmpfs", "/tmp", "tmpfs", nosuid, "mode=1777")?;
+        // /tmp is already private to the case (and may hold the exposed binaries' dir).
         // The pod's network namespace, as CRI makes one.
         let netns_dir = Path::new(&config.netns)
             .parent()
