@@ -8,6 +8,8 @@
 //! 2. Throughput: a 220-case matrix of the real cgroups-rs driver (create, apply,
 //!    delete) at several `--jobs`.
 //!
+//! Both with the plain tree cgroupfs and with the cgroupfs model (FUSE), the default.
+//!
 //! Figures go to BENCHMARKS.md. Environment: `CGREPRO_BENCH_N` (iterations, default 300).
 
 use std::io::Write;
@@ -49,10 +51,58 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    // 1. Per-case overhead.
-    let noop = engine
-        .load(&root.join("fixtures/bench/noop.toml"))
-        .expect("noop scenario");
+    // 1. Per-case overhead, with the cgroupfs model (the default) and the plain tree.
+    for (fixture, label) in [
+        ("noop-tree.toml", "tree cgroupfs"),
+        ("noop.toml", "cgroupfs model"),
+    ] {
+        per_case(
+            &engine,
+            &root.join("fixtures/bench").join(fixture),
+            label,
+            n,
+        );
+    }
+
+    // 2. Throughput.
+    if std::env::var("CGREPRO_BENCH_THROUGHPUT").as_deref() == Ok("0") {
+        return;
+    }
+    for (fixture, label) in [
+        ("throughput-tree.toml", "tree cgroupfs"),
+        ("throughput.toml", "cgroupfs model"),
+    ] {
+        throughput(&engine, &root.join("fixtures/bench").join(fixture), label);
+    }
+}
+
+fn throughput(engine: &Engine, path: &Path, label: &str) {
+    let matrix = engine.load(path).expect("throughput scenario");
+    let cases: Vec<_> = matrix.cases.iter().collect();
+    println!(
+        "\nmatrix throughput, {label}: {} cases (cgroups-rs create/apply/delete)",
+        cases.len()
+    );
+    for jobs in [1, 2, 4] {
+        let t = Instant::now();
+        let reports = pool::map(&cases, jobs, |c| engine.run(c, false));
+        let el = t.elapsed();
+        let harness_errors = reports
+            .iter()
+            .flatten()
+            .filter(|r| r.outcome.class() == Class::HarnessError)
+            .count();
+        assert_eq!(harness_errors, 0, "harness errors in the throughput matrix");
+        println!(
+            "  --jobs {jobs}: {el:>8.2?} total, {:>7.2?} per case, {:>6.0} cases/s",
+            el / cases.len() as u32,
+            cases.len() as f64 / el.as_secs_f64()
+        );
+    }
+}
+
+fn per_case(engine: &Engine, path: &Path, label: &str, n: usize) {
+    let noop = engine.load(path).expect("noop scenario");
     let case = &noop.cases[0];
     if let Some(why) = engine.ignore_reason(case) {
         println!("skipped: {why}");
@@ -99,7 +149,7 @@ fn main() {
     let _ = std::fs::remove_file(&input);
     let (bm, b90, bmean) = stats(b);
     let (sm, s90, smean) = stats(s);
-    println!("\nper case, {n} runs each, sequential     median      p90     mean");
+    println!("\nper case, {label}, {n} runs each, sequential     median      p90     mean");
     println!("  bare spawn (Command::output)      {bm:>9.2?} {b90:>9.2?} {bmean:>9.2?}");
     println!("  cgrepro case (Engine::run)        {sm:>9.2?} {s90:>9.2?} {smean:>9.2?}");
     println!(
@@ -107,33 +157,4 @@ fn main() {
         sm.as_secs_f64() / bm.as_secs_f64(),
         sm.saturating_sub(bm)
     );
-
-    // 2. Throughput.
-    if std::env::var("CGREPRO_BENCH_THROUGHPUT").as_deref() == Ok("0") {
-        return;
-    }
-    let matrix = engine
-        .load(&root.join("fixtures/bench/throughput.toml"))
-        .expect("throughput scenario");
-    let cases: Vec<_> = matrix.cases.iter().collect();
-    println!(
-        "\nmatrix throughput: {} cases (cgroups-rs create/apply/delete)",
-        cases.len()
-    );
-    for jobs in [1, 2, 4] {
-        let t = Instant::now();
-        let reports = pool::map(&cases, jobs, |c| engine.run(c, false));
-        let el = t.elapsed();
-        let harness_errors = reports
-            .iter()
-            .flatten()
-            .filter(|r| r.outcome.class() == Class::HarnessError)
-            .count();
-        assert_eq!(harness_errors, 0, "harness errors in the throughput matrix");
-        println!(
-            "  --jobs {jobs}: {el:>8.2?} total, {:>7.2?} per case, {:>6.0} cases/s",
-            el / cases.len() as u32,
-            cases.len() as f64 / el.as_secs_f64()
-        );
-    }
 }
