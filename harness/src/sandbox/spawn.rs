@@ -338,38 +338,16 @@ pub unsafe fn write_id_maps(
     gid_map: &CString,
     deny_setgroups: bool,
 ) -> Result<(), c_int> {
-    let mut buf = [0u8; 64];
-    let prefix = b"/proc/";
-    buf[..prefix.len()].copy_from_slice(prefix);
-    let mut n = prefix.len();
-    let mut digits = [0u8; 12];
-    let mut d = 0;
-    let mut v = pid as u32;
-    loop {
-        digits[d] = b'0' + (v % 10) as u8;
-        d += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    while d > 0 {
-        d -= 1;
-        buf[n] = digits[d];
-        n += 1;
-    }
-    let put = |buf: &mut [u8; 64], n: usize, s: &[u8]| {
-        buf[n..n + s.len()].copy_from_slice(s);
-        buf[n + s.len()] = 0;
+    let file = |name: &[u8]| {
+        let mut p = CPath::new();
+        p.push(b"/proc/").num(pid as u32).push(b"/").push(name);
+        p
     };
     if deny_setgroups {
-        put(&mut buf, n, b"/setgroups");
-        write_file(&buf, b"deny")?;
+        write_file(&file(b"setgroups").buf, b"deny")?;
     }
-    put(&mut buf, n, b"/uid_map");
-    write_file(&buf, uid_map.as_bytes())?;
-    put(&mut buf, n, b"/gid_map");
-    write_file(&buf, gid_map.as_bytes())?;
+    write_file(&file(b"uid_map").buf, uid_map.as_bytes())?;
+    write_file(&file(b"gid_map").buf, gid_map.as_bytes())?;
     Ok(())
 }
 
