@@ -19,9 +19,9 @@
 //! 5. `SHIM -namespace NS -address ADDR -publish-binary /bin/true -id ID start` in the
 //!    bundle, with containerd's environment (`TTRPC_ADDRESS`, `NAMESPACE`, ...); read the
 //!    address it prints and the daemon's pid from `shim.pid`; bind the simulated views
-//!    over the daemon's `/proc/<pid>/{mountinfo,cgroup}` (the sandbox binds them for its
-//!    direct target only; until the syscall layer redirects every process's opens, this
-//!    gives the daemon — the code under test — the same views);
+//!    over the daemon's `/proc/<pid>/{mountinfo,cgroup}` (belt and braces: the syscall
+//!    layer already redirects every process's opens of them, but code that reads them
+//!    some other way — mmap, a procfs mounted later — still sees the host's);
 //! 6. ttrpc Task client: the calls, each with a deadline; after the first failure no
 //!    further call is made (containerd tears down);
 //! 7. teardown: Shutdown if the daemon still runs, the grace period, SIGKILL of its
