@@ -45,35 +45,13 @@ pub struct LogEntry {
     pub result: Result<(), i32>,
 }
 
-/// The errno's name (`EBUSY`), or its number.
+/// The errno's name (`EBUSY`), or its number: the syscall layer's table, one for the
+/// whole harness.
 pub fn errno_name(e: i32) -> String {
-    let n = match e {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::ESRCH => "ESRCH",
-        libc::EINTR => "EINTR",
-        libc::EIO => "EIO",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::EXDEV => "EXDEV",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EISDIR => "EISDIR",
-        libc::EINVAL => "EINVAL",
-        libc::ENOSPC => "ENOSPC",
-        libc::EROFS => "EROFS",
-        libc::ERANGE => "ERANGE",
-        libc::ENOSYS => "ENOSYS",
-        libc::ENOTEMPTY => "ENOTEMPTY",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ENODEV => "ENODEV",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        _ => return format!("errno {e}"),
-    };
-    n.to_owned()
+    match crate::sandbox::syscall::errno_name(e) {
+        "E?" => format!("errno {e}"),
+        n => n.to_owned(),
+    }
 }
 
 impl LogEntry {
