@@ -36,6 +36,9 @@ fn main() {
         .join("..")
         .canonicalize()
         .expect("repo root");
+    // Ctrl-C: running cases are killed, the assertion below fails, and unwinding drops the
+    // engine, which removes the session directory.
+    let _ = cgrepro::sandbox::interrupt::install();
     let engine = Engine::new(&root).expect("engine");
     engine.build_drivers().expect("drivers build");
     let n: usize = std::env::var("CGREPRO_BENCH_N")
