@@ -124,22 +124,8 @@ impl Engine {
         // A case whose snapshot was recorded on the cgroupfs model must not silently run on
         // the plain tree (its outcome would differ for a reason that is not the code's).
         if case.host.cgroupfs == crate::sandbox::cgroupfs::CgroupfsKind::Model {
-            if session.strategy() != crate::sandbox::Strategy::Root {
-                return Some(
-                    "the cgroupfs model needs root (the kernel refuses a FUSE mount in a user \
-                     namespace with a /dev/fuse opened outside it); run as root, or set \
-                     [host] cgroupfs = \"tree\""
-                        .into(),
-                );
-            }
-            if let Err(e) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/fuse")
-            {
-                return Some(format!(
-                    "the cgroupfs model needs /dev/fuse ({e}); or set [host] cgroupfs = \"tree\""
-                ));
+            if let Some(why) = session.model_unavailable() {
+                return Some(why.to_owned());
             }
         }
         target::unavailable(case, &self.drivers)

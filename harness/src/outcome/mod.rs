@@ -38,16 +38,6 @@ pub enum Class {
 }
 
 impl Class {
-    pub const ALL: [Class; 7] = [
-        Class::Ok,
-        Class::Error,
-        Class::Panic,
-        Class::Crash,
-        Class::Timeout,
-        Class::Killed,
-        Class::HarnessError,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Class::Ok => "ok",

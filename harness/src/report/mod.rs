@@ -63,8 +63,8 @@ impl Report {
         ops: Vec<OpResult>,
         norm: &Normalizer,
     ) -> Report {
-        let stdout_tail = tail(&norm.apply(&observed.stdout.text()));
         let stdout_full = norm.apply(&observed.stdout.text());
+        let stdout_tail = tail(&stdout_full);
         let expectation_failures = check_expectations(case, &outcome, None, &stdout_full);
         Report {
             case: case.name.clone(),
@@ -133,31 +133,13 @@ impl Report {
     /// A report for a case that never ran (harness error before the sandbox).
     pub fn harness_error(case: &Case, message: String) -> Report {
         let outcome = Outcome::HarnessError { message };
-        Report {
-            case: case.name.clone(),
-            scenario: case.scenario.name.clone(),
-            cell: case.cell.clone(),
-            host: case.host.summary(),
-            target: case.target.summary(),
-            exit: describe_exit(None),
-            expectation_failures: check_expectations(case, &outcome, None, ""),
+        Report::new(
+            case,
+            &Observed::default(),
             outcome,
-            ops: vec![],
-            effects: Effects::default(),
-            cgroupfs: None,
-            cgroupfs_ops: vec![],
-            leftovers: 0,
-            stdout_tail: String::new(),
-            stdout_bytes: 0,
-            stderr_tail: String::new(),
-            stderr_bytes: 0,
-            shim: None,
-            duration: Default::default(),
-            kept: None,
-            syscall_faults: case.syscall_faults.iter().map(describe_fault).collect(),
-            faults_fired: vec![],
-            refused: vec![],
-        }
+            vec![],
+            &Normalizer::new(None, None),
+        )
     }
 
     /// Attach a shim's evidence (client-side result, bootstrap, daemon, log, syslog) and

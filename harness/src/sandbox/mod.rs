@@ -119,7 +119,6 @@ pub struct Observed {
     pub duration: Duration,
     /// Where the case was kept (`--keep`).
     pub kept: Option<PathBuf>,
-    pub strategy: Option<Strategy>,
     /// What the syscall layer did (faults fired, refusals).
     pub syscalls: Option<syscall::SupervisorStats>,
     /// Path globs of the faults the cgroupfs model applied (rather than the syscall layer).

@@ -124,6 +124,8 @@ pub struct Session {
     /// Root: the user namespace targets join (uid 0 = host uid 100000), made once.
     userns: Option<OwnedFd>,
     reaper: Reaper,
+    /// Why the cgroupfs model cannot serve this session's cases, if it cannot (decided once).
+    model_unavailable: Option<String>,
 }
 
 impl Session {
@@ -175,6 +177,7 @@ impl Session {
             netns,
             userns,
             reaper: Reaper::default(),
+            model_unavailable: model_unavailable(strategy),
         })
     }
 
@@ -182,12 +185,13 @@ impl Session {
         self.strategy
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Why cases on the cgroupfs model cannot run in this session, if they cannot.
+    pub fn model_unavailable(&self) -> Option<&str> {
+        self.model_unavailable.as_deref()
     }
 
-    pub fn host_data(&self) -> &HostData {
-        &self.data
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Keep the session directory on disk after the session ends; returns its path.
@@ -227,7 +231,6 @@ impl Session {
             Ok(o) => o,
             Err(e) => Observed {
                 setup_error: Some(e),
-                strategy: Some(self.strategy),
                 ..Observed::default()
             },
         }
@@ -242,7 +245,6 @@ impl Session {
         if super::interrupt::interrupted() {
             return Ok(Observed {
                 interrupted: true,
-                strategy: Some(self.strategy),
                 ..Observed::default()
             });
         }
@@ -305,7 +307,6 @@ impl Session {
             observed.effects = Effects::diff(&mhost.layout.tree, &upper);
             observed.cgroupfs = Some(CgroupfsKind::Tree);
         }
-        observed.strategy = Some(self.strategy);
         let dir = if launch.keep {
             observed.kept = Some(case_dir);
             None
@@ -672,6 +673,20 @@ fn shared_netns() -> std::io::Result<OwnedFd> {
     })
     .join()
     .map_err(|_| std::io::Error::other("netns thread panicked"))?
+}
+
+/// The cgroupfs model needs the root strategy and /dev/fuse.
+fn model_unavailable(strategy: Strategy) -> Option<String> {
+    if strategy != Strategy::Root {
+        return Some(
+            "the cgroupfs model needs root (the kernel refuses a FUSE mount in a user namespace \
+             with a /dev/fuse opened outside it); run as root, or set [host] cgroupfs = \"tree\""
+                .into(),
+        );
+    }
+    cgroupfs::server::open_device().err().map(|e| {
+        format!("the cgroupfs model needs /dev/fuse ({e}); or set [host] cgroupfs = \"tree\"")
+    })
 }
 
 /// Which faults the cgroupfs model applies (those on /sys/fs/cgroup files, for the ops it
