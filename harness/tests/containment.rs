@@ -102,7 +102,9 @@ fn fixture_processes() -> Vec<String> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if name.starts_with("crasher-") || name.starts_with("cgroups-rs-") {
+            // This checkout's binaries only: another checkout's tests may run meanwhile.
+            let ours = exe.starts_with(root());
+            if ours && (name.starts_with("crasher-") || name.starts_with("cgroups-rs-")) {
                 found.push(format!(
                     "{} {}",
                     e.file_name().to_string_lossy(),

@@ -152,7 +152,38 @@ impl Report {
             &self.stdout_tail,
         );
         self.shim = shim;
+        if let crate::scenario::TargetKind::Shim { name, .. } = &case.target.kind {
+            if name == crate::target::shim::KATA {
+                self.unstable_pids();
+            }
+        }
         self
+    }
+
+    /// A Go shim's pid in its case depends on how many threads the runtime started
+    /// before (threads take pids): pids written to `cgroup.procs`, `tasks` and
+    /// `cgroup.threads` become `[PID]` in the op log and the effects. (Fixture shims and
+    /// drivers start no threads before that write: their pids stay, and are evidence.)
+    fn unstable_pids(&mut self) {
+        let pid_files =
+            regex::Regex::new(r#"^(write \S*/(?:cgroup\.procs|tasks|cgroup\.threads) )"\d+"(.*)$"#)
+                .expect("static regex");
+        for op in &mut self.cgroupfs_ops {
+            *op = pid_files.replace(op, r#"$1"[PID]"$2"#).into_owned();
+        }
+        for (path, content) in &mut self.effects.written {
+            let name = path.rsplit('/').next().unwrap_or("");
+            if ["cgroup.procs", "tasks", "cgroup.threads"].contains(&name)
+                && !content.is_empty()
+                && content.lines().all(|l| l.trim().parse::<u32>().is_ok())
+            {
+                *content = content
+                    .lines()
+                    .map(|_| "[PID]")
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
+        }
     }
 
     pub fn signature(&self) -> String {
