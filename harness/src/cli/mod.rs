@@ -312,6 +312,14 @@ fn replay(engine: &mut Engine, file: &std::path::Path, cells: &[String], keep: b
     let report = engine.run(&case, keep);
     println!("\n{}", report.snapshot());
     println!("duration  {:.2?}", report.duration);
+    if let Some(shim) = report.shim.as_ref().filter(|s| !s.phases.is_empty()) {
+        let phases: Vec<String> = shim
+            .phases
+            .iter()
+            .map(|(n, d)| format!("{n} {d:.1?}"))
+            .collect();
+        println!("          in the case: {}", phases.join(", "));
+    }
     let code = match verdict(engine, &case, &report) {
         Ok(note) => {
             println!("verdict   as expected{note}");
