@@ -55,7 +55,8 @@ pub struct HostSpec {
     pub kernel: Option<String>,
     pub cgroup: Option<CgroupMode>,
     pub swap_accounting: Option<bool>,
-    /// systemd version, or absent. `0` means "no systemd" (overrides a preset's).
+    /// systemd version, or absent. `false` (or `0`) means "no systemd" (overrides a preset's).
+    #[serde(default, deserialize_with = "systemd_version")]
     pub systemd: Option<u32>,
     /// Device nodes present, e.g. ["kvm"].
     pub devices: Option<Vec<String>>,
@@ -63,6 +64,23 @@ pub struct HostSpec {
     pub options: Option<BTreeMap<String, bool>>,
     /// How the cgroupfs is served: `model` (FUSE, default where available) or `tree`.
     pub cgroupfs: Option<crate::sandbox::cgroupfs::CgroupfsKind>,
+}
+
+/// `systemd = 252` or `systemd = false` (stored as `Some(0)`: none, whatever the preset says).
+fn systemd_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum V {
+        Version(u32),
+        Flag(bool),
+    }
+    match V::deserialize(d) {
+        Ok(V::Version(v)) => Ok(Some(v)),
+        Ok(V::Flag(false)) => Ok(Some(0)),
+        _ => Err(serde::de::Error::custom(
+            "expected a systemd version (e.g. 252) or false (no systemd)",
+        )),
+    }
 }
 
 /// A content fault: the host's file at `file` (a path the target sees: under

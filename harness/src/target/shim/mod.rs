@@ -226,6 +226,7 @@ pub fn launch(case: &Case, name: &str, drivers: &Drivers, keep: bool) -> Option<
         keep,
         syscall_faults: case.syscall_faults.clone(),
         cgroupfs_faults: case.cgroupfs_faults.clone(),
+        dbus_faults: case.dbus_faults.clone(),
         // The client, the fixture shims, and a real shim wherever it is.
         expose: [
             Some(drivers.bin_dir().to_path_buf()),
