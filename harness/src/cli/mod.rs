@@ -27,6 +27,12 @@ struct Cli {
     /// scenarios. Default: $CGREPRO_KATA_SHIM; without either those cases are ignored.
     #[arg(long, global = true, value_name = "PATH")]
     shim: Option<PathBuf>,
+    /// Kata releases for `shim = "kata"` with `target.version`: a directory of
+    /// `containerd-shim-kata-v2-<version>` binaries (what `ci/kata-shim.sh` builds).
+    /// Default: $CGREPRO_KATA_SHIM_DIR, else /var/cache/cgrepro/kata-shims (root) or
+    /// ~/.cache/cgrepro/kata-shims.
+    #[arg(long, global = true, value_name = "DIR")]
+    shim_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,6 +86,9 @@ pub fn main() -> i32 {
     if let Some(p) = &cli.shim {
         let p = p.canonicalize().unwrap_or_else(|_| p.clone());
         engine.set_kata_shim(p);
+    }
+    if let Some(d) = &cli.shim_dir {
+        engine.drivers.kata_shim_dir = d.canonicalize().unwrap_or_else(|_| d.clone());
     }
     let code = match cli.command {
         Command::List { filter } => list(&engine, filter.as_deref()),
