@@ -981,6 +981,9 @@ fn host_error(e: HostError, at: &CellLocator, spec: &HostSpec) -> ScenarioError 
             .at("host.options", e.to_string())
             .hint(suggest(name, "known options", known)),
         HostError::BadFault { .. } => at.at("fault.file", e.to_string()),
+        HostError::NoPresetSystemd { .. } => at
+            .at("host.systemd", e.to_string())
+            .hint("give the version (systemd = 252), or false for no systemd"),
         _ => at.at("host", e.to_string()),
     }
 }
