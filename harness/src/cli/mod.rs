@@ -347,18 +347,42 @@ fn matrix(engine: &Engine, file: &std::path::Path, n: Option<usize>) -> i32 {
         Err(c) => return c,
     };
     prepare(engine);
-    let cases: Vec<&Case> = scenario.cases.iter().collect();
-    let results = pool::map(&cases, jobs(n), |case| match engine.ignore_reason(case) {
-        Some(why) => Report::harness_error(case, format!("ignored: {why}")),
-        None => engine.run(case, false),
-    });
+    // Cells that cannot run here are not outcomes: listed apart, by reason.
+    let mut ignored: Vec<(String, Vec<String>)> = Vec::new();
+    let mut cases: Vec<&Case> = Vec::new();
+    for case in &scenario.cases {
+        match engine.ignore_reason(case) {
+            Some(why) => {
+                let cell = case
+                    .cell
+                    .iter()
+                    .map(|(a, v)| format!("{a}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                match ignored.iter_mut().find(|(w, _)| *w == why) {
+                    Some((_, cells)) => cells.push(cell),
+                    None => ignored.push((why, vec![cell])),
+                }
+            }
+            None => cases.push(case),
+        }
+    }
+    let results = pool::map(&cases, jobs(n), |case| engine.run(case, false));
     let reports: Vec<Report> = results.into_iter().flatten().collect();
     println!("{}", scenario.meta.title);
     if let Some(r) = &scenario.meta.report {
         println!("{r}");
     }
     println!();
-    print!("{}", report::matrix::table(&scenario.axes, &reports));
+    if !reports.is_empty() {
+        print!("{}", report::matrix::table(&scenario.axes, &reports));
+    }
+    for (why, cells) in &ignored {
+        println!("\nignored ({} cell(s)): {why}", cells.len());
+        for c in cells {
+            println!("  {c}");
+        }
+    }
     let unexpected = reports
         .iter()
         .filter(|r| !r.expectation_failures.is_empty())

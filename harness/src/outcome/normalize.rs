@@ -9,7 +9,7 @@
 //! | `[RUSTLIB]` | the toolchain's std sources (`/rustc/<hash>/library`) |
 //! | `[ADDR]` | hex addresses (`0x7f…`, ≥ 4 hex digits), `+0x…` offsets |
 //! | `[GOID]` | goroutine numbers |
-//! | `[PID]` | `pid N`, `pid=N` |
+//! | `[PID]` | `pid N`, `pid=N`, `PID N`, a syslog tag's `name[N]:` |
 //! | `[DURATION]` | `1.5s`, `230ms`, `12µs` ... |
 //! | `[TIME]` | wall-clock times: RFC 3339 (`2026-12-02T11:54:37.97Z`, Go's logrus) and syslog's `Dec  2 11:54:37` |
 //! | `[BUILD]` | the build machine's directory in a Go trace (see [`super::parse::go_location`]) |
@@ -51,6 +51,10 @@ impl Normalizer {
             ),
             (r"goroutine \d+", "goroutine [GOID]"),
             (r"\bpid[ =:]\d+", "pid [PID]"),
+            // Go programs start threads at their own pace, and threads take pids.
+            (r"\bPID \d+", "PID [PID]"),
+            // A syslog tag: `kata[13]:`.
+            (r"\b([A-Za-z][\w.-]*)\[\d+\]:", "$1[PID]:"),
             (r"\b\d+(?:\.\d+)?(?:ns|µs|us|ms|s)\b", "[DURATION]"),
         ]
         .into_iter()

@@ -339,7 +339,10 @@ created by github.com/kata-containers/kata-containers/src/runtime/pkg/containerd
             g.location.as_deref(),
             Some("src/runtime/pkg/resourcecontrol/cgroups.go:189")
         );
-        assert_eq!(g.build_prefix.as_deref(), Some("/go/src/github.com/kata-containers/kata-containers/"));
+        assert_eq!(
+            g.build_prefix.as_deref(),
+            Some("/go/src/github.com/kata-containers/kata-containers/")
+        );
         assert_eq!(
             g.frames.len(),
             2,
@@ -353,7 +356,10 @@ created by github.com/kata-containers/kata-containers/src/runtime/pkg/containerd
         let text = "panic: cgroups: cgroup mountpoint does not exist\n\ngoroutine 1 [running]:\nruntime.gopanic(...)\n\t/usr/lib/go/src/runtime/panic.go:1 +0x1\nmain.load(...)\n\t/src/main.go:12 +0x1d\nmain.main()\n\t/src/main.go:5 +0x1\n";
         let g = go_panic(text).unwrap();
         assert_eq!(g.signal, None);
-        assert_eq!(g.frames, vec!["main.load (main.go:12)", "main.main (main.go:5)"]);
+        assert_eq!(
+            g.frames,
+            vec!["main.load (main.go:12)", "main.main (main.go:5)"]
+        );
         assert_eq!(g.location.as_deref(), Some("main.go:12"));
     }
 
@@ -374,7 +380,10 @@ created by github.com/kata-containers/kata-containers/src/runtime/pkg/containerd
             "github.com/containerd/cgroups/v3/cgroup1.(*cgroup).Add",
             "\t/b/kata/src/runtime/vendor/github.com/containerd/cgroups/v3/cgroup1/cgroup.go:77 +0x1",
         );
-        assert_eq!(rel, "vendor/github.com/containerd/cgroups/v3/cgroup1/cgroup.go:77");
+        assert_eq!(
+            rel,
+            "vendor/github.com/containerd/cgroups/v3/cgroup1/cgroup.go:77"
+        );
         // -trimpath builds print the import path itself.
         let (rel, prefix) = go_location(
             "github.com/kata-containers/kata-containers/src/runtime/pkg/x.F",

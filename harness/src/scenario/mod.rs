@@ -105,7 +105,10 @@ impl Target {
                 name,
                 version: Some(v),
             } => format!("shim {name} {v}"),
-            TargetKind::Shim { name, version: None } => format!("shim {name}"),
+            TargetKind::Shim {
+                name,
+                version: None,
+            } => format!("shim {name}"),
         }
     }
 }

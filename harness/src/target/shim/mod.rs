@@ -179,7 +179,11 @@ fn reachable_by_sandbox(p: &Path) -> Result<(), String> {
         return Ok(());
     }
     let bound_back = |d: &Path| BOUND_BACK.iter().any(|b| d.starts_with(b));
-    let mode = |d: &Path| std::fs::metadata(d).map(|m| m.permissions().mode()).unwrap_or(0);
+    let mode = |d: &Path| {
+        std::fs::metadata(d)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0)
+    };
     if mode(p) & 0o005 != 0o005 {
         return Err(format!(
             "the Kata shim {} is not readable and executable by others, as the sandbox's \
@@ -537,7 +541,6 @@ pub fn interpret(observed: &Observed, norm: &Normalizer) -> (Classified, Option<
     shim_obs.stderr = stderr;
     let bootstrap_exit = ev.bootstrap_status.map(Exit::from_raw);
     let daemon_exit = ev.daemon_status.map(Exit::from_raw);
-    let mut teardown = ev.teardown.clone();
     // The end of a shim after containerd shut it down is teardown, not its outcome: the
     // client's SIGKILL after the grace period, and a SIGKILL or SIGTERM the shim gets
     // while shutting down (Kata's Shutdown kills its hypervisor's pid, which is 0 — its
@@ -546,12 +549,6 @@ pub fn interpret(observed: &Observed, norm: &Normalizer) -> (Classified, Option<
         || (ev.shutdown_sent
             && matches!(daemon_exit, Some(Exit::Signal { signal, .. })
                 if signal == libc::SIGKILL || signal == libc::SIGTERM));
-    if ended_by_teardown && !ev.killed_at_teardown {
-        teardown.push(format!(
-            "daemon {} after Shutdown",
-            describe_exit(daemon_exit)
-        ));
-    }
     shim_obs.exit = match (ev.daemon_pid, daemon_exit) {
         _ if ended_by_teardown => Some(Exit::Code(0)),
         (Some(_), Some(e)) => Some(e),
@@ -569,7 +566,14 @@ pub fn interpret(observed: &Observed, norm: &Normalizer) -> (Classified, Option<
     if let (Outcome::Ok, None, Some(e)) = (&c.outcome, &failed, &ev.client) {
         // No call made: the bootstrap reply was refused, or the connection failed.
         c.outcome = Outcome::Error {
-            op: Some(if ev.task_api.is_none() { "bootstrap" } else { "connect" }.into()),
+            op: Some(
+                if ev.task_api.is_none() {
+                    "bootstrap"
+                } else {
+                    "connect"
+                }
+                .into(),
+            ),
             message: e.clone(),
             exit_code: 0,
         };
@@ -602,9 +606,13 @@ pub fn interpret(observed: &Observed, norm: &Normalizer) -> (Classified, Option<
     }
     let daemon = match (ev.daemon_pid, daemon_exit) {
         (None, _) => "not started".to_owned(),
-        (Some(_), _) if ev.killed_at_teardown => {
+        (Some(_), _) if ev.killed_at_teardown && ev.shutdown_sent => {
             "still running after Shutdown: killed at teardown".to_owned()
         }
+        (Some(_), _) if ev.killed_at_teardown => {
+            "killed at teardown (no Task call reached it)".to_owned()
+        }
+        (Some(_), e) if ended_by_teardown => format!("{} after Shutdown", describe_exit(e)),
         (Some(_), e) => describe_exit(e),
     };
     let bootstrap = match bootstrap_exit {
@@ -626,11 +634,11 @@ pub fn interpret(observed: &Observed, norm: &Normalizer) -> (Classified, Option<
         log = log.replace(&prefix, "[BUILD]/");
     }
     let evidence = ShimEvidence {
-        client: ev.client.clone().unwrap_or_else(|| "ok".into()),
+        client: norm.apply(ev.client.as_deref().unwrap_or("ok")),
         bootstrap: norm.apply(&bootstrap),
         task_api: ev.task_api.as_ref().map(task_api::Bootstrap::describe),
         daemon,
-        teardown,
+        teardown: ev.teardown.clone(),
         log: tail(&norm.apply(&log)),
         syslog: ev
             .syslog

@@ -105,7 +105,10 @@ mod tests {
     #[test]
     fn a_json_reply_means_what_it_says() {
         let b = parse(r#"{"version":3,"address":"unix:///s/x","protocol":"ttrpc"}"#).unwrap();
-        assert_eq!((b.version, b.address.as_str(), b.json), (3, "unix:///s/x", true));
+        assert_eq!(
+            (b.version, b.address.as_str(), b.json),
+            (3, "unix:///s/x", true)
+        );
         assert_eq!(b.service(), "containerd.task.v3.Task");
         let b = parse(r#"{"version":2,"address":"unix:///s/y","protocol":"ttrpc"}"#).unwrap();
         assert_eq!(b.service(), "containerd.task.v2.Task");
