@@ -723,12 +723,18 @@ fn dbus_fault(
     ];
     if others.iter().any(|&b| b) {
         return Err(at
-            .at("fault", "a `dbus` fault takes only `dbus`, `error`, `message` and `when`")
+            .at(
+                "fault",
+                "a `dbus` fault takes only `dbus`, `error`, `message` and `when`",
+            )
             .hint("put file and syscall faults in [[fault]] blocks of their own"));
     }
     if !DBUS_METHODS.contains(&method) {
         return Err(at
-            .at("fault.dbus", format!("the simulated systemd has no method `{method}`"))
+            .at(
+                "fault.dbus",
+                format!("the simulated systemd has no method `{method}`"),
+            )
             .hint(suggest(method, "methods", DBUS_METHODS)));
     }
     if host.systemd.is_none() {
@@ -737,8 +743,11 @@ fn dbus_fault(
             .hint("set [host] systemd = <version>, or drop the fault"));
     }
     let error = f.error.clone().ok_or_else(|| {
-        at.at("fault.error", "a `dbus` fault needs the D-Bus error name to answer with")
-            .hint("e.g. error = \"org.freedesktop.DBus.Error.TimedOut\"")
+        at.at(
+            "fault.error",
+            "a `dbus` fault needs the D-Bus error name to answer with",
+        )
+        .hint("e.g. error = \"org.freedesktop.DBus.Error.TimedOut\"")
     })?;
     let valid = error.split('.').count() >= 2
         && error.split('.').all(|p| {
@@ -748,7 +757,10 @@ fn dbus_fault(
         });
     if !valid {
         return Err(at
-            .at("fault.error", format!("`{error}` is not a D-Bus error name"))
+            .at(
+                "fault.error",
+                format!("`{error}` is not a D-Bus error name"),
+            )
             .hint("dot-separated names, e.g. org.freedesktop.systemd1.TransactionIsDestructive"));
     }
     let when = match syscall_when(f, at)? {

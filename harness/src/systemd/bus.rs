@@ -36,7 +36,8 @@ const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER_IFACE: &str = "org.freedesktop.systemd1.Manager";
 
 /// The two listening sockets, made by the harness in the case directory before the case
-/// starts (`run/systemd/private`, `run/dbus/system_bus_socket`); the sandbox binds
+/// starts (`run/systemd/private`, `run/dbus/system_bus_socket`, and the
+/// `run/systemd/system` directory of a booted systemd); the sandbox binds
 /// `run/systemd` and `run/dbus` over the case's `/run/systemd` and `/run/dbus`.
 pub struct Sockets {
     /// `<case>/run`.
@@ -51,7 +52,9 @@ impl Sockets {
     pub fn bind(dir: &Path, owner: (u32, u32)) -> std::io::Result<Sockets> {
         let sd = dir.join("systemd");
         let dbus = dir.join("dbus");
-        for d in [dir, &sd, &dbus] {
+        // /run/systemd/system: how sd_booted() (youki, go-systemd's IsRunningSystemd) tells
+        // that systemd runs the host.
+        for d in [dir, &sd, &sd.join("system"), &dbus] {
             std::fs::create_dir_all(d)?;
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
         }
@@ -163,13 +166,19 @@ impl From<BusError> for Reply {
 
 impl From<zbus::Error> for Reply {
     fn from(e: zbus::Error) -> Reply {
-        Reply(BusError::new("org.freedesktop.DBus.Error.Failed", e.to_string()))
+        Reply(BusError::new(
+            "org.freedesktop.DBus.Error.Failed",
+            e.to_string(),
+        ))
     }
 }
 
 impl From<zvariant::Error> for Reply {
     fn from(e: zvariant::Error) -> Reply {
-        Reply(BusError::new("org.freedesktop.DBus.Error.Failed", e.to_string()))
+        Reply(BusError::new(
+            "org.freedesktop.DBus.Error.Failed",
+            e.to_string(),
+        ))
     }
 }
 
@@ -179,8 +188,9 @@ impl zbus::DBusError for Reply {
     }
 
     fn name(&self) -> ErrorName<'_> {
-        ErrorName::try_from(self.0.name.as_str())
-            .unwrap_or_else(|_| ErrorName::from_static_str_unchecked("org.freedesktop.DBus.Error.Failed"))
+        ErrorName::try_from(self.0.name.as_str()).unwrap_or_else(|_| {
+            ErrorName::from_static_str_unchecked("org.freedesktop.DBus.Error.Failed")
+        })
     }
 
     fn description(&self) -> Option<&str> {
@@ -298,7 +308,10 @@ impl BusIface {
     async fn hello(&self) -> Result<String, Reply> {
         let mut clients = self.shared.clients();
         let Some(c) = clients.iter_mut().find(|c| c.id == self.id) else {
-            return Err(bus_error("org.freedesktop.DBus.Error.Failed", "no such client".into()));
+            return Err(bus_error(
+                "org.freedesktop.DBus.Error.Failed",
+                "no such client".into(),
+            ));
         };
         if c.hello {
             return Err(bus_error(
@@ -315,7 +328,9 @@ impl BusIface {
 
     async fn add_match(&self, rule: String) -> Result<(), Reply> {
         let Some(r) = Rule::parse(&rule) else {
-            self.note(format!("AddMatch {rule:?} -> error org.freedesktop.DBus.Error.MatchRuleInvalid"));
+            self.note(format!(
+                "AddMatch {rule:?} -> error org.freedesktop.DBus.Error.MatchRuleInvalid"
+            ));
             return Err(bus_error(
                 "org.freedesktop.DBus.Error.MatchRuleInvalid",
                 format!("Invalid match rule: {rule}"),
@@ -357,11 +372,18 @@ impl BusIface {
     }
 
     async fn name_has_owner(&self, name: String) -> bool {
-        matches!(name.as_str(), SYSTEMD_NAME | "org.freedesktop.DBus" | SYSTEMD_UNIQUE)
+        matches!(
+            name.as_str(),
+            SYSTEMD_NAME | "org.freedesktop.DBus" | SYSTEMD_UNIQUE
+        )
     }
 
     async fn list_names(&self) -> Vec<String> {
-        vec!["org.freedesktop.DBus".into(), SYSTEMD_UNIQUE.into(), SYSTEMD_NAME.into()]
+        vec![
+            "org.freedesktop.DBus".into(),
+            SYSTEMD_UNIQUE.into(),
+            SYSTEMD_NAME.into(),
+        ]
     }
 
     async fn get_id(&self) -> String {
@@ -428,8 +450,23 @@ async fn run(
     loop {
         let ev = future::or(
             future::or(
-                async { Event::Private(private.accept().await.map(|(s, _)| s.into_inner()).and_then(|s| s)) },
-                async { Event::Bus(bus.accept().await.map(|(s, _)| s.into_inner()).and_then(|s| s)) },
+                async {
+                    Event::Private(
+                        private
+                            .accept()
+                            .await
+                            .map(|(s, _)| s.into_inner())
+                            .and_then(|s| s),
+                    )
+                },
+                async {
+                    Event::Bus(
+                        bus.accept()
+                            .await
+                            .map(|(s, _)| s.into_inner())
+                            .and_then(|s| s),
+                    )
+                },
             ),
             async {
                 let _ = stopped.recv().await;
@@ -443,7 +480,8 @@ async fn run(
             Event::Bus(Ok(s)) => (s, true),
             Event::Private(Err(_)) | Event::Bus(Err(_)) => continue,
         };
-        ex.spawn(client(stream, on_bus, Arc::clone(&shared))).detach();
+        ex.spawn(client(stream, on_bus, Arc::clone(&shared)))
+            .detach();
     }
     let clients: Vec<zbus::Connection> = shared.clients().drain(..).map(|c| c.conn).collect();
     for c in clients {

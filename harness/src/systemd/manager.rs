@@ -132,7 +132,12 @@ fn render(name: &str, v: &Value) -> String {
 }
 
 impl Manager {
-    pub fn new(version: u32, layout: Layout, sink: Box<dyn Cgroups>, faults: Vec<DbusFault>) -> Manager {
+    pub fn new(
+        version: u32,
+        layout: Layout,
+        sink: Box<dyn Cgroups>,
+        faults: Vec<DbusFault>,
+    ) -> Manager {
         Manager {
             version,
             layout,
@@ -173,7 +178,12 @@ impl Manager {
     }
 
     /// Log the call and its answer; on success, `ok` plus what `detail` says.
-    fn answer<T>(&mut self, call: String, r: Result<T, BusError>, detail: impl FnOnce(&T) -> String) -> Result<T, BusError> {
+    fn answer<T>(
+        &mut self,
+        call: String,
+        r: Result<T, BusError>,
+        detail: impl FnOnce(&T) -> String,
+    ) -> Result<T, BusError> {
         let line = match &r {
             Ok(t) => {
                 let d = detail(t);
@@ -223,7 +233,9 @@ impl Manager {
         props: &[(String, OwnedValue)],
     ) -> Result<Job, BusError> {
         let call = Self::describe("StartTransientUnit", &[name, mode], props);
-        let r = self.fault("StartTransientUnit").and_then(|()| self.admit(name, props));
+        let r = self
+            .fault("StartTransientUnit")
+            .and_then(|()| self.admit(name, props));
         let (cgroup, controllers, id) = self.answer(call, r, |(_, _, id)| format!("job {id}"))?;
         // The job: realize the unit's cgroups, move its PIDs.
         let sets = self.checked(props).unwrap_or_default();
@@ -264,11 +276,19 @@ impl Manager {
     /// The checks systemd makes before queueing the job: name, existing unit, every
     /// property known to this version with a value of the right type, the slice.
     /// Returns the unit's cgroup path, its controllers and the job id.
-    fn admit(&mut self, name: &str, props: &[(String, OwnedValue)]) -> Result<(String, Vec<String>, u32), BusError> {
-        let ty = units::unit_type(name)
-            .ok_or_else(|| BusError::new(INVALID_ARGS, format!("Invalid unit name or type: {name}")))?;
+    fn admit(
+        &mut self,
+        name: &str,
+        props: &[(String, OwnedValue)],
+    ) -> Result<(String, Vec<String>, u32), BusError> {
+        let ty = units::unit_type(name).ok_or_else(|| {
+            BusError::new(INVALID_ARGS, format!("Invalid unit name or type: {name}"))
+        })?;
         if self.units.contains_key(name) {
-            return Err(BusError::new(UNIT_EXISTS, format!("Unit {name} already exists.")));
+            return Err(BusError::new(
+                UNIT_EXISTS,
+                format!("Unit {name} already exists."),
+            ));
         }
         let sets = self.checked(props)?;
         let v2 = self.layout.mode == CgroupMode::V2;
@@ -333,8 +353,11 @@ impl Manager {
     }
 
     fn attach(&mut self, dir: &str, pids: &[u64]) -> bool {
-        pids.iter()
-            .all(|pid| self.sink.write(&join(dir, "cgroup.procs"), &pid.to_string()).is_ok())
+        pids.iter().all(|pid| {
+            self.sink
+                .write(&join(dir, "cgroup.procs"), &pid.to_string())
+                .is_ok()
+        })
     }
 
     /// Create the unit's cgroups, write its limits, move its PIDs. Returns the
@@ -412,7 +435,13 @@ impl Manager {
 
     /// Write the limits whose controller lives in this hierarchy (v1: `ctrls`). Failures are
     /// logged by the cgroupfs and ignored, as systemd ignores them.
-    fn write_limits(&mut self, dir: &str, ctrls: Option<&[String]>, limits: &[(&Property, &Value)], v2: bool) {
+    fn write_limits(
+        &mut self,
+        dir: &str,
+        ctrls: Option<&[String]>,
+        limits: &[(&Property, &Value)],
+        v2: bool,
+    ) {
         for (row, value) in limits {
             if let Some(ctrls) = ctrls {
                 if !row.v1.first().is_some_and(|c| ctrls.contains(c)) {
@@ -437,12 +466,20 @@ impl Manager {
                 }
                 Format::CpuShares => {
                     let Some(n) = n else { continue };
-                    let v = if v2 { properties::shares_to_weight(n) } else { n };
+                    let v = if v2 {
+                        properties::shares_to_weight(n)
+                    } else {
+                        n
+                    };
                     vec![(file.clone(), v.to_string())]
                 }
                 Format::CpuWeight => {
                     let Some(n) = n else { continue };
-                    let v = if v2 { n } else { properties::weight_to_shares(n) };
+                    let v = if v2 {
+                        n
+                    } else {
+                        properties::weight_to_shares(n)
+                    };
                     vec![(file.clone(), v.to_string())]
                 }
                 Format::CpuQuota => {
@@ -450,10 +487,18 @@ impl Manager {
                     let period: u64 = 100_000;
                     let quota = n.saturating_mul(period) / 1_000_000;
                     if v2 {
-                        let q = if max { "max".to_string() } else { quota.to_string() };
+                        let q = if max {
+                            "max".to_string()
+                        } else {
+                            quota.to_string()
+                        };
                         vec![(file.clone(), format!("{q} {period}"))]
                     } else {
-                        let q = if max { "-1".to_string() } else { quota.to_string() };
+                        let q = if max {
+                            "-1".to_string()
+                        } else {
+                            quota.to_string()
+                        };
                         vec![
                             ("cpu.cfs_period_us".to_string(), period.to_string()),
                             (file.clone(), q),
@@ -479,7 +524,10 @@ impl Manager {
         let call = format!("StopUnit {name} {mode}");
         let r = self.fault("StopUnit").and_then(|()| {
             if !self.units.contains_key(name) {
-                return Err(BusError::new(NO_SUCH_UNIT, format!("Unit {name} not loaded.")));
+                return Err(BusError::new(
+                    NO_SUCH_UNIT,
+                    format!("Unit {name} not loaded."),
+                ));
             }
             let id = self.next_job;
             self.next_job += 1;
@@ -499,14 +547,19 @@ impl Manager {
     /// `ResetFailedUnit(name)`: a failed unit is forgotten.
     pub fn reset_failed_unit(&mut self, name: &str) -> Result<(), BusError> {
         let call = format!("ResetFailedUnit {name}");
-        let r = self.fault("ResetFailedUnit").and_then(|()| match self.units.get(name) {
-            None => Err(BusError::new(NO_SUCH_UNIT, format!("Unit {name} not loaded."))),
-            Some(u) if u.state == State::Failed => {
-                self.units.remove(name);
-                Ok(())
-            }
-            Some(_) => Ok(()),
-        });
+        let r = self
+            .fault("ResetFailedUnit")
+            .and_then(|()| match self.units.get(name) {
+                None => Err(BusError::new(
+                    NO_SUCH_UNIT,
+                    format!("Unit {name} not loaded."),
+                )),
+                Some(u) if u.state == State::Failed => {
+                    self.units.remove(name);
+                    Ok(())
+                }
+                Some(_) => Ok(()),
+            });
         self.answer(call, r, |_| String::new())
     }
 
@@ -517,7 +570,10 @@ impl Manager {
             if self.units.contains_key(name) {
                 Ok(units::object_path(name))
             } else {
-                Err(BusError::new(NO_SUCH_UNIT, format!("Unit {name} not loaded.")))
+                Err(BusError::new(
+                    NO_SUCH_UNIT,
+                    format!("Unit {name} not loaded."),
+                ))
             }
         });
         self.answer(call, r, |p| p.clone())
@@ -531,10 +587,17 @@ impl Manager {
         runtime: bool,
         props: &[(String, OwnedValue)],
     ) -> Result<(), BusError> {
-        let call = Self::describe("SetUnitProperties", &[name, if runtime { "runtime" } else { "persistent" }], props);
+        let call = Self::describe(
+            "SetUnitProperties",
+            &[name, if runtime { "runtime" } else { "persistent" }],
+            props,
+        );
         let r = self.fault("SetUnitProperties").and_then(|()| {
             if !self.units.contains_key(name) {
-                return Err(BusError::new(NO_SUCH_UNIT, format!("Unit {name} not loaded.")));
+                return Err(BusError::new(
+                    NO_SUCH_UNIT,
+                    format!("Unit {name} not loaded."),
+                ));
             }
             self.checked(props).map(|_| ())
         });

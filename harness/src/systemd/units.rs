@@ -142,7 +142,13 @@ mod tests {
 
     #[test]
     fn malformed_slices_are_refused_with_invalid_args() {
-        for s in ["kubepods", "-a.slice", "a-.slice", "a--b.slice", "a b.slice"] {
+        for s in [
+            "kubepods",
+            "-a.slice",
+            "a-.slice",
+            "a--b.slice",
+            "a b.slice",
+        ] {
             let e = expand_slice(s).unwrap_err();
             assert_eq!(e.name, INVALID_ARGS, "{s}");
         }

@@ -15,8 +15,11 @@ use crate::systemd::cgroups::ModelCgroups;
 fn data() -> &'static HostData {
     static DATA: OnceLock<HostData> = OnceLock::new();
     DATA.get_or_init(|| {
-        HostData::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures")))
-            .expect("fixtures load")
+        HostData::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures"
+        )))
+        .expect("fixtures load")
     })
 }
 
@@ -50,19 +53,31 @@ fn v(x: Value<'static>) -> OwnedValue {
 /// The properties Kata 3.13's createCgroupsSystemd sends for a scope (utils_linux.go).
 fn kata_props(pid: u32) -> Vec<(String, OwnedValue)> {
     vec![
-        ("Description".into(), v(Value::from("cgroup cri-containerd-x.scope"))),
+        (
+            "Description".into(),
+            v(Value::from("cgroup cri-containerd-x.scope")),
+        ),
         ("DefaultDependencies".into(), v(Value::from(false))),
         ("MemoryAccounting".into(), v(Value::from(true))),
         ("CPUAccounting".into(), v(Value::from(true))),
         ("IOAccounting".into(), v(Value::from(true))),
-        ("Slice".into(), v(Value::from("kubepods-besteffort-pod123.slice"))),
+        (
+            "Slice".into(),
+            v(Value::from("kubepods-besteffort-pod123.slice")),
+        ),
         ("Delegate".into(), v(Value::from(true))),
         ("PIDs".into(), v(Value::from(vec![pid]))),
     ]
 }
 
 fn log(model: &Arc<Mutex<Model>>) -> Vec<String> {
-    model.lock().unwrap().log().iter().map(|e| e.line()).collect()
+    model
+        .lock()
+        .unwrap()
+        .log()
+        .iter()
+        .map(|e| e.line())
+        .collect()
 }
 
 #[test]
@@ -93,13 +108,32 @@ fn rhel_8_systemd_makes_the_scope_in_name_systemd_and_the_accounting_hierarchies
     let created = model.lock().unwrap().effects().created;
     let scope = "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod123.slice/cri-containerd-x.scope";
     // Delegate=yes: every hierarchy systemd manages; not those it does not (freezer, ...).
-    for h in ["systemd", "memory", "cpu,cpuacct", "blkio", "pids", "devices"] {
-        assert!(created.contains(&format!("{h}/{scope}")), "{h}: {created:#?}");
+    for h in [
+        "systemd",
+        "memory",
+        "cpu,cpuacct",
+        "blkio",
+        "pids",
+        "devices",
+    ] {
+        assert!(
+            created.contains(&format!("{h}/{scope}")),
+            "{h}: {created:#?}"
+        );
     }
-    assert!(!created.iter().any(|c| c.starts_with("freezer/")), "{created:#?}");
+    assert!(
+        !created.iter().any(|c| c.starts_with("freezer/")),
+        "{created:#?}"
+    );
     let log = log(&model);
-    assert!(log.contains(&format!("write memory/{scope}/cgroup.procs \"7\" -> ok")), "{log:#?}");
-    assert_eq!(log.last().unwrap(), "dbus JobRemoved 1 cri-containerd-x.scope done");
+    assert!(
+        log.contains(&format!("write memory/{scope}/cgroup.procs \"7\" -> ok")),
+        "{log:#?}"
+    );
+    assert_eq!(
+        log.last().unwrap(),
+        "dbus JobRemoved 1 cri-containerd-x.scope done"
+    );
     assert_eq!(
         m.get_unit("cri-containerd-x.scope").unwrap(),
         "/org/freedesktop/systemd1/unit/cri_2dcontainerd_2dx_2escope"
@@ -134,11 +168,19 @@ fn on_v2_each_parent_enables_the_units_controllers_one_write_each() {
 fn a_second_start_of_the_same_unit_is_refused_and_stop_removes_it() {
     let (mut m, _model) = manager("debian-12", vec![]);
     m.start_transient_unit("a.scope", "replace", &[]).unwrap();
-    let e = m.start_transient_unit("a.scope", "replace", &[]).unwrap_err();
+    let e = m
+        .start_transient_unit("a.scope", "replace", &[])
+        .unwrap_err();
     assert_eq!(e.name, "org.freedesktop.systemd1.UnitExists");
-    assert_eq!(m.control_group("a.scope").as_deref(), Some("system.slice/a.scope"));
+    assert_eq!(
+        m.control_group("a.scope").as_deref(),
+        Some("system.slice/a.scope")
+    );
     assert_eq!(m.stop_unit("a.scope", "replace").unwrap().result, "done");
-    assert_eq!(m.get_unit("a.scope").unwrap_err().name, "org.freedesktop.systemd1.NoSuchUnit");
+    assert_eq!(
+        m.get_unit("a.scope").unwrap_err().name,
+        "org.freedesktop.systemd1.NoSuchUnit"
+    );
 }
 
 #[test]
@@ -151,8 +193,13 @@ fn a_dbus_fault_answers_the_nth_call_with_the_scenarios_error() {
     };
     let (mut m, model) = manager("debian-12", vec![fault]);
     assert!(m.start_transient_unit("a.scope", "replace", &[]).is_ok());
-    let e = m.start_transient_unit("b.scope", "replace", &[]).unwrap_err();
-    assert_eq!(e.to_string(), "org.freedesktop.DBus.Error.TimedOut: Connection timed out");
+    let e = m
+        .start_transient_unit("b.scope", "replace", &[])
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "org.freedesktop.DBus.Error.TimedOut: Connection timed out"
+    );
     assert!(m.start_transient_unit("c.scope", "replace", &[]).is_ok());
     assert!(!model
         .lock()
