@@ -8,7 +8,8 @@
 //! 2. Throughput: a 220-case matrix of the real cgroups-rs driver (create, apply,
 //!    delete) at several `--jobs`.
 //!
-//! Both with the plain tree cgroupfs and with the cgroupfs model (FUSE), the default.
+//! Both with the plain tree cgroupfs and with the cgroupfs model (FUSE), the default; and
+//! with the model on the same host without its systemd (what an unused systemd costs).
 //!
 //! Figures go to BENCHMARKS.md. Environment: `CGREPRO_BENCH_N` (iterations, default 300).
 
@@ -58,6 +59,7 @@ fn main() {
     for (fixture, label) in [
         ("noop-tree.toml", "tree cgroupfs"),
         ("noop.toml", "cgroupfs model"),
+        ("noop-no-systemd.toml", "cgroupfs model, no systemd"),
     ] {
         per_case(
             &engine,

@@ -13,6 +13,8 @@
 //!   signatures and normalisation.
 //! * [`report`] — snapshots, matrix tables and expectation checks, all rendered from a
 //!   [`report::Report`].
+//! * [`systemd`] — the simulated systemd of a host: its D-Bus manager, versioned, making
+//!   its units' cgroups in the case's cgroupfs.
 //! * [`engine`] — the stages tied together: what the CLI and the test runner share.
 //! * [`cli`] — the `cgrepro` subcommands.
 
@@ -24,4 +26,5 @@ pub mod pool;
 pub mod report;
 pub mod sandbox;
 pub mod scenario;
+pub mod systemd;
 pub mod target;

@@ -55,7 +55,10 @@ pub struct HostSpec {
     pub kernel: Option<String>,
     pub cgroup: Option<CgroupMode>,
     pub swap_accounting: Option<bool>,
-    /// systemd version, or absent. `0` means "no systemd" (overrides a preset's).
+    /// systemd version, or absent. `false` (or `0`) means "no systemd" (overrides a preset's);
+    /// `true` the preset's systemd ([`PRESET_SYSTEMD`]), so `[matrix] "host.systemd" =
+    /// [true, false]` is the axis "systemd present / absent".
+    #[serde(default, deserialize_with = "systemd_version")]
     pub systemd: Option<u32>,
     /// Device nodes present, e.g. ["kvm"].
     pub devices: Option<Vec<String>>,
@@ -63,6 +66,28 @@ pub struct HostSpec {
     pub options: Option<BTreeMap<String, bool>>,
     /// How the cgroupfs is served: `model` (FUSE, default where available) or `tree`.
     pub cgroupfs: Option<crate::sandbox::cgroupfs::CgroupfsKind>,
+}
+
+/// `systemd = true` as [`HostSpec::systemd`] stores it: the preset's version.
+pub const PRESET_SYSTEMD: u32 = u32::MAX;
+
+/// `systemd = 252`, `systemd = false` (stored as `Some(0)`: none, whatever the preset says)
+/// or `systemd = true` (the preset's).
+fn systemd_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum V {
+        Version(u32),
+        Flag(bool),
+    }
+    match V::deserialize(d) {
+        Ok(V::Version(v)) => Ok(Some(v)),
+        Ok(V::Flag(false)) => Ok(Some(0)),
+        Ok(V::Flag(true)) => Ok(Some(PRESET_SYSTEMD)),
+        _ => Err(serde::de::Error::custom(
+            "expected a systemd version (e.g. 252), true (the preset's) or false (no systemd)",
+        )),
+    }
 }
 
 /// A content fault: the host's file at `file` (a path the target sees: under
@@ -120,6 +145,8 @@ pub enum HostError {
     UnknownOption { name: String, known: Vec<String> },
     #[error("fault on `{file}`: {why}")]
     BadFault { file: String, why: String },
+    #[error("`systemd = true` asks for the preset's systemd, and {preset} has none")]
+    NoPresetSystemd { preset: String },
     #[error("host data in {path}: {why}")]
     Data { path: PathBuf, why: String },
     #[error("materializing the host in {path}: {source}")]

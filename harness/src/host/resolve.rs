@@ -58,6 +58,14 @@ pub fn resolve(data: &HostData, spec: &HostSpec) -> Result<Host, HostError> {
 
     let systemd = match spec.systemd {
         Some(0) => None,
+        Some(super::PRESET_SYSTEMD) => Some(preset.and_then(|p| p.systemd).ok_or_else(|| {
+            HostError::NoPresetSystemd {
+                preset: spec
+                    .preset
+                    .clone()
+                    .unwrap_or_else(|| "the default host".into()),
+            }
+        })?),
         Some(v) => Some(v),
         None => preset.and_then(|p| p.systemd),
     };

@@ -75,9 +75,13 @@ impl Report {
             exit: describe_exit(observed.exit),
             outcome,
             ops,
-            effects: observed.effects.clone(),
+            effects: pids_of(case, observed.effects.clone()),
             cgroupfs: observed.cgroupfs.map(|k| k.name()),
-            cgroupfs_ops: observed.cgroupfs_ops.clone(),
+            cgroupfs_ops: observed
+                .cgroupfs_ops
+                .iter()
+                .map(|l| op_pids(case, l))
+                .collect(),
             leftovers: observed.leftovers,
             stdout_tail,
             stdout_bytes: observed.stdout.total,
@@ -379,4 +383,49 @@ pub fn check_expectations(
         }
     }
     failures
+}
+
+/// A shim's processes (Go daemons: threads take pids at their own pace) get different pids
+/// from run to run: in the op log and the effects, the pids moved into cgroups (membership
+/// writes, the simulated systemd's `PIDs=`) are `[PID]` for shim targets.
+fn varying_pids(case: &Case) -> bool {
+    matches!(case.target.kind, crate::scenario::TargetKind::Shim { .. })
+}
+
+fn op_pids(case: &Case, line: &str) -> String {
+    static RULES: std::sync::OnceLock<[regex::Regex; 2]> = std::sync::OnceLock::new();
+    if !varying_pids(case) {
+        return line.to_owned();
+    }
+    let [write, dbus] = RULES.get_or_init(|| {
+        [
+            regex::Regex::new(r#"^(write \S*(?:cgroup\.procs|tasks|cgroup\.threads)) "\d+""#)
+                .expect("static regex"),
+            regex::Regex::new(r"\bPIDs=\[[\d,]*\]").expect("static regex"),
+        ]
+    });
+    let l = write.replace(line, r#"$1 "[PID]""#);
+    dbus.replace_all(&l, "PIDs=[[PID]]").into_owned()
+}
+
+fn pids_of(case: &Case, mut effects: Effects) -> Effects {
+    if varying_pids(case) {
+        for (path, v) in effects.written.iter_mut() {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            if ["cgroup.procs", "tasks", "cgroup.threads"].contains(&name) {
+                *v = v
+                    .lines()
+                    .map(|l| {
+                        if l.trim().parse::<u32>().is_ok() {
+                            "[PID]"
+                        } else {
+                            l
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
+        }
+    }
+    effects
 }

@@ -49,6 +49,8 @@ pub struct Launch {
     /// below a place the sandbox makes private (/tmp, /var/tmp, /dev/shm, /run): where the
     /// target's binaries are, e.g. a checkout under /tmp.
     pub expose: Vec<PathBuf>,
+    /// Faults of the simulated systemd's D-Bus methods (hosts with systemd).
+    pub dbus_faults: Vec<crate::systemd::DbusFault>,
 }
 
 /// The target's wait status.
@@ -123,4 +125,6 @@ pub struct Observed {
     pub syscalls: Option<syscall::SupervisorStats>,
     /// Path globs of the faults the cgroupfs model applied (rather than the syscall layer).
     pub model_faults: Vec<String>,
+    /// The host's systemd answered on the case's sockets.
+    pub systemd: bool,
 }

@@ -27,6 +27,7 @@ use super::supervise::{self, Pipes, SetupFailure};
 use super::syscall::{self, magic, Op, SimKernel, Supervisor, SyscallFault, SyscallPlan, When};
 use super::{Launch, Observed};
 use crate::host::{ContentFault, Host, HostData, Layout};
+use crate::systemd;
 use std::os::unix::net::UnixStream;
 
 /// Where the session's device stand-ins appear inside a case.
@@ -91,6 +92,13 @@ fn syscall_layer_available() -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The host's systemd for one case: its sockets, bound before the case starts.
+struct SystemdSetup {
+    sockets: systemd::bus::Sockets,
+    version: u32,
+    layout: systemd::units::Layout,
 }
 
 /// A case's cgroupfs layers: the host's tree (lower) and the case's own upper/work dirs.
@@ -285,12 +293,23 @@ impl Session {
             })
             .transpose()
             .map_err(|e| e.to_string())?;
+        // The host's systemd: its sockets now (the case's /run/systemd and /run/dbus are bound
+        // from here), its manager once the case's cgroupfs is up.
+        let systemd = match host.systemd {
+            Some(version) => Some(SystemdSetup {
+                sockets: systemd::bus::Sockets::bind(&case_dir.join("run"), self.owner)
+                    .map_err(|e| format!("the simulated systemd's sockets: {e}"))?,
+                version,
+                layout: systemd::units::Layout::of(host, &self.data),
+            }),
+            None => None,
+        };
         let layers = Layers {
             host: &mhost,
             upper: &upper,
             work: &work,
         };
-        let (init, result) = self.run_in(&layers, launch, model, &syscall_faults);
+        let (init, result) = self.run_in(&layers, launch, model, &syscall_faults, systemd);
         let mut observed = match result {
             Ok(o) => o,
             Err(e) => {
@@ -327,9 +346,10 @@ impl Session {
         launch: &Launch,
         model: Option<(OwnedFd, cgroupfs::Model)>,
         syscall_faults: &[SyscallFault],
+        systemd: Option<SystemdSetup>,
     ) -> (Option<libc::pid_t>, Result<Observed, String>) {
         let mut init = None;
-        let r = self.run_in_inner(layers, launch, model, syscall_faults, &mut init);
+        let r = self.run_in_inner(layers, launch, model, syscall_faults, systemd, &mut init);
         (init, r)
     }
 
@@ -339,6 +359,7 @@ impl Session {
         launch: &Launch,
         model: Option<(OwnedFd, cgroupfs::Model)>,
         syscall_faults: &[SyscallFault],
+        systemd: Option<SystemdSetup>,
         started: &mut Option<libc::pid_t>,
     ) -> Result<Observed, String> {
         let (mhost, upper, work) = (layers.host, layers.upper, layers.work);
@@ -429,6 +450,23 @@ impl Session {
                 flags: libc::MS_NOSUID | libc::MS_NODEV,
                 data: Some(c("mode=755")?),
             });
+        }
+        // The simulated systemd's sockets: /run/systemd/private and
+        // /run/dbus/system_bus_socket (also below /var/run when that is not a link to /run).
+        if let Some(sd) = &systemd {
+            let mut places = vec![("systemd", "/run/systemd"), ("dbus", "/run/dbus")];
+            if !Path::new("/var/run").is_symlink() && Path::new("/var/run").is_dir() {
+                places.push(("dbus", "/var/run/dbus"));
+            }
+            for (dir, target) in places {
+                let view = views.len();
+                views.push(cs(&sd.sockets.dir.join(dir))?);
+                init_steps.push(Step::Mkdir(c(target)?));
+                init_steps.push(Step::BindView {
+                    view,
+                    target: c(target)?,
+                });
+            }
         }
         // What the case must still see below the private places: bound back, read-only.
         for dir in &launch.expose {
@@ -569,6 +607,30 @@ impl Session {
             m.set_pids(Box::new(cgroupfs::pids::CasePids::new(init)));
             cgroupfs::server::serve(fd, m, fuse_ids)
         });
+        // The host's systemd makes its cgroups in the model (its op log then interleaves
+        // the D-Bus calls), else in the tree the case sees.
+        let systemd_log = Arc::new(Mutex::new(Vec::new()));
+        let systemd = match systemd {
+            Some(sd) => {
+                let sink: Box<dyn systemd::Cgroups> = match &served {
+                    Some(s) => Box::new(systemd::cgroups::ModelCgroups(Arc::clone(s.model()))),
+                    None => Box::new(systemd::cgroups::TreeCgroups::of_case(
+                        init,
+                        Arc::clone(&systemd_log),
+                    )),
+                };
+                let manager =
+                    systemd::Manager::new(sd.version, sd.layout, sink, launch.dbus_faults.clone());
+                match systemd::bus::serve(sd.sockets, manager) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        unsafe { libc::kill(init, libc::SIGKILL) };
+                        return Err(format!("cannot start the simulated systemd: {e}"));
+                    }
+                }
+            }
+            None => None,
+        };
         if self.strategy == Strategy::UserNs {
             let deny = unsafe { libc::geteuid() } != 0;
             if let Err(e) =
@@ -598,6 +660,10 @@ impl Session {
         );
         let mut observed = watched.observed;
         observed.syscalls = Some(supervisor.stop());
+        if let Some(sd) = systemd {
+            sd.finish();
+            observed.systemd = true;
+        }
         if let Some(served) = served {
             let (model, err) = served.finish();
             let m = model.lock().unwrap_or_else(|e| e.into_inner());
@@ -608,6 +674,10 @@ impl Session {
                 observed.setup_error = Some(format!("cgroupfs model: {e}"));
             }
         }
+        // With the tree, the op log is the systemd's D-Bus lines alone.
+        observed
+            .cgroupfs_ops
+            .append(&mut systemd_log.lock().unwrap_or_else(|e| e.into_inner()));
         if let Some(f) = watched.setup_failure {
             let err = |e: i32| std::io::Error::from_raw_os_error(e);
             observed.setup_error = Some(match f {

@@ -179,6 +179,8 @@ pub struct Case {
     pub syscall_faults: Vec<crate::sandbox::syscall::SyscallFault>,
     /// Short writes and corrupted reads, which only the cgroupfs model can apply.
     pub cgroupfs_faults: Vec<crate::sandbox::cgroupfs::ModelFault>,
+    /// Faults of the simulated systemd's D-Bus methods (`[[fault]] dbus = ...`).
+    pub dbus_faults: Vec<crate::systemd::DbusFault>,
     pub expect: Vec<Expect>,
 }
 

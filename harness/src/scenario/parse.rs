@@ -97,6 +97,10 @@ struct RawFault {
     // cgroupfs-model-only actions on a syscall fault.
     short: Option<usize>,
     corrupt: Option<String>,
+    // A D-Bus fault: the host's systemd answers this manager method with an error.
+    dbus: Option<String>,
+    error: Option<String>,
+    message: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -612,7 +616,12 @@ fn resolve(
     let mut faults = Vec::new();
     let mut syscall_faults = Vec::new();
     let mut cgroupfs_faults = Vec::new();
+    let mut dbus_faults = Vec::new();
     for f in &raw.fault {
+        if let Some(method) = &f.dbus {
+            dbus_faults.push(dbus_fault(f, method, &host, at)?);
+            continue;
+        }
         match (&f.file, &f.op) {
             (Some(file), None) => faults.push(content_fault(f, file, &pod.id, at)?),
             (None, Some(op)) if f.short.is_some() || f.corrupt.is_some() => {
@@ -676,7 +685,99 @@ fn resolve(
         faults,
         syscall_faults,
         cgroupfs_faults,
+        dbus_faults,
         expect,
+    })
+}
+
+/// The manager methods a `dbus` fault can name: those the simulated systemd serves.
+const DBUS_METHODS: &[&str] = &[
+    "StartTransientUnit",
+    "StopUnit",
+    "ResetFailedUnit",
+    "GetUnit",
+    "SetUnitProperties",
+    "Subscribe",
+    "Unsubscribe",
+];
+
+/// `[[fault]] dbus = "StartTransientUnit"`, `error = "org.freedesktop..."`, `message`, `when`.
+fn dbus_fault(
+    f: &RawFault,
+    method: &str,
+    host: &crate::host::Host,
+    at: &CellLocator,
+) -> Result<crate::systemd::DbusFault, ScenarioError> {
+    let others = [
+        f.file.is_some(),
+        f.action.is_some(),
+        f.content.is_some(),
+        f.lines.is_some(),
+        f.op.is_some(),
+        f.path.is_some(),
+        f.errno.is_some(),
+        f.seed.is_some(),
+        f.delay.is_some(),
+        f.short.is_some(),
+        f.corrupt.is_some(),
+    ];
+    if others.iter().any(|&b| b) {
+        return Err(at
+            .at(
+                "fault",
+                "a `dbus` fault takes only `dbus`, `error`, `message` and `when`",
+            )
+            .hint("put file and syscall faults in [[fault]] blocks of their own"));
+    }
+    if !DBUS_METHODS.contains(&method) {
+        return Err(at
+            .at(
+                "fault.dbus",
+                format!("the simulated systemd has no method `{method}`"),
+            )
+            .hint(suggest(method, "methods", DBUS_METHODS)));
+    }
+    if host.systemd.is_none() {
+        return Err(at
+            .at("fault.dbus", "this host has no systemd to fail")
+            .hint("set [host] systemd = <version>, or drop the fault"));
+    }
+    let error = f.error.clone().ok_or_else(|| {
+        at.at(
+            "fault.error",
+            "a `dbus` fault needs the D-Bus error name to answer with",
+        )
+        .hint("e.g. error = \"org.freedesktop.DBus.Error.TimedOut\"")
+    })?;
+    let valid = error.split('.').count() >= 2
+        && error.split('.').all(|p| {
+            !p.is_empty()
+                && !p.starts_with(|c: char| c.is_ascii_digit())
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    if !valid {
+        return Err(at
+            .at(
+                "fault.error",
+                format!("`{error}` is not a D-Bus error name"),
+            )
+            .hint("dot-separated names, e.g. org.freedesktop.systemd1.TransactionIsDestructive"));
+    }
+    let when = match syscall_when(f, at)? {
+        When::Always => crate::sandbox::cgroupfs::FaultWhen::Always,
+        When::Nth(n) => crate::sandbox::cgroupfs::FaultWhen::Nth(n),
+        When::After(n) => crate::sandbox::cgroupfs::FaultWhen::After(n),
+        When::Probability { .. } => {
+            return Err(at
+                .at("fault.when", "`dbus` faults take always, nth:N or after:N")
+                .hint("count the calls of the method: nth:1 is the first"))
+        }
+    };
+    Ok(crate::systemd::DbusFault {
+        method: method.to_owned(),
+        error,
+        message: f.message.clone().unwrap_or_default(),
+        when,
     })
 }
 
@@ -892,6 +993,9 @@ fn host_error(e: HostError, at: &CellLocator, spec: &HostSpec) -> ScenarioError 
             .at("host.options", e.to_string())
             .hint(suggest(name, "known options", known)),
         HostError::BadFault { .. } => at.at("fault.file", e.to_string()),
+        HostError::NoPresetSystemd { .. } => at
+            .at("host.systemd", e.to_string())
+            .hint("give the version (systemd = 252), or false for no systemd"),
         _ => at.at("host", e.to_string()),
     }
 }

@@ -278,6 +278,7 @@ pub fn launch(case: &Case, drivers: &Drivers, keep: bool) -> Option<Launch> {
         keep,
         syscall_faults: case.syscall_faults.clone(),
         cgroupfs_faults: case.cgroupfs_faults.clone(),
+        dbus_faults: case.dbus_faults.clone(),
         expose: exe.parent().map(Path::to_path_buf).into_iter().collect(),
     })
 }

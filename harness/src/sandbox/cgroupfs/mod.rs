@@ -33,6 +33,9 @@ pub enum LogOp {
     Unlink,
     Read,
     Write,
+    /// A D-Bus call to the simulated systemd, or its signal (`path` holds the whole line;
+    /// see `crate::systemd`).
+    Dbus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +60,9 @@ pub fn errno_name(e: i32) -> String {
 impl LogEntry {
     /// `write memory/x/memory.limit_in_bytes "268435456" -> ok`.
     pub fn line(&self) -> String {
+        if self.op == LogOp::Dbus {
+            return format!("dbus {}", self.path);
+        }
         let op = match self.op {
             LogOp::Lookup => "lookup",
             LogOp::Mkdir => "mkdir",
@@ -67,6 +73,7 @@ impl LogEntry {
             LogOp::Unlink => "unlink",
             LogOp::Read => "read",
             LogOp::Write => "write",
+            LogOp::Dbus => "dbus",
         };
         let mut s = format!("{op} {}", self.path);
         if let Some(v) = &self.value {

@@ -381,6 +381,12 @@ impl Model {
         self.log.push(e);
     }
 
+    /// A line of the simulated systemd in the op log (`dbus StartTransientUnit ...`), between
+    /// the operations it caused and those of the target.
+    pub fn note_dbus(&mut self, line: String) {
+        self.record(LogOp::Dbus, line, None, Ok(()));
+    }
+
     pub fn log(&self) -> &[LogEntry] {
         &self.log
     }

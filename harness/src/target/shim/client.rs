@@ -205,10 +205,31 @@ impl Host {
             None => None,
         };
         let nosuid = libc::MS_NOSUID | libc::MS_NODEV;
+        // The host's systemd sockets (crate::systemd) stay visible in the fresh /run.
+        let mut sockets = Vec::new();
+        for d in ["/run/systemd", "/run/dbus"] {
+            let c = cstr(d);
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+            if fd >= 0 {
+                sockets.push((d, unsafe { OwnedFd::from_raw_fd(fd) }));
+            }
+        }
         mount("tmpfs", "/run", "tmpfs", nosuid, "mode=755")?;
         let var_run = Path::new("/var/run");
-        if var_run.is_dir() && !var_run.is_symlink() {
+        let own_var_run = var_run.is_dir() && !var_run.is_symlink();
+        if own_var_run {
             mount("tmpfs", "/var/run", "tmpfs", nosuid, "mode=755")?;
+        }
+        for (d, fd) in &sockets {
+            let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            let mut targets = vec![d.to_string()];
+            if own_var_run {
+                targets.push(format!("/var{d}"));
+            }
+            for t in targets {
+                mkdir_p(&t)?;
+                mount(&src, &t, "", libc::MS_BIND, "")?;
+            }
         }
         // /tmp is already private to the case (and may hold the exposed binaries' dir).
         // The pod's network namespace, as CRI makes one.

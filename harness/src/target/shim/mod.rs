@@ -332,6 +332,7 @@ pub fn launch(
         keep,
         syscall_faults: case.syscall_faults.clone(),
         cgroupfs_faults: case.cgroupfs_faults.clone(),
+        dbus_faults: case.dbus_faults.clone(),
         // The client, the fixture shims, and a real shim wherever it is.
         expose: [
             Some(drivers.bin_dir().to_path_buf()),

@@ -1,0 +1,588 @@
+//! The D-Bus side of the simulated systemd: one harness thread per case that accepts on
+//! the case's `/run/systemd/private` (peer-to-peer, as systemd serves it: no Hello, no bus)
+//! and `/run/dbus/system_bus_socket` (a minimal bus: `org.freedesktop.DBus` answered here —
+//! Hello, AddMatch, RemoveMatch, GetNameOwner, NameHasOwner, ListNames, GetId, RequestName,
+//! ReleaseName, GetConnectionUnixUser — and everything else routed to the manager, whose
+//! signals reach the connections whose match rules select them).
+//!
+//! Each accepted socket is a zbus peer-to-peer server connection (EXTERNAL auth from the
+//! case's root, uid 0 in its user namespace) serving the manager's object; zbus does the
+//! wire protocol, this module the bus's own few methods. The connections' executors run
+//! on the thread's executor; nothing runs when no client connects.
+
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_io::Async;
+use futures_lite::future;
+use zbus::message::{Header, Message};
+use zbus::names::ErrorName;
+use zbus::object_server::SignalEmitter;
+use zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
+
+use super::manager::{Job, Manager};
+use super::BusError;
+
+/// Where the sockets appear inside the case.
+pub const PRIVATE_SOCKET: &str = "/run/systemd/private";
+pub const BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
+/// systemd's unique name on the bus.
+const SYSTEMD_UNIQUE: &str = ":1.1";
+const SYSTEMD_NAME: &str = "org.freedesktop.systemd1";
+const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+const MANAGER_IFACE: &str = "org.freedesktop.systemd1.Manager";
+
+/// The two listening sockets, made by the harness in the case directory before the case
+/// starts (`run/systemd/private`, `run/dbus/system_bus_socket`, and the
+/// `run/systemd/system` directory of a booted systemd); the sandbox binds
+/// `run/systemd` and `run/dbus` over the case's `/run/systemd` and `/run/dbus`.
+pub struct Sockets {
+    /// `<case>/run`.
+    pub dir: PathBuf,
+    private: UnixListener,
+    bus: UnixListener,
+}
+
+impl Sockets {
+    /// Bind both sockets below `dir`, owned by the case's root (`owner`, as the harness
+    /// names it): the private socket 0600 as systemd makes it, the bus socket 0666.
+    pub fn bind(dir: &Path, owner: (u32, u32)) -> std::io::Result<Sockets> {
+        let sd = dir.join("systemd");
+        let dbus = dir.join("dbus");
+        // /run/systemd/system: how sd_booted() (youki, go-systemd's IsRunningSystemd) tells
+        // that systemd runs the host.
+        for d in [dir, &sd, &sd.join("system"), &dbus] {
+            std::fs::create_dir_all(d)?;
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+        }
+        let bind = |p: PathBuf, mode: u32| -> std::io::Result<UnixListener> {
+            let l = UnixListener::bind(&p)?;
+            chown(&p, Some(owner.0), Some(owner.1))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+            Ok(l)
+        };
+        Ok(Sockets {
+            dir: dir.to_path_buf(),
+            private: bind(sd.join("private"), 0o600)?,
+            bus: bind(dbus.join("system_bus_socket"), 0o666)?,
+        })
+    }
+}
+
+/// A running simulated systemd; [`Served::finish`] stops it.
+pub struct Served {
+    stop: async_channel::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Served {
+    /// Stop accepting, close every connection, join the thread.
+    pub fn finish(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        self.stop.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// A match rule as the bus keeps it: `key='value'` pairs (whitespace after commas
+/// allowed, as dbus-daemon allows it: go-systemd sends `type='signal', interface=...`).
+#[derive(Debug, Clone, PartialEq)]
+struct Rule(Vec<(String, String)>);
+
+impl Rule {
+    fn parse(text: &str) -> Option<Rule> {
+        let mut pairs = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=')?;
+            let v = v.trim().strip_prefix('\'')?.strip_suffix('\'')?;
+            pairs.push((k.trim().to_owned(), v.to_owned()));
+        }
+        Some(Rule(pairs))
+    }
+
+    /// Whether a signal of the manager (`member`) is selected.
+    fn selects(&self, member: &str) -> bool {
+        self.0.iter().all(|(k, v)| match k.as_str() {
+            "type" => v == "signal",
+            "sender" => v == SYSTEMD_NAME || v == SYSTEMD_UNIQUE,
+            "interface" => v == MANAGER_IFACE,
+            "member" => v == member,
+            "path" => v == MANAGER_PATH,
+            "path_namespace" => MANAGER_PATH.starts_with(v.as_str()),
+            // arg0..., eavesdrop, destination: not narrowed here.
+            _ => true,
+        })
+    }
+}
+
+struct Client {
+    id: usize,
+    conn: zbus::Connection,
+    /// On the bus socket (else the private one).
+    bus: bool,
+    rules: Vec<Rule>,
+    hello: bool,
+}
+
+struct Shared {
+    manager: Mutex<Manager>,
+    clients: Mutex<Vec<Client>>,
+    next: AtomicUsize,
+    jobs: async_channel::Sender<Job>,
+}
+
+impl Shared {
+    fn manager(&self) -> std::sync::MutexGuard<'_, Manager> {
+        self.manager.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn clients(&self) -> std::sync::MutexGuard<'_, Vec<Client>> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A systemd error on the wire: its own name and message.
+#[derive(Debug)]
+pub struct Reply(BusError);
+
+impl From<BusError> for Reply {
+    fn from(e: BusError) -> Reply {
+        Reply(e)
+    }
+}
+
+impl From<zbus::Error> for Reply {
+    fn from(e: zbus::Error) -> Reply {
+        Reply(BusError::new(
+            "org.freedesktop.DBus.Error.Failed",
+            e.to_string(),
+        ))
+    }
+}
+
+impl From<zvariant::Error> for Reply {
+    fn from(e: zvariant::Error) -> Reply {
+        Reply(BusError::new(
+            "org.freedesktop.DBus.Error.Failed",
+            e.to_string(),
+        ))
+    }
+}
+
+impl zbus::DBusError for Reply {
+    fn create_reply(&self, call: &Header<'_>) -> zbus::Result<Message> {
+        Message::error(call, self.name())?.build(&(self.0.message.as_str(),))
+    }
+
+    fn name(&self) -> ErrorName<'_> {
+        ErrorName::try_from(self.0.name.as_str()).unwrap_or_else(|_| {
+            ErrorName::from_static_str_unchecked("org.freedesktop.DBus.Error.Failed")
+        })
+    }
+
+    fn description(&self) -> Option<&str> {
+        Some(&self.0.message)
+    }
+}
+
+type Props = Vec<(String, OwnedValue)>;
+
+/// `org.freedesktop.systemd1.Manager` at /org/freedesktop/systemd1.
+struct ManagerIface {
+    shared: Arc<Shared>,
+}
+
+impl ManagerIface {
+    fn job(&self, r: Result<Job, BusError>) -> Result<OwnedObjectPath, Reply> {
+        let job = r?;
+        let path = OwnedObjectPath::try_from(job.path.clone())?;
+        // JobRemoved goes out after this reply (the broadcaster runs on the next tick).
+        let _ = self.shared.jobs.try_send(job);
+        Ok(path)
+    }
+}
+
+#[zbus::interface(name = "org.freedesktop.systemd1.Manager")]
+impl ManagerIface {
+    async fn start_transient_unit(
+        &self,
+        name: String,
+        mode: String,
+        properties: Props,
+        _aux: Vec<(String, Props)>,
+    ) -> Result<OwnedObjectPath, Reply> {
+        let r = self
+            .shared
+            .manager()
+            .start_transient_unit(&name, &mode, &properties);
+        self.job(r)
+    }
+
+    async fn stop_unit(&self, name: String, mode: String) -> Result<OwnedObjectPath, Reply> {
+        let r = self.shared.manager().stop_unit(&name, &mode);
+        self.job(r)
+    }
+
+    async fn reset_failed_unit(&self, name: String) -> Result<(), Reply> {
+        Ok(self.shared.manager().reset_failed_unit(&name)?)
+    }
+
+    async fn get_unit(&self, name: String) -> Result<OwnedObjectPath, Reply> {
+        let p = self.shared.manager().get_unit(&name)?;
+        Ok(OwnedObjectPath::try_from(p)?)
+    }
+
+    async fn set_unit_properties(
+        &self,
+        name: String,
+        runtime: bool,
+        properties: Props,
+    ) -> Result<(), Reply> {
+        Ok(self
+            .shared
+            .manager()
+            .set_unit_properties(&name, runtime, &properties)?)
+    }
+
+    async fn subscribe(&self) -> Result<(), Reply> {
+        Ok(self.shared.manager().subscribe("Subscribe")?)
+    }
+
+    async fn unsubscribe(&self) -> Result<(), Reply> {
+        Ok(self.shared.manager().subscribe("Unsubscribe")?)
+    }
+
+    /// `Version`: the host's systemd version, as systemd prints it (`219`).
+    #[zbus(property)]
+    async fn version(&self) -> String {
+        self.shared.manager().version().to_string()
+    }
+
+    /// `ControlGroup`: the system manager's own root ("" as the system instance has it).
+    #[zbus(property)]
+    async fn control_group(&self) -> String {
+        String::new()
+    }
+
+    #[zbus(signal)]
+    async fn job_removed(
+        emitter: &SignalEmitter<'_>,
+        id: u32,
+        job: ObjectPath<'_>,
+        unit: &str,
+        result: &str,
+    ) -> zbus::Result<()>;
+}
+
+/// `org.freedesktop.DBus` at /org/freedesktop/DBus, on the bus socket only.
+struct BusIface {
+    shared: Arc<Shared>,
+    id: usize,
+}
+
+fn bus_error(name: &str, message: String) -> Reply {
+    Reply(BusError::new(name, message))
+}
+
+impl BusIface {
+    fn note(&self, line: String) {
+        self.shared.manager().note(line);
+    }
+}
+
+#[zbus::interface(name = "org.freedesktop.DBus")]
+impl BusIface {
+    async fn hello(&self) -> Result<String, Reply> {
+        let mut clients = self.shared.clients();
+        let Some(c) = clients.iter_mut().find(|c| c.id == self.id) else {
+            return Err(bus_error(
+                "org.freedesktop.DBus.Error.Failed",
+                "no such client".into(),
+            ));
+        };
+        if c.hello {
+            return Err(bus_error(
+                "org.freedesktop.DBus.Error.Failed",
+                "Already handled an Hello message".into(),
+            ));
+        }
+        c.hello = true;
+        drop(clients);
+        let name = format!(":1.{}", self.id + 2);
+        self.note(format!("Hello -> ok {name}"));
+        Ok(name)
+    }
+
+    async fn add_match(&self, rule: String) -> Result<(), Reply> {
+        let Some(r) = Rule::parse(&rule) else {
+            self.note(format!(
+                "AddMatch {rule:?} -> error org.freedesktop.DBus.Error.MatchRuleInvalid"
+            ));
+            return Err(bus_error(
+                "org.freedesktop.DBus.Error.MatchRuleInvalid",
+                format!("Invalid match rule: {rule}"),
+            ));
+        };
+        if let Some(c) = self.shared.clients().iter_mut().find(|c| c.id == self.id) {
+            c.rules.push(r);
+        }
+        self.note(format!("AddMatch {rule:?} -> ok"));
+        Ok(())
+    }
+
+    async fn remove_match(&self, rule: String) -> Result<(), Reply> {
+        let r = Rule::parse(&rule);
+        let mut clients = self.shared.clients();
+        let c = clients.iter_mut().find(|c| c.id == self.id);
+        match (r, c) {
+            (Some(r), Some(c)) if c.rules.contains(&r) => {
+                let i = c.rules.iter().position(|x| *x == r).expect("contained");
+                c.rules.remove(i);
+                Ok(())
+            }
+            _ => Err(bus_error(
+                "org.freedesktop.DBus.Error.MatchRuleNotFound",
+                "The given match rule wasn't found and can't be removed".into(),
+            )),
+        }
+    }
+
+    async fn get_name_owner(&self, name: String) -> Result<String, Reply> {
+        match name.as_str() {
+            SYSTEMD_NAME => Ok(SYSTEMD_UNIQUE.into()),
+            "org.freedesktop.DBus" => Ok("org.freedesktop.DBus".into()),
+            _ => Err(bus_error(
+                "org.freedesktop.DBus.Error.NameHasNoOwner",
+                format!("Could not get owner of name '{name}': no such name"),
+            )),
+        }
+    }
+
+    async fn name_has_owner(&self, name: String) -> bool {
+        matches!(
+            name.as_str(),
+            SYSTEMD_NAME | "org.freedesktop.DBus" | SYSTEMD_UNIQUE
+        )
+    }
+
+    async fn list_names(&self) -> Vec<String> {
+        vec![
+            "org.freedesktop.DBus".into(),
+            SYSTEMD_UNIQUE.into(),
+            SYSTEMD_NAME.into(),
+        ]
+    }
+
+    async fn get_id(&self) -> String {
+        "00000000000000000000000063677270".into()
+    }
+
+    async fn request_name(&self, name: String, _flags: u32) -> Result<u32, Reply> {
+        if name == SYSTEMD_NAME {
+            // DBUS_REQUEST_NAME_REPLY_EXISTS: systemd owns it.
+            return Ok(3);
+        }
+        Ok(1)
+    }
+
+    async fn release_name(&self, _name: String) -> u32 {
+        // DBUS_RELEASE_NAME_REPLY_NON_EXISTENT
+        2
+    }
+
+    async fn get_connection_unix_user(&self, _name: String) -> u32 {
+        0
+    }
+}
+
+/// Serve the manager on `sockets` until [`Served::finish`].
+pub fn serve(sockets: Sockets, manager: Manager) -> std::io::Result<Served> {
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let (jobs, job_rx) = async_channel::unbounded::<Job>();
+    let shared = Arc::new(Shared {
+        manager: Mutex::new(manager),
+        clients: Mutex::new(Vec::new()),
+        next: AtomicUsize::new(0),
+        jobs,
+    });
+    let private = Async::new(sockets.private)?;
+    let bus = Async::new(sockets.bus)?;
+    let thread = std::thread::Builder::new()
+        .name("cgrepro-systemd".into())
+        .spawn(move || {
+            let ex = async_executor::LocalExecutor::new();
+            future::block_on(ex.run(run(&ex, private, bus, stopped, job_rx, shared)));
+        })?;
+    Ok(Served {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+enum Event {
+    Private(std::io::Result<UnixStream>),
+    Bus(std::io::Result<UnixStream>),
+    Stop,
+}
+
+async fn run(
+    ex: &async_executor::LocalExecutor<'_>,
+    private: Async<UnixListener>,
+    bus: Async<UnixListener>,
+    stopped: async_channel::Receiver<()>,
+    jobs: async_channel::Receiver<Job>,
+    shared: Arc<Shared>,
+) {
+    ex.spawn(broadcast(jobs, Arc::clone(&shared))).detach();
+    loop {
+        let ev = future::or(
+            future::or(
+                async {
+                    Event::Private(
+                        private
+                            .accept()
+                            .await
+                            .map(|(s, _)| s.into_inner())
+                            .and_then(|s| s),
+                    )
+                },
+                async {
+                    Event::Bus(
+                        bus.accept()
+                            .await
+                            .map(|(s, _)| s.into_inner())
+                            .and_then(|s| s),
+                    )
+                },
+            ),
+            async {
+                let _ = stopped.recv().await;
+                Event::Stop
+            },
+        )
+        .await;
+        let (stream, on_bus) = match ev {
+            Event::Stop => break,
+            Event::Private(Ok(s)) => (s, false),
+            Event::Bus(Ok(s)) => (s, true),
+            Event::Private(Err(_)) | Event::Bus(Err(_)) => continue,
+        };
+        ex.spawn(client(stream, on_bus, Arc::clone(&shared)))
+            .detach();
+    }
+    let clients: Vec<zbus::Connection> = shared.clients().drain(..).map(|c| c.conn).collect();
+    for c in clients {
+        let _ = c.close().await;
+    }
+}
+
+/// One client: the handshake, then its connection's tasks, until the case ends.
+async fn client(stream: UnixStream, on_bus: bool, shared: Arc<Shared>) {
+    let id = shared.next.fetch_add(1, Ordering::SeqCst);
+    let socket = if on_bus { BUS_SOCKET } else { PRIVATE_SOCKET };
+    let built = async {
+        let mut b = zbus::connection::Builder::async_io_unix_stream(stream)
+            .server(zbus::Guid::generate())?
+            .p2p()
+            .user_id(0)
+            .internal_executor(false)
+            .serve_at(
+                MANAGER_PATH,
+                ManagerIface {
+                    shared: Arc::clone(&shared),
+                },
+            )?;
+        if on_bus {
+            b = b.serve_at(
+                "/org/freedesktop/DBus",
+                BusIface {
+                    shared: Arc::clone(&shared),
+                    id,
+                },
+            )?;
+        }
+        b.build().await
+    };
+    // The executor must run while the handshake and the object server start.
+    let conn = match built.await {
+        Ok(c) => c,
+        Err(e) => {
+            shared
+                .manager()
+                .note(format!("connect {socket} -> error {e}"));
+            return;
+        }
+    };
+    shared.manager().note(format!("connect {socket} -> ok"));
+    shared.clients().push(Client {
+        id,
+        conn: conn.clone(),
+        bus: on_bus,
+        rules: Vec::new(),
+        hello: false,
+    });
+    loop {
+        conn.executor().tick().await;
+    }
+}
+
+/// JobRemoved to every private client and to the bus clients whose rules select it, as
+/// systemd and the bus deliver it.
+async fn broadcast(jobs: async_channel::Receiver<Job>, shared: Arc<Shared>) {
+    while let Ok(job) = jobs.recv().await {
+        // Let the method's reply go out first.
+        future::yield_now().await;
+        let targets: Vec<(zbus::Connection, bool)> = shared
+            .clients()
+            .iter()
+            .filter(|c| !c.bus || c.rules.iter().any(|r| r.selects("JobRemoved")))
+            .map(|c| (c.conn.clone(), c.bus))
+            .collect();
+        for (conn, on_bus) in targets {
+            let msg = (|| -> zbus::Result<Message> {
+                let mut b = Message::signal(MANAGER_PATH, MANAGER_IFACE, "JobRemoved")?;
+                if on_bus {
+                    b = b.sender(SYSTEMD_UNIQUE)?;
+                }
+                b.build(&(
+                    job.id,
+                    ObjectPath::try_from(job.path.as_str())?,
+                    job.unit.as_str(),
+                    job.result,
+                ))
+            })();
+            if let Ok(m) = msg {
+                let _ = conn.send(&m).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rule;
+
+    #[test]
+    fn go_systemds_match_rule_with_spaces_selects_job_removed() {
+        let r = Rule::parse(
+            "type='signal', interface='org.freedesktop.systemd1.Manager', member='JobRemoved'",
+        )
+        .unwrap();
+        assert!(r.selects("JobRemoved"));
+        assert!(!r.selects("UnitNew"));
+        assert!(Rule::parse("type=signal").is_none());
+    }
+}
