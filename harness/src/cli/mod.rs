@@ -83,6 +83,9 @@ pub fn main() -> i32 {
             return 2;
         }
     };
+    for removed in engine.session().map_or(&[][..], |s| s.stale_removed()) {
+        eprintln!("note: {removed}");
+    }
     if let Some(p) = &cli.shim {
         let p = p.canonicalize().unwrap_or_else(|_| p.clone());
         engine.set_kata_shim(p);

@@ -66,6 +66,9 @@ pub struct HostSpec {
     pub options: Option<BTreeMap<String, bool>>,
     /// How the cgroupfs is served: `model` (FUSE, default where available) or `tree`.
     pub cgroupfs: Option<crate::sandbox::cgroupfs::CgroupfsKind>,
+    /// Extra directories the target may write, private to the case (the rest of the
+    /// machine's file system is read-only to it).
+    pub writable: Option<Vec<String>>,
 }
 
 /// `systemd = true` as [`HostSpec::systemd`] stores it: the preset's version.
@@ -124,8 +127,12 @@ pub struct Host {
     pub options: BTreeMap<String, bool>,
     /// `/proc/version`.
     pub proc_version: String,
-    /// The cgroupfs asked for (the sandbox falls back to the tree without FUSE).
+    /// The cgroupfs asked for (a case that cannot have it is ignored, never moved).
     pub cgroupfs: crate::sandbox::cgroupfs::CgroupfsKind,
+    /// Directories private to the case and writable by its target (`[host] writable`),
+    /// besides the sandbox's own (/tmp, /var/tmp, /run, /dev/shm).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub writable: Vec<std::path::PathBuf>,
 }
 
 /// Errors resolving a host spec. `field` is the `[host]` key at fault.

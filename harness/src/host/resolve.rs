@@ -116,5 +116,11 @@ pub fn resolve(data: &HostData, spec: &HostSpec) -> Result<Host, HostError> {
         options,
         proc_version,
         cgroupfs: spec.cgroupfs.unwrap_or_default(),
+        writable: spec
+            .writable
+            .iter()
+            .flatten()
+            .map(std::path::PathBuf::from)
+            .collect(),
     })
 }

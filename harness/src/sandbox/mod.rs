@@ -13,9 +13,11 @@
 pub mod cgroupfs;
 pub mod effects;
 pub mod interrupt;
+pub mod readonly;
 mod reaper;
 mod session;
 pub mod spawn;
+pub mod stale;
 mod supervise;
 pub mod syscall;
 

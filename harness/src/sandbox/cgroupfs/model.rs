@@ -396,6 +396,11 @@ impl Model {
         self.faults.fire(op, path)
     }
 
+    /// How long the answer to the last operation is to be held (its delay faults).
+    pub fn take_delay(&mut self) -> std::time::Duration {
+        self.faults.take_delay()
+    }
+
     // ---- reading the tree ----
 
     pub fn attr(&self, ino: Ino) -> Option<Attr> {
