@@ -33,6 +33,8 @@ pub enum LogOp {
     Unlink,
     Read,
     Write,
+    /// A fork or clone refused by a `pids.max` (path: the task's group).
+    Fork,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +69,7 @@ impl LogEntry {
             LogOp::Unlink => "unlink",
             LogOp::Read => "read",
             LogOp::Write => "write",
+            LogOp::Fork => "fork",
         };
         let mut s = format!("{op} {}", self.path);
         if let Some(v) = &self.value {
