@@ -2,6 +2,7 @@
 //! (YAML, via insta in tests and compared byte for byte by the CLI), the expectation
 //! check, the verbose replay, and the matrix table ([`matrix`]).
 
+pub mod libtest;
 pub mod matrix;
 pub mod snapshot;
 pub mod yaml;
@@ -39,6 +40,8 @@ pub struct Report {
     pub leftovers: u32,
     pub stdout_tail: String,
     pub stdout_bytes: u64,
+    /// Command targets that run a Rust test suite: `binary::test` → libtest's verdict.
+    pub tests: std::collections::BTreeMap<String, String>,
     pub stderr_tail: String,
     pub stderr_bytes: u64,
     /// Shim targets: the client-side result and the shim's own evidence.
@@ -79,6 +82,7 @@ impl Report {
             cgroupfs: observed.cgroupfs.map(|k| k.name()),
             cgroupfs_ops: observed.cgroupfs_ops.clone(),
             leftovers: observed.leftovers,
+            tests: libtest::verdicts(&stdout_full),
             stdout_tail,
             stdout_bytes: observed.stdout.total,
             stderr_tail: tail(&norm.apply(&observed.stderr.text())),
@@ -185,6 +189,9 @@ impl Report {
             );
         }
         m.insert("exit".into(), json!(self.exit));
+        if !self.tests.is_empty() {
+            m.insert("tests".into(), json!(self.tests));
+        }
         if !self.cgroupfs_ops.is_empty() {
             m.insert("cgroupfs_ops".into(), json!(self.cgroupfs_ops));
         }
