@@ -25,6 +25,7 @@ mod faults;
 mod materialize;
 mod procfs;
 mod resolve;
+mod sysfs;
 pub mod tree;
 pub mod version;
 
@@ -185,6 +186,9 @@ pub struct Layout {
     /// /proc/sys/kernel/osrelease, /proc/version. A `missing` fault on a view is rejected
     /// (`HostError::BadFault`): a bind mount cannot make a /proc file disappear.
     pub proc_views: Vec<(PathBuf, PathBuf)>,
+    /// Files and directories to bind over sysfs paths (`/sys/kernel/mm/hugepages`,
+    /// `/sys/devices/system/cpu/online`), as (path the target sees, path on disk).
+    pub sys_views: Vec<(PathBuf, PathBuf)>,
 }
 
 impl HostData {
@@ -270,6 +274,8 @@ impl Host {
         owner: (u32, u32),
     ) -> Result<Layout, HostError> {
         let plan = self.plan(data, faults)?;
-        materialize::write(&plan, dir, owner)
+        let mut layout = materialize::write(&plan, dir, owner)?;
+        layout.sys_views = sysfs::write(&data.kernels.procfs.sysfs, dir, owner)?;
+        Ok(layout)
     }
 }

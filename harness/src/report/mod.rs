@@ -2,6 +2,7 @@
 //! (YAML, via insta in tests and compared byte for byte by the CLI), the expectation
 //! check, the verbose replay, and the matrix table ([`matrix`]).
 
+pub mod libtest;
 pub mod matrix;
 pub mod snapshot;
 pub mod yaml;
@@ -39,6 +40,8 @@ pub struct Report {
     pub leftovers: u32,
     pub stdout_tail: String,
     pub stdout_bytes: u64,
+    /// Command targets that run a Rust test suite: `binary::test` → libtest's verdict.
+    pub tests: std::collections::BTreeMap<String, String>,
     pub stderr_tail: String,
     pub stderr_bytes: u64,
     /// Shim targets: the client-side result and the shim's own evidence.
@@ -83,6 +86,7 @@ impl Report {
                 .map(|l| op_pids(case, l))
                 .collect(),
             leftovers: observed.leftovers,
+            tests: libtest::verdicts(&stdout_full),
             stdout_tail,
             stdout_bytes: observed.stdout.total,
             stderr_tail: tail(&norm.apply(&observed.stderr.text())),
@@ -220,6 +224,9 @@ impl Report {
             );
         }
         m.insert("exit".into(), json!(self.exit));
+        if !self.tests.is_empty() {
+            m.insert("tests".into(), json!(self.tests));
+        }
         if !self.cgroupfs_ops.is_empty() {
             m.insert("cgroupfs_ops".into(), json!(self.cgroupfs_ops));
         }

@@ -528,6 +528,22 @@ impl Session {
                 ))?),
             });
         }
+        // The simulated machine's sysfs files (hugepage sizes, CPUs), where this machine
+        // has the path to bind over.
+        for (target, file) in &mhost.layout.sys_views {
+            if target.exists() {
+                let view = views.len();
+                views.push(cs(file)?);
+                init_steps.push(Step::BindView {
+                    view,
+                    target: cs(target)?,
+                });
+                init_steps.push(Step::ReadOnly {
+                    target: cs(target)?,
+                    keep: readonly::mount_flags(file),
+                });
+            }
+        }
         // Private, empty: /run and /tmp, and the other world-writable places the target
         // could otherwise write on the machine (/dev/shm also holds the session dirs).
         for (dir, opts) in private.into_iter().filter(|(d, _)| Path::new(d).is_dir()) {
@@ -711,7 +727,6 @@ impl Session {
             sync_r,
             target_sock,
         ));
-        let supervisor = Supervisor::start(OwnedFd::from(sup_sock), plan);
         let served = model.map(|(fd, mut m)| {
             m.set_pids(Box::new(cgroupfs::pids::CasePids::new(init)));
             cgroupfs::server::serve(fd, m, fuse_ids)
@@ -740,6 +755,23 @@ impl Session {
             }
             None => None,
         };
+        // The model's pids.max, enforced on the forks the syscall layer traps.
+        let fork_gate = served.as_ref().map(|s| {
+            let model = Arc::clone(s.model());
+            syscall::ForkGate(Arc::new(move |pid: u32| {
+                let tid = cgroupfs::pids::case_pid(pid)?;
+                let mut m = model.lock().unwrap_or_else(|e| e.into_inner());
+                m.fork(tid).err()
+            }))
+        });
+        let supervisor = Supervisor::start_with(
+            OwnedFd::from(sup_sock),
+            plan,
+            syscall::SupervisorOptions {
+                fork_gate,
+                ..Default::default()
+            },
+        );
         if self.strategy == Strategy::UserNs {
             let deny = unsafe { libc::geteuid() } != 0;
             if let Err(e) =
@@ -977,6 +1009,7 @@ fn sim_kernel(
         statfs_magic,
         proc_files,
         enosys: data.syscalls_newer_than(host),
+        gate_forks: host.cgroupfs == CgroupfsKind::Model,
     })
 }
 
