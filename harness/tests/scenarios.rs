@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use cgrepro::engine::Engine;
 use cgrepro::outcome::{Class, Outcome};
-use cgrepro::report::snapshot;
+use cgrepro::report::{artifacts, snapshot};
 use cgrepro::sandbox::interrupt;
 use cgrepro::scenario::TargetKind;
 use cgrepro::target;
@@ -88,6 +88,10 @@ fn main() {
     }
     let mut trials = Vec::new();
     let mut reasons = std::collections::HashMap::new();
+    // Each case's whole output and logs; CI uploads the directory.
+    let artifacts_root = std::env::var_os("CGREPRO_ARTIFACTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target/cgrepro/tests"));
     for e in errors {
         let name = e
             .file
@@ -103,6 +107,7 @@ fn main() {
     }
     for case in scenarios.into_iter().flat_map(|s| s.cases) {
         let engine = Arc::clone(&engine);
+        let artifacts_root = artifacts_root.clone();
         // Known when listing: nextest lists with `--ignored` to learn which are ignored.
         let cannot_run = engine.ignore_reason(&case);
         let name = case.name.clone();
@@ -116,7 +121,8 @@ fn main() {
                     // Only reached with --ignored / --include-ignored: asked to run, it cannot.
                     return Err(format!("cannot run here: {why}").into());
                 }
-                let report = engine.run(&case, false);
+                let artifacts = artifacts::case_dir(&artifacts_root, &case);
+                let report = engine.run_keeping(&case, false, Some(&artifacts));
                 if let Outcome::HarnessError { message } = &report.outcome {
                     if case
                         .expect
@@ -143,7 +149,12 @@ fn main() {
                 if problems.is_empty() {
                     Ok(())
                 } else {
-                    Err(format!("{}\n\n{rendered}", problems.join("\n")).into())
+                    Err(format!(
+                        "{}\n\n{rendered}\nartifacts (whole output, logs): {}",
+                        problems.join("\n"),
+                        artifacts.display()
+                    )
+                    .into())
                 }
             })
             .with_ignored_flag(ignored),

@@ -49,6 +49,9 @@ pub struct Launch {
     /// below a place the sandbox makes private (/tmp, /var/tmp, /dev/shm, /run): where the
     /// target's binaries are, e.g. a checkout under /tmp.
     pub expose: Vec<PathBuf>,
+    /// Write the target's whole stdout and stderr here too (`stdout.log`, `stderr.log`;
+    /// the report keeps only a tail): a run's artifacts directory for the case.
+    pub capture: Option<PathBuf>,
 }
 
 /// The target's wait status.

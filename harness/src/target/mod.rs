@@ -273,5 +273,6 @@ pub fn launch(case: &Case, drivers: &Drivers, keep: bool) -> Option<Launch> {
         syscall_faults: case.syscall_faults.clone(),
         cgroupfs_faults: case.cgroupfs_faults.clone(),
         expose: exe.parent().map(Path::to_path_buf).into_iter().collect(),
+        capture: None,
     })
 }

@@ -236,6 +236,7 @@ pub fn launch(case: &Case, name: &str, drivers: &Drivers, keep: bool) -> Option<
         .into_iter()
         .flatten()
         .collect(),
+        capture: None,
     })
 }
 
