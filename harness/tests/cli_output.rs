@@ -285,3 +285,92 @@ fn cases_that_cannot_run_fail_the_run_unless_allowed() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("0 passed, 0 failed, 1 ignored"));
 }
+
+/// A headless Chromium, if this machine has one (ci/setup.sh installs it on CI).
+fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    if found.is_none() && std::env::var_os("CI").is_some() {
+        panic!("no chromium on CI: ci/setup.sh installs it");
+    }
+    found
+}
+
+#[test]
+fn the_html_page_renders_in_a_real_browser() {
+    let repo = repo_with_a_failing_case();
+    let art = repo.path().join("runs");
+    let o = cgrepro(repo.path())
+        .args(["run", "--artifacts"])
+        .arg(&art)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    // `cgrepro report` rebuilds the page from the run's cases.jsonl.
+    let page = repo.path().join("page.html");
+    let o = cgrepro(repo.path())
+        .args(["report"])
+        .arg(art.join("latest"))
+        .arg("--html")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
+    let Some(browser) = chromium() else {
+        eprintln!("no chromium here: the page was not checked in a browser");
+        return;
+    };
+    let headless = |extra: &[&str]| {
+        let o = Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .arg("--window-size=1000,800")
+            .arg(format!(
+                "--user-data-dir={}",
+                repo.path().join("chromium-profile").display()
+            ))
+            .args(extra)
+            .arg(format!("file://{}", page.display()))
+            .current_dir(repo.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // The browser's DOM: the grid's cells, coloured by class, the failed one framed, the
+    // signature and what failed on hover, a link to the report.
+    let dom = headless(&["--dump-dom"]);
+    assert!(
+        dom.contains(
+            "<td class=\"cell crash failed\" title=\"failed: SIGABRT\nexpected signal SIGSEGV"
+        ),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<td class=\"cell error\" title=\"passed: exit 3"),
+        "{dom}"
+    );
+    assert!(dom.contains("<details id=\"c0\">"), "{dom}");
+    // The screenshot, for people (CI keeps it): target/cgrepro/page.png.
+    let shot = root().join("target/cgrepro/page.png");
+    std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
+    headless(&[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+}

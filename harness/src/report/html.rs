@@ -1,5 +1,5 @@
 //! One self-contained HTML page for a run (`cgrepro report`, `--html FILE`): per scenario,
-//! its matrix as a grid (the first axis as rows, the other axes as columns), each cell
+//! its matrix as a grid (the last axis as columns, the other axes' combinations as rows), each cell
 //! coloured by class, its signature on hover and a click to its report; the distinct
 //! signatures with their cells; and the run's figures. Made from the cases' JSON records
 //! ([`super::results`]), so a page can be rebuilt from a run's `cases.jsonl`; each case's
@@ -111,7 +111,11 @@ pub fn render(title: &str, records: &[Value]) -> String {
             cells.len()
         );
         for i in cells {
-            let _ = write!(h, " <a href=\"#c{i}\">{}</a>", esc(s(&records[*i], "case")));
+            let _ = write!(
+                h,
+                " <a href=\"#c{i}\">{}</a>",
+                esc(&short_name(&records[*i]))
+            );
         }
         let _ = writeln!(h, "</td></tr>");
     }
@@ -123,6 +127,17 @@ pub fn render(title: &str, records: &[Value]) -> String {
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// `scenario: v1 · v2` (the cell's values), or the case name for a single cell.
+fn short_name(r: &Value) -> String {
+    match r["cell"].as_object() {
+        Some(c) if !c.is_empty() => {
+            let vals: Vec<&str> = c.values().filter_map(Value::as_str).collect();
+            format!("{}: {}", s(r, "scenario"), vals.join(" · "))
+        }
+        _ => s(r, "case").to_owned(),
+    }
 }
 
 fn figures(h: &mut String, records: &[Value]) {
@@ -161,38 +176,41 @@ fn figures(h: &mut String, records: &[Value]) {
     );
 }
 
-/// The grid of one scenario: first axis down, the other axes' combinations across.
+/// The grid of one scenario: the last axis across, the other axes' combinations down.
 fn grid(h: &mut String, cases: &[(usize, &Value)]) {
     let axes: Vec<String> = cases
         .first()
         .and_then(|(_, r)| r["cell"].as_object())
         .map(|o| o.keys().cloned().collect())
         .unwrap_or_default();
+    let (row_axes, col_axis) = match axes.split_last() {
+        Some((last, rest)) => (rest.to_vec(), Some(last.clone())),
+        None => (vec![], None),
+    };
     let value = |r: &Value, a: &str| r["cell"][a].as_str().unwrap_or("").to_owned();
+    let row_of = |r: &Value| {
+        row_axes
+            .iter()
+            .map(|a| value(r, a))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    let col_of = |r: &Value| col_axis.as_deref().map(|a| value(r, a)).unwrap_or_default();
     let mut rows: Vec<String> = Vec::new();
     let mut cols: Vec<String> = Vec::new();
     for (_, r) in cases {
-        let row = axes.first().map(|a| value(r, a)).unwrap_or_default();
-        let col = axes
-            .iter()
-            .skip(1)
-            .map(|a| value(r, a))
-            .collect::<Vec<_>>()
-            .join(" · ");
-        if !rows.contains(&row) {
-            rows.push(row);
+        if !rows.contains(&row_of(r)) {
+            rows.push(row_of(r));
         }
-        if !cols.contains(&col) {
-            cols.push(col);
+        if !cols.contains(&col_of(r)) {
+            cols.push(col_of(r));
         }
     }
-    let row_axis = axes.first().cloned().unwrap_or_else(|| "case".into());
-    let col_axes = axes.iter().skip(1).cloned().collect::<Vec<_>>().join(" · ");
     let _ = write!(
         h,
         "<table class=\"grid\"><tr><th>{} \\ {}</th>",
-        esc(&row_axis),
-        esc(&col_axes)
+        esc(&row_axes.join(" · ")),
+        esc(col_axis.as_deref().unwrap_or(""))
     );
     for c in &cols {
         let _ = write!(h, "<th>{}</th>", esc(c));
@@ -201,48 +219,45 @@ fn grid(h: &mut String, cases: &[(usize, &Value)]) {
     for row in &rows {
         let _ = write!(h, "<tr><th>{}</th>", esc(row));
         for col in &cols {
-            let found = cases.iter().find(|(_, r)| {
-                axes.first().map(|a| value(r, a)).unwrap_or_default() == *row
-                    && axes
-                        .iter()
-                        .skip(1)
-                        .map(|a| value(r, a))
-                        .collect::<Vec<_>>()
-                        .join(" · ")
-                        == *col
-            });
-            match found {
+            match cases
+                .iter()
+                .find(|(_, r)| row_of(r) == *row && col_of(r) == *col)
+            {
                 None => h.push_str("<td></td>"),
-                Some((i, r)) => {
-                    let cls = colour_class(r);
-                    let failed = if s(r, "status") == "failed" {
-                        " failed"
-                    } else {
-                        ""
-                    };
-                    let hover = match s(r, "status") {
-                        "ignored" => format!("ignored: {}", s(r, "reason")),
-                        st => {
-                            let mut t = format!("{st}: {}", s(r, "signature"));
-                            for p in r["problems"].as_array().into_iter().flatten() {
-                                t.push('\n');
-                                t.push_str(p.as_str().unwrap_or(""));
-                            }
-                            t
-                        }
-                    };
-                    let _ = write!(
-                        h,
-                        "<td class=\"cell {cls}{failed}\" title=\"{}\"><a href=\"#c{i}\">{}</a></td>",
-                        esc(&hover),
-                        esc(&cls)
-                    );
-                }
+                Some((i, r)) => cell(h, *i, r),
             }
         }
         h.push_str("</tr>\n");
     }
     h.push_str("</table>\n");
+}
+
+/// One cell: coloured by class, framed red when the case failed, the signature (and
+/// what failed) on hover, a link to its report.
+fn cell(h: &mut String, i: usize, r: &Value) {
+    let cls = colour_class(r);
+    let failed = if s(r, "status") == "failed" {
+        " failed"
+    } else {
+        ""
+    };
+    let hover = match s(r, "status") {
+        "ignored" => format!("ignored: {}", s(r, "reason")),
+        st => {
+            let mut t = format!("{st}: {}", s(r, "signature"));
+            for p in r["problems"].as_array().into_iter().flatten() {
+                t.push('\n');
+                t.push_str(p.as_str().unwrap_or(""));
+            }
+            t
+        }
+    };
+    let _ = write!(
+        h,
+        "<td class=\"cell {cls}{failed}\" title=\"{}\"><a href=\"#c{i}\">{}</a></td>",
+        esc(&hover),
+        esc(&cls)
+    );
 }
 
 fn case_report(h: &mut String, i: usize, r: &Value) {
