@@ -374,3 +374,67 @@ fn the_html_page_renders_in_a_real_browser() {
         png.len()
     );
 }
+
+/// A non-root user (nobody, through `setpriv`) runs cases for real in a user namespace;
+/// cases that need what it lacks (the cgroupfs model's FUSE mount) fail the run loudly.
+#[test]
+fn a_non_root_user_runs_cases_or_fails_loudly() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: this test drops to nobody from root; nothing checked");
+        return;
+    }
+    let repo = repo_with_a_failing_case();
+    let p = repo.path();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        p.join("scenarios/demo/abort.toml"),
+        "[scenario]\ntitle = \"abort on the tree\"\n\n[host]\ncgroupfs = \"tree\"\n\n\
+         [target]\ndriver = \"crasher-abort\"\n\n[[expect]]\nclass = \"crash\"\nsignal = \"SIGABRT\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("scenarios/demo/exit3.toml"),
+        "[scenario]\ntitle = \"exit 3 on the model\"\n\n[target]\ndriver = \"crasher-exit3\"\n",
+    )
+    .unwrap();
+    let runs = p.join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    std::fs::set_permissions(&runs, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_cgrepro"));
+    let as_nobody = |args: &[&str]| {
+        let o = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(bin)
+            .args(args)
+            .arg("--artifacts")
+            .arg(&runs)
+            .current_dir(p)
+            .env("CGREPRO_SKIP_BUILD", "1")
+            .env("CGREPRO_BIN_DIR", bin.parent().unwrap())
+            .env_remove("CGREPRO_STRATEGY")
+            .output()
+            .expect("setpriv (util-linux)");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // The tree case runs for real, unprivileged.
+    let (code, out, err) = as_nobody(&["run", "demo/abort"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("ok       demo/abort  SIGABRT"), "{out}");
+    assert!(out.contains("1 passed, 0 failed, 0 ignored"), "{out}");
+    // The model case cannot run without root here: loud, and a failing exit status.
+    let (code, out, err) = as_nobody(&["run"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("1 passed, 0 failed, 1 ignored"), "{out}");
+    assert!(
+        err.contains("error: 1 of 2 selected case(s) cannot run on this machine"),
+        "{err}"
+    );
+    assert!(err.contains("cgroupfs model"), "{err}");
+    let (code, _, _) = as_nobody(&["run", "--allow-ignored"]);
+    assert_eq!(code, Some(0));
+}
