@@ -195,10 +195,127 @@ fn nextest_partitions_run_each_case_once_and_never_pass_what_cannot_run() {
         assert_eq!(passed, runnable, "{kind} partitions");
     }
 
+    // The CI recipe's invocation (ci/github-actions.yml): its nextest profile writes JUnit.
+    let recipe = std::fs::read_to_string(root().join("ci/github-actions.yml")).unwrap();
+    for needed in [
+        "--config-file ci/nextest.toml --profile ci",
+        "--partition hash:${{ matrix.shard }}/4",
+        "target/nextest/ci/junit.xml",
+        "--junit target/cgrepro/junit.xml --html target/cgrepro/report.html",
+    ] {
+        assert!(
+            recipe.contains(needed),
+            "ci/github-actions.yml lacks `{needed}`"
+        );
+    }
+    let junit = root().join("target/nextest/ci/junit.xml");
+    let _ = std::fs::remove_file(&junit);
+    let (p, f, _, out) = nextest_run(&[
+        "--config-file",
+        "ci/nextest.toml",
+        "--profile",
+        "ci",
+        "--partition",
+        "hash:1/4",
+        "-E",
+        selection,
+    ]);
+    assert_eq!(f, 0, "{out}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testcase ").count(), p, "{xml}");
+
     if !cannot.is_empty() {
         // Asked to run what cannot run: each fails with the reason, none passes.
         let (p, f, _, out) = nextest_run(&["--run-ignored", "only"]);
         assert_eq!((p, f), (0, cannot.len()), "{out}");
         assert!(out.contains("cannot run here:"), "{out}");
     }
+}
+
+/// Whether cargo-insta is here; on CI it must be (ci/setup.sh installs it).
+fn cargo_insta() -> bool {
+    let here = cargo()
+        .args(["insta", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !here && std::env::var_os("CI").is_some() {
+        panic!("cargo-insta is missing on CI: ci/setup.sh installs it");
+    }
+    if !here {
+        eprintln!("cargo-insta is not installed: nothing checked (install: cargo install cargo-insta --locked)");
+    }
+    here
+}
+
+/// The README's review flow: a changed case leaves a pending `.snap.new` under
+/// `scenarios/snapshots/`; `cargo insta pending-snapshots --workspace-root scenarios` finds
+/// it and `cargo insta accept --workspace-root scenarios` applies it.
+#[test]
+fn cargo_insta_finds_and_accepts_pending_scenario_snapshots() {
+    if !cargo_insta() {
+        return;
+    }
+    // A repository of its own: one real scenario, its snapshot made stale.
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    std::os::unix::fs::symlink(root().join("fixtures"), r.join("fixtures")).unwrap();
+    std::fs::create_dir_all(r.join("scenarios/crashers")).unwrap();
+    std::fs::create_dir_all(r.join("scenarios/snapshots/crashers")).unwrap();
+    std::fs::copy(
+        root().join("scenarios/crashers/abort.toml"),
+        r.join("scenarios/crashers/abort.toml"),
+    )
+    .unwrap();
+    let snap = r.join("scenarios/snapshots/crashers/abort.snap");
+    let good =
+        std::fs::read_to_string(root().join("scenarios/snapshots/crashers/abort.snap")).unwrap();
+    std::fs::write(
+        &snap,
+        good.replace("signature: SIGABRT", "signature: SIGSEGV"),
+    )
+    .unwrap();
+
+    let scenarios = |update: &str| {
+        cargo()
+            .args([
+                "test",
+                "-q",
+                "-p",
+                "cgrepro",
+                "--test",
+                "scenarios",
+                "--",
+                "crashers/abort",
+            ])
+            .env("CGREPRO_ROOT", r)
+            .env("INSTA_UPDATE", update)
+            .env_remove("CI")
+            .output()
+            .unwrap()
+    };
+    // The case fails and leaves its new snapshot pending.
+    let o = scenarios("new");
+    assert!(!o.status.success(), "{}", text(&o));
+    let pending = snap.with_extension("snap.new");
+    assert!(pending.is_file(), "{}", text(&o));
+
+    let insta = |cmd: &str| {
+        cargo()
+            .args(["insta", cmd, "--workspace-root"])
+            .arg(r.join("scenarios"))
+            .output()
+            .unwrap()
+    };
+    let o = insta("pending-snapshots");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("abort.snap"), "{}", text(&o));
+    let o = insta("accept");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!pending.exists());
+    assert!(std::fs::read_to_string(&snap)
+        .unwrap()
+        .contains("signature: SIGABRT"));
+    // Accepted: the case passes again.
+    let o = scenarios("no");
+    assert!(o.status.success(), "{}", text(&o));
 }

@@ -63,7 +63,10 @@ fn parse_args() -> (Arguments, Vec<String>) {
 fn main() {
     let (args, filters) = parse_args();
     let _ = interrupt::install();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // CGREPRO_ROOT: another repository's scenarios (the runner's own tests use a copy).
+    let root = std::env::var_os("CGREPRO_ROOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
     let root = root.canonicalize().unwrap_or(root);
     let engine = match Engine::new(&root) {
         Ok(e) => Arc::new(e),
