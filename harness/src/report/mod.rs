@@ -3,7 +3,11 @@
 //! check, the verbose replay, and the matrix table ([`matrix`]).
 
 pub mod libtest;
+pub mod artifacts;
+pub mod html;
+pub mod junit;
 pub mod matrix;
+pub mod results;
 pub mod snapshot;
 pub mod yaml;
 
@@ -49,6 +53,8 @@ pub struct Report {
     /// Not part of the snapshot (unstable); shown by the CLI.
     pub duration: std::time::Duration,
     pub kept: Option<std::path::PathBuf>,
+    /// The case's artifacts directory (full output, logs), when the run keeps them.
+    pub artifacts: Option<std::path::PathBuf>,
     /// Failed `[[expect]]` checks.
     pub expectation_failures: Vec<String>,
     /// The syscall layer's configured faults (with their seeds) and what fired.
@@ -94,6 +100,7 @@ impl Report {
             shim: None,
             duration: observed.duration,
             kept: observed.kept.clone(),
+            artifacts: None,
             expectation_failures,
             syscall_faults: case
                 .syscall_faults
@@ -280,7 +287,7 @@ impl Report {
     }
 }
 
-fn op_line(o: &OpResult) -> Value {
+pub(crate) fn op_line(o: &OpResult) -> Value {
     let mut s = match o.status {
         OpStatus::Ok => format!("{}: ok", o.op),
         OpStatus::Error => format!("{}: error: {}", o.op, o.error.as_deref().unwrap_or("")),

@@ -798,6 +798,7 @@ impl Session {
             },
             launch.timeout,
             launch.grace,
+            launch.capture.as_deref(),
         );
         let mut observed = watched.observed;
         observed.syscalls = Some(supervisor.stop());

@@ -817,7 +817,8 @@ fn resolve(
             })
         });
         if matches {
-            let span = at.loc.span("expect");
+            // This block's own line: its `[[expect]]` header (or, inline, its element).
+            let span = at.loc.element("expect", i);
             let line = span.map_or(0, |s| at.loc.src[..s.start].matches('\n').count() + 1);
             expect.push(Expect {
                 class: e.class,

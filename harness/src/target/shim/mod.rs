@@ -341,6 +341,7 @@ pub fn launch(
         .into_iter()
         .flatten()
         .collect(),
+        capture: None,
     })
 }
 
