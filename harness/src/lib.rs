@@ -14,6 +14,8 @@
 //! * [`report`] — snapshots, matrix tables and expectation checks, all rendered from a
 //!   [`report::Report`].
 //! * [`engine`] — the stages tied together: what the CLI and the test runner share.
+//! * [`sweep`] — fault sweeps: every plausible kernel failure at every cgroupfs op of a
+//!   case, judged, with minimised scenarios for the bugs.
 //! * [`cli`] — the `cgrepro` subcommands.
 
 pub mod cli;
@@ -24,4 +26,5 @@ pub mod pool;
 pub mod report;
 pub mod sandbox;
 pub mod scenario;
+pub mod sweep;
 pub mod target;

@@ -1,4 +1,4 @@
-//! The `cgrepro` command line: `list`, `run`, `replay`, `matrix`.
+//! The `cgrepro` command line: `list`, `run`, `replay`, `matrix`, `sweep` (in `crate::sweep::cli`).
 //!
 //! Exit status: 0 all good; 1 a case failed (unexpected outcome, changed snapshot,
 //! harness error); 2 bad input (scenario errors, unknown cell); 130 interrupted.
@@ -58,6 +58,9 @@ enum Command {
         #[arg(long, short)]
         jobs: Option<usize>,
     },
+    /// Fail every cgroupfs op of a case with every errno the kernel can give there; judge
+    /// and tabulate what the target does; write minimised scenarios for the bugs.
+    Sweep(crate::sweep::cli::Args),
 }
 
 pub fn main() -> i32 {
@@ -86,6 +89,10 @@ pub fn main() -> i32 {
         Command::Run { filter, jobs } => run(&engine, filter.as_deref(), jobs),
         Command::Replay { file, cells, keep } => replay(&mut engine, &file, &cells, keep),
         Command::Matrix { file, jobs } => matrix(&engine, &file, jobs),
+        Command::Sweep(args) => {
+            prepare(&engine);
+            crate::sweep::cli::main(&engine, &args, jobs(args.jobs))
+        }
     };
     if interrupt::interrupted() {
         eprintln!("interrupted: running cases were killed, partial results above");
