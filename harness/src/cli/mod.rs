@@ -27,6 +27,12 @@ struct Cli {
     /// scenarios. Default: $CGREPRO_KATA_SHIM; without either those cases are ignored.
     #[arg(long, global = true, value_name = "PATH")]
     shim: Option<PathBuf>,
+    /// Kata releases for `shim = "kata"` with `target.version`: a directory of
+    /// `containerd-shim-kata-v2-<version>` binaries (what `ci/kata-shim.sh` builds).
+    /// Default: $CGREPRO_KATA_SHIM_DIR, else /var/cache/cgrepro/kata-shims (root) or
+    /// ~/.cache/cgrepro/kata-shims.
+    #[arg(long, global = true, value_name = "DIR")]
+    shim_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -83,6 +89,9 @@ pub fn main() -> i32 {
     if let Some(p) = &cli.shim {
         let p = p.canonicalize().unwrap_or_else(|_| p.clone());
         engine.set_kata_shim(p);
+    }
+    if let Some(d) = &cli.shim_dir {
+        engine.drivers.kata_shim_dir = d.canonicalize().unwrap_or_else(|_| d.clone());
     }
     let code = match cli.command {
         Command::List { filter } => list(&engine, filter.as_deref()),
@@ -345,18 +354,42 @@ fn matrix(engine: &Engine, file: &std::path::Path, n: Option<usize>) -> i32 {
         Err(c) => return c,
     };
     prepare(engine);
-    let cases: Vec<&Case> = scenario.cases.iter().collect();
-    let results = pool::map(&cases, jobs(n), |case| match engine.ignore_reason(case) {
-        Some(why) => Report::harness_error(case, format!("ignored: {why}")),
-        None => engine.run(case, false),
-    });
+    // Cells that cannot run here are not outcomes: listed apart, by reason.
+    let mut ignored: Vec<(String, Vec<String>)> = Vec::new();
+    let mut cases: Vec<&Case> = Vec::new();
+    for case in &scenario.cases {
+        match engine.ignore_reason(case) {
+            Some(why) => {
+                let cell = case
+                    .cell
+                    .iter()
+                    .map(|(a, v)| format!("{a}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                match ignored.iter_mut().find(|(w, _)| *w == why) {
+                    Some((_, cells)) => cells.push(cell),
+                    None => ignored.push((why, vec![cell])),
+                }
+            }
+            None => cases.push(case),
+        }
+    }
+    let results = pool::map(&cases, jobs(n), |case| engine.run(case, false));
     let reports: Vec<Report> = results.into_iter().flatten().collect();
     println!("{}", scenario.meta.title);
     if let Some(r) = &scenario.meta.report {
         println!("{r}");
     }
     println!();
-    print!("{}", report::matrix::table(&scenario.axes, &reports));
+    if !reports.is_empty() {
+        print!("{}", report::matrix::table(&scenario.axes, &reports));
+    }
+    for (why, cells) in &ignored {
+        println!("\nignored ({} cell(s)): {why}", cells.len());
+        for c in cells {
+            println!("  {c}");
+        }
+    }
     let unexpected = reports
         .iter()
         .filter(|r| !r.expectation_failures.is_empty())

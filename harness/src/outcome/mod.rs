@@ -149,8 +149,9 @@ impl Outcome {
             frames
                 .first()
                 .map(|f| {
+                    // `name (location)`, `name (×N)`: the name.
+                    let f = f.split(" (").next().unwrap_or(f);
                     let f = f.rsplit('/').next().unwrap_or(f);
-                    let f = f.split(" (×").next().unwrap_or(f);
                     f.trim_end_matches("::{{closure}}").to_owned()
                 })
                 .or_else(|| location.clone())
@@ -171,9 +172,13 @@ impl Outcome {
                 frames,
                 location,
                 op,
-                ..
+                runtime,
             } => match place(frames, location, op) {
-                Some(p) => format!("panic in {p}: {}", short(message)),
+                Some(p) => format!(
+                    "panic in {p}{}: {}",
+                    go_at(*runtime, location),
+                    short(message)
+                ),
                 None => format!("panic: {}", short(message)),
             },
             Outcome::Crash {
@@ -182,10 +187,13 @@ impl Outcome {
                 location,
                 op,
                 message,
-                ..
+                runtime,
             } => {
                 let mut s = match place(frames, location, op) {
-                    Some(p) => format!("{signal} in {p}"),
+                    Some(p) => format!(
+                        "{signal} in {p}{}",
+                        go_at(runtime.unwrap_or(Runtime::Rust), location)
+                    ),
                     None => signal.clone(),
                 };
                 if frames.is_empty() && location.is_none() {
@@ -203,18 +211,30 @@ impl Outcome {
     }
 }
 
-/// The first line of a message, without trailing data after `: "` (ids, paths, values),
-/// at most 100 characters.
+/// ` (file.go:230)` after a Go function in a signature: Go traces name the line, and the
+/// line tells releases apart. (Rust signatures stay without: their panic location is in
+/// the library, shown with the outcome.)
+fn go_at(runtime: Runtime, location: &Option<String>) -> String {
+    match (runtime, location) {
+        (Runtime::Go, Some(l)) => format!(" ({l})"),
+        _ => String::new(),
+    }
+}
+
+/// The first line of a message, without trailing data after `: "` (ids, paths, values);
+/// a long line keeps its head and its tail (Go's `%v` of a struct in the middle of an
+/// error makes the middle unreadable, and the tail is usually the cause).
 fn short(message: &str) -> String {
     let line = message.lines().next().unwrap_or("").trim();
     let line = match line.find(": \"").or_else(|| line.find(": '")) {
         Some(i) if i > 0 => &line[..i],
         _ => line,
     };
-    if line.chars().count() > 100 {
-        let mut s: String = line.chars().take(99).collect();
-        s.push('…');
-        s
+    let n = line.chars().count();
+    if n > 100 {
+        let head: String = line.chars().take(60).collect();
+        let tail: String = line.chars().skip(n - 38).collect();
+        format!("{} … {}", head.trim_end(), tail.trim_start())
     } else {
         line.to_owned()
     }
@@ -320,7 +340,7 @@ pub fn classify(obs: &Observed, norm: &normalize::Normalizer) -> Classified {
                     (
                         Some(Runtime::Go),
                         Some(g.message.clone()),
-                        None,
+                        g.location.clone(),
                         g.frames.clone(),
                     )
                 } else if let Some(p) = driver_panic {
@@ -374,7 +394,7 @@ pub fn classify(obs: &Observed, norm: &normalize::Normalizer) -> Classified {
                             runtime: Some(Runtime::Go),
                             op: running_op.clone(),
                             message: Some(norm.apply(&g.message)),
-                            location: None,
+                            location: g.location.clone(),
                             frames: norm.frames(&g.frames),
                         };
                     }
@@ -382,7 +402,7 @@ pub fn classify(obs: &Observed, norm: &normalize::Normalizer) -> Classified {
                         runtime: Runtime::Go,
                         op: running_op.clone(),
                         message: norm.apply(&g.message),
-                        location: None,
+                        location: g.location.clone(),
                         frames: norm.frames(&g.frames),
                     };
                 }

@@ -9,8 +9,10 @@
 //! | `[RUSTLIB]` | the toolchain's std sources (`/rustc/<hash>/library`) |
 //! | `[ADDR]` | hex addresses (`0x7f…`, ≥ 4 hex digits), `+0x…` offsets |
 //! | `[GOID]` | goroutine numbers |
-//! | `[PID]` | `pid N`, `pid=N` |
+//! | `[PID]` | `pid N`, `pid=N`, `PID N`, a syslog tag's `name[N]:` |
 //! | `[DURATION]` | `1.5s`, `230ms`, `12µs` ... |
+//! | `[TIME]` | wall-clock times: RFC 3339 (`2026-12-02T11:54:37.97Z`, Go's logrus) and syslog's `Dec  2 11:54:37` |
+//! | `[BUILD]` | the build machine's directory in a Go trace (see [`super::parse::go_location`]) |
 
 use std::path::Path;
 
@@ -39,8 +41,20 @@ impl Normalizer {
             (r"/rustc/[0-9a-f]{40}/library", "[RUSTLIB]"),
             (r"\+0x[0-9a-fA-F]+", "+[ADDR]"),
             (r"0x[0-9a-fA-F]{4,}", "[ADDR]"),
+            (
+                r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?",
+                "[TIME]",
+            ),
+            (
+                r"\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d{2}:\d{2}:\d{2}\b",
+                "[TIME]",
+            ),
             (r"goroutine \d+", "goroutine [GOID]"),
             (r"\bpid[ =:]\d+", "pid [PID]"),
+            // Go programs start threads at their own pace, and threads take pids.
+            (r"\bPID \d+", "PID [PID]"),
+            // A syslog tag: `kata[13]:`.
+            (r"\b([A-Za-z][\w.-]*)\[\d+\]:", "$1[PID]:"),
             (r"\b\d+(?:\.\d+)?(?:ns|µs|us|ms|s)\b", "[DURATION]"),
         ]
         .into_iter()

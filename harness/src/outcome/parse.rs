@@ -164,8 +164,69 @@ pub struct GoPanic {
     /// `SIGSEGV` when the runtime reports `[signal SIGSEGV: ...]`.
     pub signal: Option<String>,
     /// Functions of the panicking goroutine, innermost first, runtime frames dropped,
-    /// argument lists removed.
+    /// argument lists removed, each with its source location when the trace has one:
+    /// `github.com/…/resourcecontrol.NewSandboxResourceController (src/runtime/pkg/resourcecontrol/cgroups.go:230)`.
     pub frames: Vec<String>,
+    /// The top frame's location, relative to the build tree
+    /// (`src/runtime/pkg/resourcecontrol/cgroups.go:230`).
+    pub location: Option<String>,
+    /// The build machine's directory the relative locations were cut from
+    /// (`/root/.cache/cgrepro/kata-src-3.13.0/`), for normalising the rest of the trace.
+    pub build_prefix: Option<String>,
+}
+
+/// A Go source location made independent of the build machine: the package directory's
+/// part shared with the function's import path (without the `host/org/repo` of a
+/// `github.com/...` path), and the file: `/b/kata/src/runtime/pkg/x/y.go:230` for
+/// `github.com/kata-containers/kata-containers/src/runtime/pkg/x.F` →
+/// (`src/runtime/pkg/x/y.go:230`, `/b/kata/`). Vendored packages keep `vendor/...`.
+pub fn go_location(func: &str, file_line: &str) -> (String, Option<String>) {
+    // `/path/file.go:230 +0x2f4` → `/path/file.go:230`.
+    let loc = file_line.trim().split(" +").next().unwrap_or("").trim();
+    let (path, line) = match loc.rsplit_once(':') {
+        Some((p, l)) if l.chars().all(|c| c.is_ascii_digit()) => (p, Some(l)),
+        _ => (loc, None),
+    };
+    let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
+    // The import path: everything before the first `.` after the last `/`.
+    let last_slash = func.rfind('/').map_or(0, |i| i + 1);
+    let pkg = match func[last_slash..].find('.') {
+        Some(i) => &func[..last_slash + i],
+        None => func,
+    };
+    let pkg_parts: Vec<&str> = pkg.split('/').collect();
+    let dir_parts: Vec<&str> = dir.split('/').collect();
+    let mut common = 0;
+    while common < pkg_parts.len()
+        && common < dir_parts.len()
+        && pkg_parts[pkg_parts.len() - 1 - common] == dir_parts[dir_parts.len() - 1 - common]
+    {
+        common += 1;
+    }
+    // Never keep the `host/org/repo` of a hosted import path: it is where the build tree
+    // sat (GOPATH layouts put it there), not a part of the source tree.
+    let hosted = if pkg_parts.first().is_some_and(|h| h.contains('.')) {
+        3
+    } else {
+        0
+    };
+    let keep = common.min(pkg_parts.len().saturating_sub(hosted));
+    let mut kept = dir_parts[dir_parts.len() - keep..].to_vec();
+    // Vendored code: from `vendor/` on.
+    if let Some(v) = dir_parts.iter().rposition(|p| *p == "vendor") {
+        if v < dir_parts.len() - keep {
+            kept = dir_parts[v..].to_vec();
+        }
+    }
+    let prefix = dir_parts[..dir_parts.len() - kept.len()].join("/");
+    kept.push(file);
+    let mut rel = kept.join("/");
+    if let Some(l) = line {
+        rel.push(':');
+        rel.push_str(l);
+    }
+    let prefix = (!prefix.is_empty() && path.starts_with('/')).then(|| format!("{prefix}/"));
+    (rel, prefix)
 }
 
 pub fn go_panic(stderr: &str) -> Option<GoPanic> {
@@ -191,11 +252,14 @@ pub fn go_panic(stderr: &str) -> Option<GoPanic> {
         }
     }
     let mut frames = Vec::new();
+    let mut location = None;
+    let mut build_prefix = None;
     if let Some(g) = lines[start..]
         .iter()
         .position(|l| l.starts_with("goroutine "))
     {
-        for l in &lines[start + g + 1..] {
+        let trace = &lines[start + g + 1..];
+        for (i, l) in trace.iter().enumerate() {
             if l.trim().is_empty() {
                 break;
             }
@@ -209,7 +273,17 @@ pub fn go_panic(stderr: &str) -> Option<GoPanic> {
             if func.starts_with("runtime.") || func.starts_with("panic") {
                 continue;
             }
-            frames.push(func.to_owned());
+            match trace.get(i + 1).filter(|n| n.starts_with('\t')) {
+                Some(file_line) => {
+                    let (rel, prefix) = go_location(func, file_line);
+                    if frames.is_empty() {
+                        location = Some(rel.clone());
+                        build_prefix = prefix;
+                    }
+                    frames.push(format!("{func} ({rel})"));
+                }
+                None => frames.push(func.to_owned()),
+            }
             if frames.len() == 16 {
                 break;
             }
@@ -219,6 +293,8 @@ pub fn go_panic(stderr: &str) -> Option<GoPanic> {
         message,
         signal,
         frames,
+        location,
+        build_prefix,
     })
 }
 
@@ -257,7 +333,15 @@ created by github.com/kata-containers/kata-containers/src/runtime/pkg/containerd
         assert_eq!(g.signal.as_deref(), Some("SIGSEGV"));
         assert_eq!(
             g.frames[0],
-            "github.com/kata-containers/kata-containers/src/runtime/pkg/resourcecontrol.NewSandboxResourceController"
+            "github.com/kata-containers/kata-containers/src/runtime/pkg/resourcecontrol.NewSandboxResourceController (src/runtime/pkg/resourcecontrol/cgroups.go:189)"
+        );
+        assert_eq!(
+            g.location.as_deref(),
+            Some("src/runtime/pkg/resourcecontrol/cgroups.go:189")
+        );
+        assert_eq!(
+            g.build_prefix.as_deref(),
+            Some("/go/src/github.com/kata-containers/kata-containers/")
         );
         assert_eq!(
             g.frames.len(),
@@ -272,7 +356,40 @@ created by github.com/kata-containers/kata-containers/src/runtime/pkg/containerd
         let text = "panic: cgroups: cgroup mountpoint does not exist\n\ngoroutine 1 [running]:\nruntime.gopanic(...)\n\t/usr/lib/go/src/runtime/panic.go:1 +0x1\nmain.load(...)\n\t/src/main.go:12 +0x1d\nmain.main()\n\t/src/main.go:5 +0x1\n";
         let g = go_panic(text).unwrap();
         assert_eq!(g.signal, None);
-        assert_eq!(g.frames, vec!["main.load", "main.main"]);
+        assert_eq!(
+            g.frames,
+            vec!["main.load (main.go:12)", "main.main (main.go:5)"]
+        );
+        assert_eq!(g.location.as_deref(), Some("main.go:12"));
+    }
+
+    #[test]
+    fn go_locations_lose_the_build_machine_but_keep_the_source_tree() {
+        let f = "github.com/kata-containers/kata-containers/src/runtime/pkg/resourcecontrol.NewSandboxResourceController";
+        for (file, prefix) in [
+            ("\t/root/.cache/cgrepro/kata-src-3.13.0/src/runtime/pkg/resourcecontrol/cgroups.go:230 +0x2f4", "/root/.cache/cgrepro/kata-src-3.13.0/"),
+            ("\t/go/src/github.com/kata-containers/kata-containers/src/runtime/pkg/resourcecontrol/cgroups.go:230 +0x2f4", "/go/src/github.com/kata-containers/kata-containers/"),
+        ] {
+            assert_eq!(
+                go_location(f, file),
+                ("src/runtime/pkg/resourcecontrol/cgroups.go:230".into(), Some(prefix.into()))
+            );
+        }
+        // Vendored, and a method on a pointer receiver.
+        let (rel, _) = go_location(
+            "github.com/containerd/cgroups/v3/cgroup1.(*cgroup).Add",
+            "\t/b/kata/src/runtime/vendor/github.com/containerd/cgroups/v3/cgroup1/cgroup.go:77 +0x1",
+        );
+        assert_eq!(
+            rel,
+            "vendor/github.com/containerd/cgroups/v3/cgroup1/cgroup.go:77"
+        );
+        // -trimpath builds print the import path itself.
+        let (rel, prefix) = go_location(
+            "github.com/kata-containers/kata-containers/src/runtime/pkg/x.F",
+            "\tgithub.com/kata-containers/kata-containers/src/runtime/pkg/x/y.go:9 +0x1",
+        );
+        assert_eq!((rel.as_str(), prefix), ("src/runtime/pkg/x/y.go:9", None));
     }
 
     #[test]

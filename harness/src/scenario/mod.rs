@@ -66,8 +66,12 @@ pub enum TargetKind {
     },
     /// Any argv.
     Command { argv: Vec<String> },
-    /// A containerd shim v2 driven over ttrpc: `kata` or a fixture shim.
-    Shim { name: String },
+    /// A containerd shim v2 driven over ttrpc: `kata` or a fixture shim. `version`: a
+    /// Kata release (`containerd-shim-kata-v2-<version>` from the shim directory).
+    Shim {
+        name: String,
+        version: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -97,7 +101,14 @@ impl Target {
                 version: None,
             } => format!("driver {name}"),
             TargetKind::Command { argv } => format!("command {}", argv.join(" ")),
-            TargetKind::Shim { name } => format!("shim {name}"),
+            TargetKind::Shim {
+                name,
+                version: Some(v),
+            } => format!("shim {name} {v}"),
+            TargetKind::Shim {
+                name,
+                version: None,
+            } => format!("shim {name}"),
         }
     }
 }

@@ -406,11 +406,13 @@ fn resolve(
                 )
                 .hint("remove the others"))
         }
-        Some(_) if raw.target.version.is_some() => {
-            return Err(at.at(
-                "target.version",
-                "`version` selects a driver version; a shim has none",
-            ))
+        Some(name) if name != crate::target::shim::KATA && raw.target.version.is_some() => {
+            return Err(at
+                .at(
+                    "target.version",
+                    format!("`version` selects a Kata release; the fixture shim `{name}` has none"),
+                )
+                .hint("remove `version`, or use `shim = \"kata\"`"))
         }
         Some(name) => {
             let known = ctx.drivers.shim_names();
@@ -419,7 +421,17 @@ fn resolve(
                     .at("target.shim", format!("unknown shim `{name}`"))
                     .hint(suggest(name, "known shims", &known)));
             }
-            Some(TargetKind::Shim { name: name.clone() })
+            if let Some(v) = &raw.target.version {
+                if !crate::target::shim::is_release(v) {
+                    return Err(at
+                        .at("target.version", format!("`{v}` is not a Kata release"))
+                        .hint("a release tag such as `3.13.0` (the binary is `containerd-shim-kata-v2-3.13.0` in the shim directory)"));
+                }
+            }
+            Some(TargetKind::Shim {
+                name: name.clone(),
+                version: raw.target.version.clone(),
+            })
         }
     };
     let kind = if let Some(k) = shim_kind {

@@ -28,6 +28,9 @@ pub struct Drivers {
     shims: Vec<String>,
     /// The real Kata shim: `--shim PATH`, else `CGREPRO_KATA_SHIM`.
     pub kata_shim: Option<PathBuf>,
+    /// Kata releases, `containerd-shim-kata-v2-<version>`: `--shim-dir`, else
+    /// `CGREPRO_KATA_SHIM_DIR`, else where `ci/kata-shim.sh` builds them.
+    pub kata_shim_dir: PathBuf,
     /// A placeholder `/dev/kvm` node for shim hosts (see [`shim::make_kvm_node`]).
     pub kvm_node: Option<PathBuf>,
 }
@@ -81,6 +84,7 @@ impl Drivers {
             kata_shim: std::env::var_os(shim::KATA_SHIM_ENV)
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
+            kata_shim_dir: shim::default_shim_dir(),
             kvm_node: None,
         }
     }
@@ -201,7 +205,7 @@ pub fn unavailable(case: &Case, drivers: &Drivers) -> Option<String> {
         TargetKind::Command { argv } => resolve_command(&argv[0])
             .is_none()
             .then(|| format!("command `{}` not found on this machine", argv[0])),
-        TargetKind::Shim { name } => shim::unavailable(name, drivers),
+        TargetKind::Shim { name, version } => shim::unavailable(name, version.as_deref(), drivers),
     }
 }
 
@@ -260,7 +264,9 @@ pub fn launch(case: &Case, drivers: &Drivers, keep: bool) -> Option<Launch> {
             (exe, vec![argv0], stdin)
         }
         TargetKind::Command { argv } => (resolve_command(&argv[0])?, argv.clone(), Vec::new()),
-        TargetKind::Shim { name } => return shim::launch(case, name, drivers, keep),
+        TargetKind::Shim { name, version } => {
+            return shim::launch(case, name, version.as_deref(), drivers, keep)
+        }
     };
     Some(Launch {
         exe: exe.clone(),

@@ -38,9 +38,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use containerd_shim_protos::api;
-use containerd_shim_protos::TaskClient;
+use containerd_shim_protos::protobuf::Message;
 use serde_json::{json, Value};
 
+use super::task_api::{self, Bootstrap};
 use super::{ClientConfig, ShimEvent};
 
 const CONTAINERD_ADDRESS: &str = "/run/containerd/containerd.sock";
@@ -524,7 +525,16 @@ fn bootstrap(config: &ClientConfig, ev: &mut ShimEvent, timeout: Duration) -> Op
         .trim()
         .parse()
         .ok()?;
-    (!ev.bootstrap_stdout.trim().is_empty()).then_some(pid)
+    if ev.bootstrap_stdout.trim().is_empty() {
+        return None;
+    }
+    // containerd decides the task API from the reply; a version it does not speak ends
+    // the task's creation there (the daemon is left to teardown).
+    match task_api::parse(&ev.bootstrap_stdout) {
+        Ok(b) => ev.task_api = Some(b),
+        Err(e) => ev.client = Some(e),
+    }
+    Some(pid)
 }
 
 /// containerd's wording of a ttrpc client error.
@@ -560,9 +570,13 @@ fn calls(
     timeout: Duration,
     grace: Duration,
 ) {
-    let address = ev.bootstrap_stdout.trim().to_owned();
+    let Some(negotiated) = ev.task_api.clone() else {
+        // Refused at bootstrap: nothing to call; the daemon is killed below.
+        return kill_daemon(ev, daemon, grace);
+    };
+    let address = negotiated.address.clone();
     let client = match ttrpc::Client::connect(&address) {
-        Ok(c) => Some(TaskClient::new(c)),
+        Ok(c) => Some(Task::new(c, &negotiated)),
         Err(e) => {
             let why = match &e {
                 ttrpc::Error::Nix(n) => std::io::Error::from_raw_os_error(*n as i32).to_string(),
@@ -599,14 +613,17 @@ fn calls(
                 }
             }
             if op == "shutdown" {
+                ev.shutdown_sent = true;
                 alive = false;
             }
         }
     }
     // Teardown: Shutdown if the daemon may still serve, then wait, then kill.
-    let mut status = None;
     if let (true, Some(task)) = (alive, &client) {
-        let r = task.shutdown(ctx(timeout), &api::ShutdownRequest::new());
+        ev.shutdown_sent = true;
+        let mut req = api::ShutdownRequest::new();
+        req.set_id(config.id.clone());
+        let r = task.call::<_, api::Empty>("Shutdown", &req, timeout);
         ev.teardown.push(match r {
             Ok(_) => "shutdown: ok".into(),
             Err(e) if wording(&e) == "ttrpc: closed" => "shutdown: ok".into(),
@@ -614,11 +631,17 @@ fn calls(
         });
     }
     drop(client);
-    if status.is_none() {
-        status = wait_timeout(daemon, grace);
-    }
+    kill_daemon(ev, daemon, grace)
+}
+
+/// The end of every shim: its exit within the grace period, else SIGKILL of its process
+/// group (recorded as a teardown kill, never as the shim's outcome).
+fn kill_daemon(ev: &mut ShimEvent, daemon: i32, grace: Duration) {
+    let mut status = wait_timeout(daemon, grace);
     if status.is_none() {
         ev.killed_at_teardown = true;
+        ev.teardown
+            .push("still running after the grace period: SIGKILL".into());
         unsafe {
             libc::kill(-daemon, libc::SIGKILL);
             libc::kill(daemon, libc::SIGKILL);
@@ -628,8 +651,37 @@ fn calls(
     ev.daemon_status = status;
 }
 
+/// A Task client for the negotiated service. (The generated `TaskClient` of
+/// containerd-shim-protos speaks `containerd.task.v3.Task` only; the messages of v2 and v3
+/// are the same, so one client serves both by naming the service per call.)
+struct Task {
+    client: ttrpc::Client,
+    service: &'static str,
+}
+
+impl Task {
+    fn new(client: ttrpc::Client, b: &Bootstrap) -> Task {
+        Task {
+            client,
+            service: b.service(),
+        }
+    }
+
+    fn call<Req: Message, Resp: Message>(
+        &self,
+        method: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, ttrpc::Error> {
+        let mut cres = Resp::new();
+        let ctx = ctx(timeout);
+        ttrpc::client_request!(self, ctx, req, self.service, method, cres);
+        Ok(cres)
+    }
+}
+
 fn call(
-    task: &TaskClient,
+    task: &Task,
     op: &str,
     config: &ClientConfig,
     timeout: Duration,
@@ -640,23 +692,26 @@ fn call(
             req.set_id(config.id.clone());
             req.set_bundle(config.bundle.clone());
             req.set_terminal(false);
-            task.create(ctx(timeout), &req).map(|_| None)
+            task.call::<_, api::CreateTaskResponse>("Create", &req, timeout)
+                .map(|r| Some(json!({ "pid": r.pid })))
         }
         "start" => {
             let mut req = api::StartRequest::new();
             req.set_id(config.id.clone());
-            task.start(ctx(timeout), &req).map(|_| None)
+            task.call::<_, api::StartResponse>("Start", &req, timeout)
+                .map(|_| None)
         }
         "delete" => {
             let mut req = api::DeleteRequest::new();
             req.set_id(config.id.clone());
-            task.delete(ctx(timeout), &req)
+            task.call::<_, api::DeleteResponse>("Delete", &req, timeout)
                 .map(|r| Some(json!({ "exit_status": r.exit_status })))
         }
         "shutdown" => {
             let mut req = api::ShutdownRequest::new();
             req.set_id(config.id.clone());
-            task.shutdown(ctx(timeout), &req).map(|_| None)
+            task.call::<_, api::Empty>("Shutdown", &req, timeout)
+                .map(|_| None)
         }
         other => Err(ttrpc::Error::Others(format!("unknown call `{other}`"))),
     }

@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod kata;
+pub mod task_api;
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,8 @@ use crate::scenario::{Case, Pod};
 pub const KATA: &str = "kata";
 /// Where the real Kata shim binary is found when `--shim` is not given.
 pub const KATA_SHIM_ENV: &str = "CGREPRO_KATA_SHIM";
+/// Where Kata releases (`target.version`) are found when `--shim-dir` is not given.
+pub const KATA_SHIM_DIR_ENV: &str = "CGREPRO_KATA_SHIM_DIR";
 /// The client binary (a `cgrepro` crate binary).
 pub const CLIENT_BIN: &str = "cgrepro-shim-client";
 /// containerd's namespace for CRI pods.
@@ -82,21 +85,75 @@ fn binary_name(name: &str) -> String {
     format!("containerd-shim-{name}-v2")
 }
 
+/// Where Kata releases are looked for without `--shim-dir` / `CGREPRO_KATA_SHIM_DIR`: where
+/// `ci/kata-shim.sh` puts them — `/var/cache/cgrepro/kata-shims` for root (whose home is
+/// not reachable by the sandbox's unprivileged root), else
+/// `${XDG_CACHE_HOME:-~/.cache}/cgrepro/kata-shims`.
+pub fn default_shim_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os(KATA_SHIM_DIR_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/cache/cgrepro/kata-shims");
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    cache.join("cgrepro/kata-shims")
+}
+
+/// A Kata release tag: `3.13.0`, `3.2.0-rc0`.
+pub fn is_release(v: &str) -> bool {
+    let core = v.split('-').next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+}
+
+/// The binary of a Kata release in the shim directory.
+pub fn release_binary(dir: &Path, version: &str) -> PathBuf {
+    dir.join(format!("{}-{version}", binary_name(KATA)))
+}
+
 /// The shim binary of a case, or why there is none here.
-pub fn binary(name: &str, drivers: &Drivers) -> Result<PathBuf, String> {
+pub fn binary(name: &str, version: Option<&str>, drivers: &Drivers) -> Result<PathBuf, String> {
     if name == KATA {
-        return match &drivers.kata_shim {
-            Some(p) if p.is_file() => Ok(p.clone()),
-            Some(p) => Err(format!(
-                "the Kata shim {} does not exist (from --shim or {KATA_SHIM_ENV})",
-                p.display()
-            )),
-            None => Err(format!(
-                "needs the real Kata shim, which is not on this machine: pass \
-                 `--shim /path/to/containerd-shim-kata-v2` to cgrepro, or set \
-                 {KATA_SHIM_ENV}=/path/to/containerd-shim-kata-v2 (also for `cargo test`)"
-            )),
+        let p = match (version, &drivers.kata_shim) {
+            (Some(v), _) => {
+                let p = release_binary(&drivers.kata_shim_dir, v);
+                if !p.is_file() {
+                    return Err(format!(
+                        "needs Kata {v}: no {} (build it with `ci/kata-shim.sh KATA_GIT_DIR {v}`, \
+                         or point --shim-dir / {KATA_SHIM_DIR_ENV} at a directory holding it)",
+                        p.display()
+                    ));
+                }
+                p
+            }
+            (None, Some(p)) if p.is_file() => p.clone(),
+            (None, Some(p)) => {
+                return Err(format!(
+                    "the Kata shim {} does not exist (from --shim or {KATA_SHIM_ENV})",
+                    p.display()
+                ))
+            }
+            (None, None) => {
+                return Err(format!(
+                    "needs the real Kata shim, which is not on this machine: pass \
+                     `--shim /path/to/containerd-shim-kata-v2` to cgrepro, or set \
+                     {KATA_SHIM_ENV}=/path/to/containerd-shim-kata-v2 (also for `cargo test`); \
+                     `ci/kata-shim.sh` builds one from Kata's source"
+                ))
+            }
         };
+        reachable_by_sandbox(&p)?;
+        return Ok(p);
     }
     let p = drivers.bin_dir().join(binary_name(name));
     if p.is_file() {
@@ -107,6 +164,49 @@ pub fn binary(name: &str, drivers: &Drivers) -> Result<PathBuf, String> {
             p.display()
         ))
     }
+}
+
+/// Directories the sandbox makes private and binds exposed binaries back into.
+const BOUND_BACK: [&str; 4] = ["/tmp", "/run", "/dev/shm", "/var/tmp"];
+
+/// Run as root, a case's root is an unprivileged uid on the machine: a shim it cannot
+/// reach (a parent directory without search permission for others, such as root's home,
+/// or a binary not executable by others) would fail inside the sandbox for a reason
+/// that is not the shim's. Say so before the case runs.
+fn reachable_by_sandbox(p: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let bound_back = |d: &Path| BOUND_BACK.iter().any(|b| d.starts_with(b));
+    let mode = |d: &Path| {
+        std::fs::metadata(d)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0)
+    };
+    if mode(p) & 0o005 != 0o005 {
+        return Err(format!(
+            "the Kata shim {} is not readable and executable by others, as the sandbox's \
+             unprivileged root needs (chmod o+rx it)",
+            p.display()
+        ));
+    }
+    for d in p.ancestors().skip(1) {
+        if bound_back(d) {
+            break;
+        }
+        if mode(d) & 0o001 == 0 {
+            return Err(format!(
+                "the Kata shim {} is below {}, which others cannot enter: the sandbox's \
+                 unprivileged root could not reach it. Put it elsewhere (e.g. {}), or chmod o+x {}",
+                p.display(),
+                d.display(),
+                default_shim_dir().display(),
+                d.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A `/dev/kvm` stand-in in the session directory: a character device 10:232 (what Kata
@@ -123,8 +223,8 @@ pub fn make_kvm_node(session: &Path) -> Option<PathBuf> {
 }
 
 /// Why a shim case cannot run here, if it cannot.
-pub fn unavailable(name: &str, drivers: &Drivers) -> Option<String> {
-    if let Err(why) = binary(name, drivers) {
+pub fn unavailable(name: &str, version: Option<&str>, drivers: &Drivers) -> Option<String> {
+    if let Err(why) = binary(name, version, drivers) {
         return Some(why);
     }
     let client = drivers.bin_dir().join(CLIENT_BIN);
@@ -174,8 +274,14 @@ pub struct FileSpec {
 }
 
 /// The launch of a shim case: the client, with the rendered [`ClientConfig`] on stdin.
-pub fn launch(case: &Case, name: &str, drivers: &Drivers, keep: bool) -> Option<Launch> {
-    let shim = binary(name, drivers).ok()?;
+pub fn launch(
+    case: &Case,
+    name: &str,
+    version: Option<&str>,
+    drivers: &Drivers,
+    keep: bool,
+) -> Option<Launch> {
+    let shim = binary(name, version, drivers).ok()?;
     let bundle = format!(
         "/run/containerd/io.containerd.runtime.v2.task/{NAMESPACE}/{}",
         case.pod.id
@@ -201,7 +307,7 @@ pub fn launch(case: &Case, name: &str, drivers: &Drivers, keep: bool) -> Option<
     annotations.push(("io.katacontainers.config_path", conf));
     let spec = spec(case, &annotations);
     let config = ClientConfig {
-        shim,
+        shim: shim.clone(),
         namespace: NAMESPACE.into(),
         id: case.pod.id.clone(),
         bundle,
@@ -229,9 +335,7 @@ pub fn launch(case: &Case, name: &str, drivers: &Drivers, keep: bool) -> Option<
         // The client, the fixture shims, and a real shim wherever it is.
         expose: [
             Some(drivers.bin_dir().to_path_buf()),
-            binary(name, drivers)
-                .ok()
-                .and_then(|p| p.parent().map(Path::to_path_buf)),
+            shim.parent().map(Path::to_path_buf),
         ]
         .into_iter()
         .flatten()
@@ -333,12 +437,16 @@ pub struct ShimEvent {
     pub bootstrap_status: Option<i32>,
     pub bootstrap_stdout: String,
     pub bootstrap_stderr: String,
+    /// What containerd negotiated from `start`'s reply (task API version, address).
+    pub task_api: Option<task_api::Bootstrap>,
     /// The daemon's pid (from `shim.pid`), in the case's PID namespace.
     pub daemon_pid: Option<i32>,
     /// The daemon's raw wait status.
     pub daemon_status: Option<i32>,
     /// The daemon was still running after Shutdown and the grace period: SIGKILLed.
     pub killed_at_teardown: bool,
+    /// A Shutdown call was made (by the scenario's ops or at teardown).
+    pub shutdown_sent: bool,
     /// What teardown did: `shutdown: ok`, `shutdown: ttrpc: closed` ...
     pub teardown: Vec<String>,
     /// The bundle's `log` FIFO.
@@ -361,6 +469,9 @@ pub struct ShimEvidence {
     #[serde(skip_serializing)]
     pub client: String,
     pub bootstrap: String,
+    /// The task API containerd negotiated from the bootstrap reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_api: Option<String>,
     pub daemon: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub teardown: Vec<String>,
@@ -429,9 +540,16 @@ pub fn interpret(observed: &Observed, norm: &Normalizer) -> (Classified, Option<
     shim_obs.stderr = stderr;
     let bootstrap_exit = ev.bootstrap_status.map(Exit::from_raw);
     let daemon_exit = ev.daemon_status.map(Exit::from_raw);
+    // The end of a shim after containerd shut it down is teardown, not its outcome: the
+    // client's SIGKILL after the grace period, and a SIGKILL or SIGTERM the shim gets
+    // while shutting down (Kata's Shutdown kills its hypervisor's pid, which is 0 — its
+    // own process group — when no VM was started). A crash then is still a crash.
+    let ended_by_teardown = ev.killed_at_teardown
+        || (ev.shutdown_sent
+            && matches!(daemon_exit, Some(Exit::Signal { signal, .. })
+                if signal == libc::SIGKILL || signal == libc::SIGTERM));
     shim_obs.exit = match (ev.daemon_pid, daemon_exit) {
-        // Killed by the client at teardown: the shim's own outcome is its calls'.
-        _ if ev.killed_at_teardown => Some(Exit::Code(0)),
+        _ if ended_by_teardown => Some(Exit::Code(0)),
         (Some(_), Some(e)) => Some(e),
         _ => bootstrap_exit,
     };
@@ -445,9 +563,16 @@ pub fn interpret(observed: &Observed, norm: &Normalizer) -> (Classified, Option<
         };
     }
     if let (Outcome::Ok, None, Some(e)) = (&c.outcome, &failed, &ev.client) {
-        // Not even connected.
+        // No call made: the bootstrap reply was refused, or the connection failed.
         c.outcome = Outcome::Error {
-            op: Some("connect".into()),
+            op: Some(
+                if ev.task_api.is_none() {
+                    "bootstrap"
+                } else {
+                    "connect"
+                }
+                .into(),
+            ),
             message: e.clone(),
             exit_code: 0,
         };
@@ -480,9 +605,13 @@ pub fn interpret(observed: &Observed, norm: &Normalizer) -> (Classified, Option<
     }
     let daemon = match (ev.daemon_pid, daemon_exit) {
         (None, _) => "not started".to_owned(),
-        (Some(_), _) if ev.killed_at_teardown => {
+        (Some(_), _) if ev.killed_at_teardown && ev.shutdown_sent => {
             "still running after Shutdown: killed at teardown".to_owned()
         }
+        (Some(_), _) if ev.killed_at_teardown => {
+            "killed at teardown (no Task call reached it)".to_owned()
+        }
+        (Some(_), e) if ended_by_teardown => format!("{} after Shutdown", describe_exit(e)),
         (Some(_), e) => describe_exit(e),
     };
     let bootstrap = match bootstrap_exit {
@@ -498,10 +627,15 @@ pub fn interpret(observed: &Observed, norm: &Normalizer) -> (Classified, Option<
     };
     // Thread ids in Rust panic lines depend on thread start order.
     let tid = regex::Regex::new(r"thread '([^']*)' \(\d+\)").expect("static regex");
-    let log = tid.replace_all(&ev.log, "thread '$1' ([TID])");
+    let mut log = tid.replace_all(&ev.log, "thread '$1' ([TID])").into_owned();
+    // A Go trace names the build machine's tree: cut it where the frames were cut.
+    if let Some(prefix) = outcome::parse::go_panic(&log).and_then(|g| g.build_prefix) {
+        log = log.replace(&prefix, "[BUILD]/");
+    }
     let evidence = ShimEvidence {
-        client: ev.client.clone().unwrap_or_else(|| "ok".into()),
+        client: norm.apply(ev.client.as_deref().unwrap_or("ok")),
         bootstrap: norm.apply(&bootstrap),
+        task_api: ev.task_api.as_ref().map(task_api::Bootstrap::describe),
         daemon,
         teardown: ev.teardown.clone(),
         log: tail(&norm.apply(&log)),
