@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use super::plan::{Fault, Injection};
-use super::verdict::{Kind, Verdict};
+use super::verdict::{self, Kind, Verdict};
 use super::{Judge, Tables};
 use crate::engine::Engine;
 use crate::report::Report;
@@ -140,16 +140,25 @@ fn with_fault(doc: &Table, extra: &Table) -> Table {
 }
 
 /// Run a document without and with the injected fault; the verdict and the faulted report.
+/// Without an injection (a defect of the fault-free run), the document's own verdict.
 fn evaluate(
     engine: &Engine,
     tables: &Tables,
     scratch: &Scratch,
     doc: &Table,
-    inj: &Injection,
+    inj: Option<&Injection>,
 ) -> Result<(Verdict, Report), String> {
     let base = scratch.case(engine, doc)?;
-    let faulted = scratch.case(engine, &with_fault(doc, &fault_entry(inj)))?;
     let baseline = engine.run(&base, false);
+    let Some(inj) = inj else {
+        let v = verdict::baseline_verdict(&baseline.outcome).unwrap_or(Verdict {
+            kind: Kind::Tolerated,
+            signature: baseline.signature(),
+            detail: String::new(),
+        });
+        return Ok((v, baseline));
+    };
+    let faulted = scratch.case(engine, &with_fault(doc, &fault_entry(inj)))?;
     let run = engine.run(&faulted, false);
     let judge = Judge::new(&base, &baseline, &tables.limits);
     Ok((judge.judge(inj, &run), run))
@@ -186,12 +195,12 @@ fn target_slug(case: &Case) -> String {
 }
 
 /// Minimise the case of `inj` (same verdict kind and signature as `want`) and write it
-/// under `dir`; returns the file.
+/// under `dir`; returns the file. `inj` is `None` for a defect of the fault-free run.
 pub fn minimise_and_write(
     engine: &Engine,
     tables: &Tables,
     case: &Case,
-    inj: &Injection,
+    inj: Option<&Injection>,
     want: &Verdict,
     dir: &Path,
 ) -> Result<PathBuf, String> {
@@ -255,7 +264,10 @@ pub fn minimise_and_write(
     let faults_after = faults(&doc).len();
 
     // The scenario: title, tags, the fault, the expectation.
-    let mut out = with_fault(&doc, &fault_entry(inj));
+    let mut out = match inj {
+        Some(i) => with_fault(&doc, &fault_entry(i)),
+        None => doc.clone(),
+    };
     let mut meta = Table::new();
     meta.insert(
         "title".into(),
@@ -301,14 +313,17 @@ pub fn minimise_and_write(
     }
     ordered.extend(out);
 
-    let name = format!(
-        "{}-{}-{}-{}-{}",
-        target_slug(case),
-        want.kind.name(),
-        inj.site.op.name(),
-        slug(inj.site.file()),
-        slug(&inj.fault.label())
-    );
+    let name = match inj {
+        Some(inj) => format!(
+            "{}-{}-{}-{}-{}",
+            target_slug(case),
+            want.kind.name(),
+            inj.site.op.name(),
+            slug(inj.site.file()),
+            slug(&inj.fault.label())
+        ),
+        None => format!("{}-{}-without-fault", target_slug(case), want.kind.name()),
+    };
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let file = dir.join(format!("{name}.toml"));
     let rel = file
@@ -335,8 +350,16 @@ pub fn minimise_and_write(
         header += &format!("#   {line}\n");
     }
     header += &format!(
-        "# Minimised: ops {:?} -> {:?}; the scenario's own faults {} -> {}; one injected fault.\n",
-        ops_before, ops_after, faults_before, faults_after
+        "# Minimised: ops {:?} -> {:?}; the scenario's own faults {} -> {}; {}.\n",
+        ops_before,
+        ops_after,
+        faults_before,
+        faults_after,
+        if inj.is_some() {
+            "one injected fault"
+        } else {
+            "no injected fault: the fault-free run already shows it"
+        }
     );
     header += &format!("# Replay: cgrepro replay {rel}\n\n");
     let body = toml::to_string(&ordered).map_err(|e| e.to_string())?;

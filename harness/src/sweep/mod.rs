@@ -39,6 +39,9 @@ use crate::scenario::{Case, TargetKind};
 use plan::{ErrnoTable, Injection, Mode};
 use verdict::{Evidence, Kind, LimitFiles, Verdict};
 
+/// The key of the row for the fault-free run's own defect.
+const BASELINE: &str = "baseline";
+
 /// Knobs of one sweep.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -175,7 +178,7 @@ struct Header {
 }
 
 /// Bump when the verdict logic changes (rows of older state files are then rerun).
-const LOGIC: u32 = 2;
+const LOGIC: u32 = 3;
 
 /// Rows of a previous run of the same plan (none if the file is absent or for another plan).
 fn load_state(path: &Path, header: &Header) -> BTreeMap<String, Row> {
@@ -288,19 +291,40 @@ pub fn sweep_case(
     let resumed = done.len();
     let mut all = done;
     all.append(&mut new);
-    let rows: Vec<Row> = injections
+    let mut rows: Vec<Row> = injections
         .iter()
         .filter_map(|i| all.get(&i.key()).cloned())
         .collect();
+    if let Some(v) = verdict::baseline_verdict(&baseline.outcome) {
+        rows.insert(
+            0,
+            Row {
+                key: BASELINE.into(),
+                op: "(none)".into(),
+                path: "(the fault-free run)".into(),
+                fault: "none".into(),
+                outcome: baseline.signature(),
+                verdict: v,
+            },
+        );
+    }
 
     let mut found_files = BTreeMap::new();
     if let Some(dir) = &opts.found_dir {
         if !crate::sandbox::interrupt::interrupted() {
             let mut seen = std::collections::BTreeSet::new();
-            for (inj, row) in injections.iter().zip(&rows) {
+            let by_key: BTreeMap<String, &Injection> =
+                injections.iter().map(|i| (i.key(), i)).collect();
+            for row in &rows {
                 if !row.verdict.kind.is_bug() || !seen.insert(row.verdict.signature.clone()) {
                     continue;
                 }
+                // The baseline row has no injection: its defect needs none.
+                let inj = match by_key.get(&row.key) {
+                    Some(i) => Some(*i),
+                    None if row.key == BASELINE => None,
+                    None => continue,
+                };
                 match found::minimise_and_write(engine, tables, case, inj, &row.verdict, dir) {
                     Ok(p) => {
                         found_files.insert(row.verdict.signature.clone(), p);
