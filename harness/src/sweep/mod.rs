@@ -131,6 +131,12 @@ impl<'a> Judge<'a> {
                 .ops
                 .first()
                 .map_or("create", String::as_str),
+            baseline_fails_first_op: match &self.baseline.outcome {
+                crate::outcome::Outcome::Error { op, .. } => {
+                    op.as_deref() == self.case.target.ops.first().map(String::as_str)
+                }
+                _ => false,
+            },
             host: self.case.host.cgroup,
             requested_v1: &self.requested_v1,
             requested_v2: &self.requested_v2,
@@ -178,7 +184,7 @@ struct Header {
 }
 
 /// Bump when the verdict logic changes (rows of older state files are then rerun).
-const LOGIC: u32 = 3;
+const LOGIC: u32 = 4;
 
 /// Rows of a previous run of the same plan (none if the file is absent or for another plan).
 fn load_state(path: &Path, header: &Header) -> BTreeMap<String, Row> {

@@ -156,6 +156,9 @@ pub struct Evidence<'a> {
     /// The first op of the case (the constructor: on its error the caller has no handle
     /// to clean up with).
     pub first_op: &'a str,
+    /// The fault-free run fails in the first op too (a Kata Create without a VM): groups
+    /// left after its error are not the fault's doing.
+    pub baseline_fails_first_op: bool,
     pub host: CgroupMode,
     /// The pod's limits and their files (see [`LimitFiles::requested`]), for both modes.
     pub requested_v1: &'a [(String, Vec<String>)],
@@ -229,6 +232,19 @@ pub fn judge(ev: &Evidence) -> Verdict {
                 format!("after a failed {what}"),
             )
         }
+        // A call held past its caller's deadline is expected to miss it: the delay's
+        // verdict is about what follows (a crash, a leak), not the deadline itself.
+        Outcome::Timeout { op } if matches!(inj.fault, Fault::Delay(_)) => {
+            return v(
+                Kind::Correct,
+                format!(
+                    "deadline exceeded in {} (the {} was held past it)",
+                    op.as_deref().unwrap_or("?"),
+                    inj.site.op.name()
+                ),
+                format!("after a delayed {what}"),
+            )
+        }
         Outcome::Timeout { .. } => {
             return v(
                 Kind::Timeout,
@@ -254,7 +270,8 @@ pub fn judge(ev: &Evidence) -> Verdict {
     };
     if let Outcome::Error { op, message, .. } = ev.outcome {
         let failed_op = op.as_deref().unwrap_or("?");
-        if failed_op == ev.first_op && !ev.effects.created.is_empty() {
+        if failed_op == ev.first_op && !ev.baseline_fails_first_op && !ev.effects.created.is_empty()
+        {
             let left = &ev.effects.created;
             return v(
                 Kind::Leak,
@@ -445,6 +462,7 @@ mod tests {
             effects: now,
             baseline: &b,
             first_op: "create",
+            baseline_fails_first_op: false,
             host: CgroupMode::V1,
             requested_v1: &r,
             requested_v2: &[],
@@ -629,6 +647,48 @@ mod tests {
             &["mkdir pids/k -> EAGAIN"],
             &effects(&["memory/k"], &[]),
         );
+        assert_eq!(v.kind, Kind::Correct);
+    }
+
+    #[test]
+    fn missing_a_deadline_the_fault_held_the_call_past_is_expected() {
+        let i = inj(
+            SiteOp::Mkdir,
+            "pids/k",
+            Fault::Delay(std::time::Duration::from_secs(6)),
+        );
+        let timeout = Outcome::Timeout {
+            op: Some("create".into()),
+        };
+        let v = judge_with(&i, timeout, &["mkdir pids/k -> ok"], &baseline());
+        assert_eq!(v.kind, Kind::Correct);
+        assert!(v.signature.starts_with("deadline exceeded in create"));
+    }
+
+    #[test]
+    fn groups_left_when_the_baseline_fails_the_same_way_are_not_a_leak() {
+        let i = inj(SiteOp::Mkdir, "pids/k", Fault::Errno("EAGAIN".into()));
+        let log: Vec<String> = vec!["mkdir pids/k -> EAGAIN".into()];
+        let b = baseline();
+        let r = requested();
+        let outcome = Outcome::Error {
+            op: Some("create".into()),
+            message: "mkdir pids/k: resource temporarily unavailable".into(),
+            exit_code: 1,
+        };
+        let now = effects(&["memory/k"], &[]);
+        let v = judge(&Evidence {
+            injection: &i,
+            outcome: &outcome,
+            op_log: &log,
+            effects: &now,
+            baseline: &b,
+            first_op: "create",
+            baseline_fails_first_op: true,
+            host: CgroupMode::V1,
+            requested_v1: &r,
+            requested_v2: &[],
+        });
         assert_eq!(v.kind, Kind::Correct);
     }
 
