@@ -4,15 +4,16 @@
 //! on an Amazon Linux 2 host (cgroup v1). Without being told about it, the sweep finds the
 //! known defect — EINVAL on `memory.limit_in_bytes` is reported as success and the limit
 //! is missing — judges a refused `pids.max` (which cgroups-rs does report, naming the file)
-//! correct, writes a minimised scenario for the defect that replays to the same outcome,
+//! correct, minimises a scenario for the defect that replays to the same outcome,
 //! and, run again, resumes every fault from its state file instead of rerunning it.
 
 use std::path::{Path, PathBuf};
 
 use cgrepro::engine::Engine;
 use cgrepro::outcome::Class;
+use cgrepro::sweep::plan::{Fault, Injection, Site, SiteOp};
 use cgrepro::sweep::verdict::Kind;
-use cgrepro::sweep::{sweep_case, Options, Tables};
+use cgrepro::sweep::{found, sweep_case, Options, Tables};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,7 +49,7 @@ fn a_sweep_of_cgroups_rs_0_3_4_finds_the_swallowed_memory_limit_and_resumes() {
         jobs: 2,
         cap: 200,
         state: Some(scratch.join("state.jsonl")),
-        found_dir: Some(scratch.join("found")),
+        found_dir: None,
     };
     let mut out = Vec::new();
     let t = sweep_case(&engine, &tables, case, &opts, &mut out).unwrap();
@@ -70,12 +71,31 @@ fn a_sweep_of_cgroups_rs_0_3_4_finds_the_swallowed_memory_limit_and_resumes() {
     assert_eq!(pids.verdict.kind, Kind::Correct, "{:?}", pids.verdict);
     assert!(t.rows.iter().all(|r| r.verdict.kind != Kind::HarnessError));
 
-    // The minimised scenario replays to the defect: ok, and no memory limit written.
-    let file = t
-        .found
-        .get(&limit.verdict.signature)
-        .expect("a scenario for the swallowed memory limit");
-    let found = engine.load(file).unwrap();
+    // The minimised scenario (written as the sweep writes one per defect) replays to the
+    // defect: ok, and no memory limit written.
+    let inj = Injection {
+        site: Site {
+            op: SiteOp::Write,
+            path: limit.path.clone(),
+            value: Some("268435456".into()),
+        },
+        fault: Fault::Errno("EINVAL".into()),
+    };
+    let file = found::minimise_and_write(
+        &engine,
+        &tables,
+        case,
+        Some(&inj),
+        &limit.verdict,
+        &scratch.join("found"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("ops = [\"create\", \"apply\"]"),
+        "apply is needed, create too: {text}"
+    );
+    let found = engine.load(&file).unwrap();
     let report = engine.run(&found.cases[0], false);
     assert_eq!(report.outcome.class(), Class::Ok);
     assert!(!report
@@ -88,18 +108,8 @@ fn a_sweep_of_cgroups_rs_0_3_4_finds_the_swallowed_memory_limit_and_resumes() {
         .iter()
         .any(|l| l.contains("memory.limit_in_bytes") && l.ends_with("-> EINVAL")));
 
-    // Again, without writing: everything comes from the state file.
-    let again = sweep_case(
-        &engine,
-        &tables,
-        case,
-        &Options {
-            found_dir: None,
-            ..opts
-        },
-        &mut out,
-    )
-    .unwrap();
+    // Again: everything comes from the state file.
+    let again = sweep_case(&engine, &tables, case, &opts, &mut out).unwrap();
     assert_eq!(again.resumed, t.rows.len());
     assert_eq!(again.rows.len(), t.rows.len());
     std::fs::remove_dir_all(&scratch).unwrap();
