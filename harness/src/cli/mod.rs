@@ -1,4 +1,5 @@
-//! The `cgrepro` command line: `list`, `run`, `replay`, `matrix`, `report`.
+//! The `cgrepro` command line: `list`, `run`, `replay`, `matrix`, `report`, `sweep` (in
+//! `crate::sweep::cli`).
 //!
 //! Exit status: 0 all good; 1 a case failed (unexpected outcome, changed snapshot,
 //! harness error) or was killed by an interruption; 2 bad input (scenario errors, unknown
@@ -81,6 +82,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
+    /// Fail every cgroupfs op of a case with every errno the kernel can give there; judge
+    /// and tabulate what the target does; write minimised scenarios for the bugs.
+    Sweep(crate::sweep::cli::Args),
 }
 
 pub fn main() -> i32 {
@@ -125,6 +129,10 @@ fn main_inner() -> i32 {
         Command::Replay { file, cells, keep } => replay(&mut engine, &file, &cells, keep),
         Command::Matrix { file, jobs, out } => matrix(&engine, &file, jobs, &out),
         Command::Report { dir, html } => report_page(&engine, dir, html),
+        Command::Sweep(args) => {
+            prepare(&engine);
+            crate::sweep::cli::main(&engine, &args, jobs(args.jobs))
+        }
     };
     if output::broken_pipe() {
         return 141;
