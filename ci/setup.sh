@@ -39,9 +39,9 @@ fi
 # the statically linked target of scenarios/syscall/static-binary; python3: command
 # targets that make raw syscalls (scenarios/syscall/openat2-enosys).
 apt_install gcc libc6-dev busybox-static python3
-apt_install systemd dbus-bin
 # busctl (package systemd: only the client is used, nothing is started) and dbus-send
 # (dbus-bin): the D-Bus clients of scenarios/systemd/busctl-transient-scope.
+apt_install systemd dbus-bin
 
 # chromium: the HTML report is checked in a real (headless) browser; util-linux: `script`
 # (a terminal for the progress-bar test) and `setpriv` (the non-root test).
