@@ -259,6 +259,14 @@ fn cargo_insta_finds_and_accepts_pending_scenario_snapshots() {
     let repo = tempfile::tempdir().unwrap();
     let r = repo.path();
     std::os::unix::fs::symlink(root().join("fixtures"), r.join("fixtures")).unwrap();
+    // cargo-insta asks cargo for the workspace around --workspace-root: give the copy one,
+    // as the real repository has.
+    std::fs::write(
+        r.join("Cargo.toml"),
+        "[package]\nname = \"copy\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[lib]\npath = \"lib.rs\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(r.join("lib.rs"), "").unwrap();
     std::fs::create_dir_all(r.join("scenarios/crashers")).unwrap();
     std::fs::create_dir_all(r.join("scenarios/snapshots/crashers")).unwrap();
     std::fs::copy(
@@ -288,6 +296,8 @@ fn cargo_insta_finds_and_accepts_pending_scenario_snapshots() {
                 "crashers/abort",
             ])
             .env("CGREPRO_ROOT", r)
+            // The drivers are this workspace's (built); the copy has no Cargo.toml.
+            .env("CGREPRO_SKIP_BUILD", "1")
             .env("INSTA_UPDATE", update)
             .env_remove("CI")
             .output()

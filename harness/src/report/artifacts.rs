@@ -3,7 +3,8 @@
 //! shim's log (`shim.log`), the op log (`ops.log`: the target's operations and the
 //! cgroupfs model's), the report as in the snapshot (`report.yaml`) and the case's JSON
 //! record (`case.json`). The run directory also holds `cases.jsonl` (every record) and
-//! `index.html` (`cgrepro report`). Snapshots keep only the normalised tail.
+//! `index.html` (`cgrepro report`). The newest [`KEEP_RUNS`] runs are kept. Snapshots keep
+//! only the normalised tail.
 
 use std::path::{Path, PathBuf};
 
@@ -18,12 +19,40 @@ pub fn new_run_dir(base: &Path) -> std::io::Result<PathBuf> {
         .replace([':', '-'], "");
     let dir = base.join(format!("{stamp}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    prune(base, KEEP_RUNS);
     let latest = base.join("latest");
     let _ = std::fs::remove_file(&latest);
     if let Some(name) = dir.file_name() {
         let _ = std::os::unix::fs::symlink(name, &latest);
     }
     Ok(dir)
+}
+
+/// Runs kept under the base directory (whole outputs add up: crashers/big-output alone
+/// writes 100 MB); older ones are removed when a run starts.
+pub const KEEP_RUNS: usize = 5;
+
+/// Remove all but the `keep` newest run directories (named by [`new_run_dir`]).
+fn prune(base: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(base) else {
+        return;
+    };
+    let is_run = regex::Regex::new(r"^\d{8}T\d{6}Z-\d+$").expect("valid regex");
+    let mut runs: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && !p.is_symlink()
+                && p.file_name()
+                    .is_some_and(|n| is_run.is_match(&n.to_string_lossy()))
+        })
+        .collect();
+    runs.sort();
+    let excess = runs.len().saturating_sub(keep);
+    for old in &runs[..excess] {
+        let _ = std::fs::remove_dir_all(old);
+    }
 }
 
 /// A case's directory in a run (named as its snapshot).
