@@ -13,6 +13,9 @@
 //! toolchain) or proptest (its value is shrinking structured values; a parser wants
 //! byte-level mutation of real files, which is these 100 lines).
 
+// ScenarioError is large by design (it carries the source line); as in `scenario`.
+#![allow(clippy::result_large_err)]
+
 use std::path::{Path, PathBuf};
 
 use cgrepro::engine::Engine;

@@ -37,13 +37,17 @@ pub fn owner_record() -> String {
     format!("{pid} {}\n", start_time(pid).unwrap_or(0))
 }
 
-/// The start time of `pid` in clock ticks since boot, if it is running.
+/// The start time of `pid` in clock ticks since boot, if it is running (a zombie — killed,
+/// not yet reaped — is not).
 fn start_time(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: count from the
-    // last ')'. Field 22 is then the 20th after it.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    // last ')'. The state (field 3) is the first after it, field 22 the 20th.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if matches!(rest.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    rest.nth(18)?.parse().ok()
 }
 
 /// Whether the process a record names is still running (same pid, same start time).
@@ -107,5 +111,23 @@ mod tests {
             }]
         );
         assert!(live.exists() && kept.exists() && !dead.exists());
+    }
+
+    #[test]
+    fn a_killed_but_unreaped_owner_is_gone() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(start_time(pid).is_some());
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        // Not reaped yet: a zombie, which owns nothing any more.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while start_time(pid).is_some() {
+            assert!(std::time::Instant::now() < deadline, "{pid} still alive");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child.wait().unwrap();
     }
 }
