@@ -204,10 +204,7 @@ impl Manager {
             .iter()
             .map(|(name, value)| {
                 let row = self.table.accept(self.version, name)?;
-                Ok(Set {
-                    row,
-                    value: &**value,
-                })
+                Ok(Set { row, value })
             })
             .collect()
     }
@@ -301,22 +298,17 @@ impl Manager {
                     format!("Invalid value type for property {}", s.row.name),
                 )
             };
-            match s.row.name.as_str() {
-                "Slice" => slice = Some(as_str(s.value).ok_or_else(bad_type)?.to_owned()),
-                "PIDs" => {
-                    array(s.value).ok_or_else(bad_type)?;
-                }
-                "Delegate" | "DefaultDependencies" | "SendSIGKILL" => {
-                    if !as_bool(s.value).ok_or_else(bad_type)? {
-                        continue;
-                    }
-                }
-                n if n.ends_with("Accounting") => {
-                    if !as_bool(s.value).ok_or_else(bad_type)? {
-                        continue;
-                    }
-                }
-                _ => {}
+            let name = s.row.name.as_str();
+            if name == "Slice" {
+                slice = Some(as_str(s.value).ok_or_else(bad_type)?.to_owned());
+            } else if name == "PIDs" {
+                array(s.value).ok_or_else(bad_type)?;
+            }
+            // A boolean set to false enables nothing.
+            let flag = matches!(name, "Delegate" | "DefaultDependencies" | "SendSIGKILL")
+                || name.ends_with("Accounting");
+            if flag && !as_bool(s.value).ok_or_else(bad_type)? {
+                continue;
             }
             let list = if v2 { &s.row.v2 } else { &s.row.v1 };
             controllers.extend(self.table.controllers(list, v2, self.version));
