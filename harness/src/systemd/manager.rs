@@ -209,13 +209,17 @@ impl Manager {
             .collect()
     }
 
+    /// The call as the op log shows it; properties by name (clients build them from hash
+    /// maps, in any order).
     fn describe(name: &str, rest: &[&str], props: &[(String, OwnedValue)]) -> String {
         let mut s = name.to_owned();
         for r in rest {
             s.push(' ');
             s.push_str(r);
         }
-        for (n, v) in props {
+        let mut sorted: Vec<&(String, OwnedValue)> = props.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        for (n, v) in sorted {
             s.push_str(&format!(" {n}={}", render(n, v)));
         }
         s
@@ -434,6 +438,10 @@ impl Manager {
         limits: &[(&Property, &Value)],
         v2: bool,
     ) {
+        // systemd writes a unit's attributes controller by controller, whatever the order
+        // of the properties in the message: here, by property name.
+        let mut limits = limits.to_vec();
+        limits.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         for (row, value) in limits {
             if let Some(ctrls) = ctrls {
                 if !row.v1.first().is_some_and(|c| ctrls.contains(c)) {
