@@ -42,3 +42,20 @@ apt_install gcc libc6-dev busybox-static python3
 apt_install systemd dbus-bin
 # busctl (package systemd: only the client is used, nothing is started) and dbus-send
 # (dbus-bin): the D-Bus clients of scenarios/systemd/busctl-transient-scope.
+
+# chromium: the HTML report is checked in a real (headless) browser; util-linux: `script`
+# (a terminal for the progress-bar test) and `setpriv` (the non-root test).
+apt_install chromium util-linux
+
+# cargo-nextest (the scenario runner under nextest, partitions) and cargo-insta (the
+# snapshot review flow), both tested. From crates.io, built here: prebuilt downloads are
+# not reachable from every machine. Measured on 2 cores: see BENCHMARKS.md.
+cargo_tool() {
+    local sub=$1 crate=$2 version=$3
+    if ! cargo "$sub" --version >/dev/null 2>&1; then
+        echo "cgrepro setup: installing $crate $version (cargo install, a few minutes)" >&2
+        cargo install --quiet --locked "$crate" --version "$version"
+    fi
+}
+cargo_tool nextest cargo-nextest 0.9.143
+cargo_tool insta cargo-insta 1.49.0

@@ -8,6 +8,8 @@ source ci/setup.sh
 
 echo "== build" >&2
 cargo build --workspace --all-targets --quiet
+echo "== peer suite (cgroups-rs 0.3.4's own tests, for harness/tests/peer_suite.rs)" >&2
+ci/peer-suite.sh
 echo "== test" >&2
 # Drivers were just built: the scenario runner need not rebuild them.
 CGREPRO_SKIP_BUILD=1 cargo test --workspace --quiet -- --test-threads="$(nproc)"

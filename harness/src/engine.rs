@@ -133,15 +133,33 @@ impl Engine {
 
     /// Run one case end to end.
     pub fn run(&self, case: &Case, keep: bool) -> Report {
+        self.run_keeping(case, keep, None)
+    }
+
+    /// Run one case, keeping its artifacts (whole output, logs, report) in `artifacts`
+    /// (see [`crate::report::artifacts`]).
+    pub fn run_keeping(&self, case: &Case, keep: bool, artifacts: Option<&Path>) -> Report {
+        let mut report = self.run_inner(case, keep, artifacts);
+        if let Some(dir) = artifacts {
+            match crate::report::artifacts::write(dir, &report) {
+                Ok(()) => report.artifacts = Some(dir.to_path_buf()),
+                Err(e) => eprintln!("warning: cannot write artifacts to {}: {e}", dir.display()),
+            }
+        }
+        report
+    }
+
+    fn run_inner(&self, case: &Case, keep: bool, artifacts: Option<&Path>) -> Report {
         let session = match &self.session {
             Ok(s) => s,
             Err(why) => return Report::harness_error(case, why.clone()),
         };
-        let Some(launch) = target::launch(case, &self.drivers, keep) else {
+        let Some(mut launch) = target::launch(case, &self.drivers, keep) else {
             let why = target::unavailable(case, &self.drivers)
                 .unwrap_or_else(|| "target unavailable".into());
             return Report::harness_error(case, why);
         };
+        launch.capture = artifacts.map(Path::to_path_buf);
         let observed = session.run(&case.host, &case.faults, &launch);
         if let TargetKind::Shim { .. } = case.target.kind {
             let (classified, shim) = target::shim::interpret(&observed, &self.norm);

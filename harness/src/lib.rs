@@ -16,6 +16,8 @@
 //! * [`systemd`] — the simulated systemd of a host: its D-Bus manager, versioned, making
 //!   its units' cgroups in the case's cgroupfs.
 //! * [`engine`] — the stages tied together: what the CLI and the test runner share.
+//! * [`sweep`] — fault sweeps: every plausible kernel failure at every cgroupfs op of a
+//!   case, judged, with minimised scenarios for the bugs.
 //! * [`cli`] — the `cgrepro` subcommands.
 
 pub mod cli;
@@ -27,4 +29,5 @@ pub mod report;
 pub mod sandbox;
 pub mod scenario;
 pub mod systemd;
+pub mod sweep;
 pub mod target;

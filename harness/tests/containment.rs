@@ -4,9 +4,14 @@
 //! and cgroup2 itself, going through `/proc/<pid>/root` of other processes, `setns`,
 //! `open_by_handle_at`, killing its parent — runs as root in the sandbox, under both
 //! sandbox strategies. Afterwards the machine's real cgroup hierarchies and mount table are
-//! exactly as before, no process of the case is alive, and no temp dir is left. Then a
-//! `cgrepro run` is interrupted with Ctrl-C in the middle of a hanging case: it exits 130
-//! and again leaves nothing behind.
+//! exactly as before, no process of the case is alive, and no temp dir is left. The
+//! same target then tries to leave files on the machine's file system — in world-writable
+//! directories, /etc, /root, the repository; directly, through `..`, through symlinks,
+//! through /proc/<pid>/root, and after trying to undo the sandbox's mounts — and every
+//! listing of those directories is unchanged afterwards. Then a `cgrepro run` is
+//! interrupted with Ctrl-C in the middle of a hanging case: it exits 130 and again leaves
+//! nothing behind; one killed with SIGKILL leaves its session directory, which the next
+//! run removes and names.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -93,16 +98,23 @@ fn host_fingerprint() -> String {
     out
 }
 
-/// Pids of processes running a binary from our target directory's fixtures.
+/// Pids of processes running a binary from our target directory's fixtures (other
+/// checkouts' are other test runs').
 fn fixture_processes() -> Vec<String> {
     let mut found = Vec::new();
+    let ours = root();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(exe) = std::fs::read_link(e.path().join("exe")) {
+            if !exe.starts_with(&ours) {
+                continue;
+            }
             let name = exe
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if name.starts_with("crasher-") || name.starts_with("cgroups-rs-") {
+            // This checkout's binaries only: another checkout's tests may run meanwhile.
+            let ours = exe.starts_with(root());
+            if ours && (name.starts_with("crasher-") || name.starts_with("cgroups-rs-")) {
                 found.push(format!(
                     "{} {}",
                     e.file_name().to_string_lossy(),
@@ -128,6 +140,100 @@ fn session_dirs(tmp: &Path) -> BTreeSet<PathBuf> {
         .unwrap_or_default()
 }
 
+/// The marker of the files the hostile target tries to leave.
+const MARK: &str = "cgrepro-hostile";
+
+/// World-writable directories made for the hostile target to find (it scans
+/// /var/lib and the repository's target dir for such directories): removed on drop.
+struct WorldWritable(Vec<PathBuf>);
+
+impl WorldWritable {
+    fn make(root: &Path) -> WorldWritable {
+        use std::os::unix::fs::PermissionsExt;
+        let dirs = vec![
+            root.join("target").join("cgrepro-ww"),
+            PathBuf::from("/var/lib/cgrepro-ww"),
+        ];
+        for d in &dirs {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        WorldWritable(dirs)
+    }
+}
+
+impl Drop for WorldWritable {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// A listing of every directory the hostile target aims at: the world-writable ones one
+/// level below the usual places and the repository (the shared scratch places /tmp,
+/// /var/tmp and /dev/shm excepted: other programs write there), /etc, /usr and the
+/// repository itself; plus, for /, /root and the scratch places, whether any entry
+/// carries the hostile marker.
+fn host_listing(root: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = [
+        "/tmp", "/var/tmp", "/dev/shm", "/run", "/var/run", "/proc", "/sys",
+    ];
+    let mut dirs: Vec<PathBuf> = vec!["/etc".into(), "/usr".into(), root.to_path_buf()];
+    let roots = [
+        "/",
+        "/var",
+        "/var/lib",
+        "/var/cache",
+        "/var/spool",
+        "/opt",
+        "/srv",
+        "/home",
+        "/usr/local",
+        "/mnt",
+        "/etc",
+    ];
+    for r in roots
+        .iter()
+        .map(PathBuf::from)
+        .chain([root.to_path_buf(), root.join("target")])
+    {
+        for e in std::fs::read_dir(&r).into_iter().flatten().flatten() {
+            let p = e.path();
+            let ww = std::fs::symlink_metadata(&p)
+                .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o002 != 0);
+            if ww && !scratch.iter().any(|s| p.starts_with(s)) {
+                dirs.push(p);
+            }
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
+    let mut out = String::new();
+    for d in &dirs {
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        out.push_str(&format!("{}: {}\n", d.display(), names.join(" ")));
+    }
+    for d in ["/", "/root", "/tmp", "/var/tmp", "/dev/shm"] {
+        let marked: Vec<String> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(MARK))
+            .collect();
+        out.push_str(&format!("{d}: marked {marked:?}\n"));
+    }
+    out
+}
+
 #[rstest]
 #[case::root_strategy(Strategy::Root)]
 #[case::user_namespace_strategy(Strategy::UserNs)]
@@ -138,6 +244,12 @@ fn hostile_root_target_cannot_touch_the_host(#[case] strategy: Strategy) {
         return;
     }
     let root = root();
+    let world_writable = WorldWritable::make(&root);
+    let listing = host_listing(&root);
+    assert!(
+        listing.contains("cgrepro-ww: \n"),
+        "the world-writable bait directories are listed:\n{listing}"
+    );
     let before = host_fingerprint();
     let engine = Engine::with_strategy(&root, Some(strategy)).unwrap();
     engine.build_drivers().unwrap();
@@ -151,7 +263,13 @@ fn hostile_root_target_cannot_touch_the_host(#[case] strategy: Strategy) {
         .unwrap();
     assert!(!scenario.cases.is_empty());
     for case in &scenario.cases {
-        let report = engine.run(case, false);
+        let mut case = case.clone();
+        if strategy == Strategy::UserNs {
+            // The cgroupfs model needs the root strategy: on the tree (the case's outcome
+            // is not what this test checks).
+            case.host.cgroupfs = cgrepro::sandbox::cgroupfs::CgroupfsKind::Tree;
+        }
+        let report = engine.run(&case, false);
         assert_ne!(
             report.outcome.class(),
             Class::HarnessError,
@@ -172,6 +290,16 @@ fn hostile_root_target_cannot_touch_the_host(#[case] strategy: Strategy) {
         {
             assert!(!line.ends_with("-> ok"), "escape attempt succeeded: {line}");
         }
+        // Every route to the machine's file system was tried and failed, and the
+        // sandbox's mounts could not be undone.
+        let routes: Vec<&str> = out.lines().filter(|l| l.contains("host-write")).collect();
+        assert!(routes.len() >= 5, "host writes not tried:\n{out}");
+        for line in routes {
+            assert!(line.ends_with("-> none succeeded"), "{line}");
+        }
+        for line in out.lines().filter(|l| l.contains("attempt: undo")) {
+            assert!(!line.ends_with("-> ok"), "the sandbox was undone: {line}");
+        }
     }
     assert_eq!(
         fixture_processes(),
@@ -189,6 +317,12 @@ fn hostile_root_target_cannot_touch_the_host(#[case] strategy: Strategy) {
         before, after,
         "the host's cgroup hierarchies or mounts changed"
     );
+    assert_eq!(
+        listing,
+        host_listing(&root),
+        "the host's writable directories changed"
+    );
+    drop(world_writable);
 }
 
 #[test]
@@ -262,6 +396,79 @@ fn ctrl_c_in_the_middle_of_a_run_kills_the_case_and_cleans_up() {
     assert_eq!(before, host_fingerprint());
 }
 
+/// A `cgrepro` killed with SIGKILL cannot clean up: its session directory stays. The next
+/// run removes it, and says so; a session directory of a live run is left alone.
+#[test]
+fn a_killed_runs_session_dir_is_removed_by_the_next_run() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = unsupported() {
+        eprintln!("ignored: {why}");
+        return;
+    }
+    let root = root();
+    let tmp = tempfile::tempdir().unwrap();
+    let cgrepro = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cgrepro"));
+        c.args(args)
+            .current_dir(&root)
+            .env("TMPDIR", tmp.path())
+            .env("CGREPRO_SKIP_BUILD", "1");
+        c
+    };
+    let mut child = cgrepro(&["run", "crashers/hang"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !fixture_processes()
+        .iter()
+        .any(|p| p.contains("crasher-hang"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the hang case never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stale = session_dirs(tmp.path());
+    assert_eq!(stale.len(), 1, "a running case has its session dir");
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    // The case dies with its parent (parent-death signal); its directory does not.
+    while fixture_processes()
+        .iter()
+        .any(|p| p.contains("crasher-hang"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the hang case survived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        session_dirs(tmp.path()),
+        stale,
+        "SIGKILL left the session dir"
+    );
+
+    let out = cgrepro(&["run", "crashers/exit3"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let dir = stale.iter().next().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "note: removed stale session directory {} (its cgrepro, pid {}, is gone)",
+            dir.display(),
+            child.id()
+        )),
+        "the next run names what it removed:\n{stderr}"
+    );
+    assert_eq!(
+        session_dirs(tmp.path()),
+        BTreeSet::new(),
+        "no session dir remains"
+    );
+}
+
 /// A checkout under /tmp (as a CI runner's may be): the sandbox makes /tmp private, yet the
 /// target's binaries there still run — their directory is bound back, read-only.
 #[test]
@@ -296,4 +503,52 @@ fn targets_built_under_tmp_still_run() {
         report.snapshot()
     );
     assert!(report.exit.contains("status 3"), "{}", report.snapshot());
+}
+
+/// `[host] writable` directories are the case's own: the target writes them, the machine
+/// never sees them (one that did not exist is made in a copy-on-write layer).
+#[test]
+fn writable_directories_are_private_to_the_case() {
+    if let Some(why) = unsupported() {
+        eprintln!("ignored: {why}");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let root = root();
+    let missing = Path::new("/var/lib/cgrepro-writable");
+    assert!(
+        !missing.exists(),
+        "{} exists before the run",
+        missing.display()
+    );
+    let cache_before: Vec<_> = std::fs::read_dir("/var/cache")
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let engine = Engine::new(&root).unwrap();
+    engine.build_drivers().unwrap();
+    let scenario = engine
+        .load(&root.join("scenarios/crashers/writable.toml"))
+        .unwrap();
+    let report = engine.run(&scenario.cases[0], false);
+    assert_eq!(report.outcome.class(), Class::Ok, "{}", report.snapshot());
+    assert!(
+        report
+            .stdout_tail
+            .contains("/var/lib/cgrepro-writable/state: writable")
+            && report.stdout_tail.contains("/etc: not writable"),
+        "{}",
+        report.snapshot()
+    );
+    assert!(
+        !missing.exists(),
+        "{} appeared on the machine",
+        missing.display()
+    );
+    let cache_after: Vec<_> = std::fs::read_dir("/var/cache")
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        cache_before, cache_after,
+        "/var/cache changed on the machine"
+    );
 }

@@ -51,3 +51,32 @@ fn every_shipped_scenario_loads() {
     assert!(errors.is_empty(), "{}", rendered.join("\n\n"));
     assert!(scenarios.iter().map(|s| s.cases.len()).sum::<usize>() > 0);
 }
+
+/// A failing `[[expect]]` cites its own block's line, not the first block's.
+#[test]
+fn each_failing_expectation_cites_its_own_block() {
+    let engine = Engine::new(&root()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two-expects.toml");
+    let src = "[scenario]\ntitle = \"two blocks\"\n\n[target]\ndriver = \"crasher-abort\"\n\n\
+               [[expect]]\nclass = \"crash\"\n\n# a comment\n\n[[expect]]\nsignal = \"SIGSEGV\"\n\n\
+               [[expect]]\nmessage = \"nowhere\"\n";
+    std::fs::write(&path, src).unwrap();
+    let scenario = engine.load(&path).unwrap();
+    let case = &scenario.cases[0];
+    let lines: Vec<String> = case
+        .expect
+        .iter()
+        .map(|e| e.at.rsplit_once(".toml:").unwrap().1.to_owned())
+        .collect();
+    assert_eq!(lines, ["7 (expect #1)", "12 (expect #2)", "15 (expect #3)"]);
+    // Their failures (every block fails on a killed target) cite those lines.
+    let outcome = cgrepro::outcome::Outcome::Killed {
+        signal: "SIGKILL".into(),
+    };
+    let failures = cgrepro::report::check_expectations(case, &outcome, None, "");
+    assert_eq!(failures.len(), 3, "{failures:?}");
+    for (f, l) in failures.iter().zip(&lines) {
+        assert!(f.ends_with(&format!(":{l}")), "{f}");
+    }
+}

@@ -1,17 +1,23 @@
-//! The `cgrepro` command line: `list`, `run`, `replay`, `matrix`.
+//! The `cgrepro` command line: `list`, `run`, `replay`, `matrix`, `report`, `sweep` (in
+//! `crate::sweep::cli`).
 //!
 //! Exit status: 0 all good; 1 a case failed (unexpected outcome, changed snapshot,
-//! harness error); 2 bad input (scenario errors, unknown cell); 130 interrupted.
+//! harness error) or was killed by an interruption; 2 bad input (scenario errors, unknown
+//! cell); 3 selected cases cannot run on this machine (unless `--allow-ignored`);
+//! 130 interrupted; 141 stdout was closed (`| head`), quietly.
+
+mod exec;
+mod output;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 use crate::engine::Engine;
-use crate::pool;
-use crate::report::{self, snapshot::Comparison, Report};
+use crate::report::{self, Report};
 use crate::sandbox::interrupt;
 use crate::scenario::{Case, Scenario};
+use output::OutputArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,6 +53,8 @@ enum Command {
         /// Parallel cases (default: number of CPUs).
         #[arg(long, short)]
         jobs: Option<usize>,
+        #[command(flatten)]
+        out: OutputArgs,
     },
     /// Replay one case of a scenario file, verbosely.
     Replay {
@@ -63,10 +71,32 @@ enum Command {
         file: PathBuf,
         #[arg(long, short)]
         jobs: Option<usize>,
+        #[command(flatten)]
+        out: OutputArgs,
     },
+    /// Write the HTML page of a run from its directory's cases.jsonl.
+    Report {
+        /// A run directory (default: the latest run, target/cgrepro/latest).
+        dir: Option<PathBuf>,
+        /// Where to write the page (default: index.html in the run directory).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Fail every cgroupfs op of a case with every errno the kernel can give there; judge
+    /// and tabulate what the target does; write minimised scenarios for the bugs.
+    Sweep(crate::sweep::cli::Args),
 }
 
 pub fn main() -> i32 {
+    output::quiet_broken_pipe();
+    let code = std::panic::catch_unwind(main_inner);
+    if output::broken_pipe() {
+        return 141;
+    }
+    code.unwrap_or(101)
+}
+
+fn main_inner() -> i32 {
     let cli = Cli::parse();
     if let Err(e) = interrupt::install() {
         eprintln!("warning: cannot install the Ctrl-C handler: {e}");
@@ -83,6 +113,9 @@ pub fn main() -> i32 {
             return 2;
         }
     };
+    for removed in engine.session().map_or(&[][..], |s| s.stale_removed()) {
+        eprintln!("note: {removed}");
+    }
     if let Some(p) = &cli.shim {
         let p = p.canonicalize().unwrap_or_else(|_| p.clone());
         engine.set_kata_shim(p);
@@ -92,10 +125,18 @@ pub fn main() -> i32 {
     }
     let code = match cli.command {
         Command::List { filter } => list(&engine, filter.as_deref()),
-        Command::Run { filter, jobs } => run(&engine, filter.as_deref(), jobs),
+        Command::Run { filter, jobs, out } => run(&engine, filter.as_deref(), jobs, &out),
         Command::Replay { file, cells, keep } => replay(&mut engine, &file, &cells, keep),
-        Command::Matrix { file, jobs } => matrix(&engine, &file, jobs),
+        Command::Matrix { file, jobs, out } => matrix(&engine, &file, jobs, &out),
+        Command::Report { dir, html } => report_page(&engine, dir, html),
+        Command::Sweep(args) => {
+            prepare(&engine);
+            crate::sweep::cli::main(&engine, &args, jobs(args.jobs))
+        }
     };
+    if output::broken_pipe() {
+        return 141;
+    }
     if interrupt::interrupted() {
         eprintln!("interrupted: running cases were killed, partial results above");
         return 130;
@@ -125,8 +166,11 @@ fn list(engine: &Engine, filter: Option<&str>) -> i32 {
             continue;
         }
         match engine.ignore_reason(case) {
-            Some(why) => println!("{}  (ignored: {why})", case.name),
-            None => println!("{}", case.name),
+            Some(why) => output::line(&format!("{}  (ignored: {why})", case.name)),
+            None => output::line(&case.name),
+        }
+        if output::broken_pipe() {
+            break;
         }
     }
     0
@@ -143,38 +187,7 @@ fn jobs(n: Option<usize>) -> usize {
         .max(1)
 }
 
-/// Verdict of one case for `run`.
-fn verdict(engine: &Engine, case: &Case, report: &Report) -> Result<&'static str, Vec<String>> {
-    let mut problems = report.expectation_failures.clone();
-    if let crate::outcome::Outcome::HarnessError { message } = &report.outcome {
-        if case
-            .expect
-            .iter()
-            .all(|e| e.class != Some(crate::outcome::Class::HarnessError))
-        {
-            problems.push(format!("harness error: {message}"));
-        }
-    }
-    let note = match report::snapshot::compare(&engine.scenarios_root, case, &report.snapshot()) {
-        Comparison::Same => "",
-        Comparison::New => " (no snapshot yet: run `cargo test` to record it)",
-        Comparison::Changed(_) => {
-            problems.push(format!(
-                "outcome differs from the snapshot {} (see the diff with `cargo test -p cgrepro --test scenarios -- '{}'`)",
-                report::snapshot::file(&engine.scenarios_root, case).display(),
-                case.name
-            ));
-            ""
-        }
-    };
-    if problems.is_empty() {
-        Ok(note)
-    } else {
-        Err(problems)
-    }
-}
-
-fn run(engine: &Engine, filter: Option<&str>, n: Option<usize>) -> i32 {
+fn run(engine: &Engine, filter: Option<&str>, n: Option<usize>, out: &OutputArgs) -> i32 {
     let scenarios = match load_all_or_report(engine) {
         Ok(s) => s,
         Err(c) => return c,
@@ -185,51 +198,15 @@ fn run(engine: &Engine, filter: Option<&str>, n: Option<usize>) -> i32 {
         .flat_map(|s| &s.cases)
         .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
         .collect();
-    let start = std::time::Instant::now();
-    let (mut passed, mut failed, mut ignored) = (0, 0, 0);
-    let results = pool::map(&cases, jobs(n), |case| match engine.ignore_reason(case) {
-        Some(why) => Err(why),
-        None => Ok(engine.run(case, false)),
-    });
-    for (case, result) in cases.iter().zip(results) {
-        match result {
-            None => {}
-            Some(Err(why)) => {
-                ignored += 1;
-                println!("ignored  {}  ({why})", case.name);
-            }
-            Some(Ok(report)) => match verdict(engine, case, &report) {
-                Ok(note) => {
-                    passed += 1;
-                    println!(
-                        "ok       {}  {}  [{:.0?}]{note}",
-                        case.name,
-                        report.signature(),
-                        report.duration
-                    );
-                }
-                Err(problems) => {
-                    failed += 1;
-                    println!("FAILED   {}  {}", case.name, report.signature());
-                    for p in problems {
-                        println!("           {p}");
-                    }
-                    for line in report.snapshot().lines() {
-                        println!("           | {line}");
-                    }
-                }
-            },
-        }
-    }
-    println!(
-        "\n{passed} passed, {failed} failed, {ignored} ignored ({} cases in {:.2?})",
-        cases.len(),
-        start.elapsed()
-    );
-    if failed > 0 {
-        1
-    } else {
-        0
+    let run = exec::execute(engine, &cases, jobs(n), out);
+    exec::summary(&run, out, |l| say(out, l))
+}
+
+/// Closing lines: on stdout, unless stdout is JSON (then stderr).
+fn say(out: &OutputArgs, l: &str) {
+    match out.format {
+        output::Format::Human => output::line(l),
+        output::Format::Json => eprintln!("{l}"),
     }
 }
 
@@ -312,12 +289,26 @@ fn replay(engine: &mut Engine, file: &std::path::Path, cells: &[String], keep: b
     let report = engine.run(&case, keep);
     println!("\n{}", report.snapshot());
     println!("duration  {:.2?}", report.duration);
-    let code = match verdict(engine, &case, &report) {
-        Ok(note) => {
+    if let Some(shim) = report.shim.as_ref().filter(|s| !s.phases.is_empty()) {
+        let phases: Vec<String> = shim
+            .phases
+            .iter()
+            .map(|(n, d)| format!("{n} {d:.1?}"))
+            .collect();
+        println!("          in the case: {}", phases.join(", "));
+    }
+    let (problems, snap) = exec::verdict(engine, &case, &report);
+    let code = match problems.is_empty() {
+        true => {
+            let note = if snap == "new" {
+                " (no snapshot yet: run `cargo test` to record it)"
+            } else {
+                ""
+            };
             println!("verdict   as expected{note}");
             0
         }
-        Err(problems) => {
+        false => {
             println!("verdict   FAILED");
             for p in problems {
                 println!("          {p}");
@@ -341,56 +332,103 @@ fn replay(engine: &mut Engine, file: &std::path::Path, cells: &[String], keep: b
     code
 }
 
-fn matrix(engine: &Engine, file: &std::path::Path, n: Option<usize>) -> i32 {
+fn matrix(engine: &Engine, file: &std::path::Path, n: Option<usize>, out: &OutputArgs) -> i32 {
     let scenario = match load_one(engine, file) {
         Ok(s) => s,
         Err(c) => return c,
     };
     prepare(engine);
-    // Cells that cannot run here are not outcomes: listed apart, by reason.
-    let mut ignored: Vec<(String, Vec<String>)> = Vec::new();
-    let mut cases: Vec<&Case> = Vec::new();
-    for case in &scenario.cases {
-        match engine.ignore_reason(case) {
-            Some(why) => {
-                let cell = case
-                    .cell
-                    .iter()
-                    .map(|(a, v)| format!("{a}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                match ignored.iter_mut().find(|(w, _)| *w == why) {
-                    Some((_, cells)) => cells.push(cell),
-                    None => ignored.push((why, vec![cell])),
-                }
+    let cases: Vec<&Case> = scenario.cases.iter().collect();
+    let run = exec::execute(engine, &cases, jobs(n), out);
+    if out.format == output::Format::Human && !output::broken_pipe() {
+        // Cells that cannot run here are not outcomes: listed apart, by reason.
+        let mut reports: Vec<Report> = Vec::new();
+        let mut apart: Vec<(String, Vec<String>)> = Vec::new();
+        for (case, r) in cases.iter().zip(&run.results) {
+            if let Some(rep) = &r.report {
+                reports.push(rep.clone());
+                continue;
             }
-            None => cases.push(case),
+            let why = r.reason.clone().unwrap_or_else(|| "not started".into());
+            let cell = case
+                .cell
+                .iter()
+                .map(|(a, v)| format!("{a}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            match apart.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, cells)) => cells.push(cell),
+                None => apart.push((why, vec![cell])),
+            }
+        }
+        let mut text = format!("\n{}\n", scenario.meta.title);
+        if let Some(r) = &scenario.meta.report {
+            text.push_str(&format!("{r}\n"));
+        }
+        text.push('\n');
+        if !reports.is_empty() {
+            text.push_str(&report::matrix::table(&scenario.axes, &reports));
+        }
+        for (why, cells) in &apart {
+            text.push_str(&format!("\nignored ({} cell(s)): {why}\n", cells.len()));
+            for c in cells {
+                text.push_str(&format!("  {c}\n"));
+            }
+        }
+        // Which expectation an unexpected cell broke, with its [[expect]] line.
+        for r in &reports {
+            for f in &r.expectation_failures {
+                text.push_str(&format!("\nunexpected {}: {f}", r.case));
+            }
+        }
+        output::line(text.trim_end());
+    }
+    exec::summary(&run, out, |l| say(out, l))
+}
+
+/// `cgrepro report`: the HTML page of a run, from its cases.jsonl.
+fn report_page(engine: &Engine, dir: Option<PathBuf>, html: Option<PathBuf>) -> i32 {
+    let dir = dir.unwrap_or_else(|| engine.root.join("target/cgrepro/latest"));
+    let jsonl = dir.join("cases.jsonl");
+    let text = match std::fs::read_to_string(&jsonl) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "error: cannot read {}: {e} (a run directory is made by `cgrepro run` or `cgrepro matrix`)",
+                jsonl.display()
+            );
+            return 2;
+        }
+    };
+    let mut records = Vec::new();
+    for (i, l) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        match serde_json::from_str::<serde_json::Value>(l) {
+            Ok(v) => records.push(v),
+            Err(e) => {
+                eprintln!(
+                    "error: {}:{}: not a JSON record: {e}",
+                    jsonl.display(),
+                    i + 1
+                );
+                return 2;
+            }
         }
     }
-    let results = pool::map(&cases, jobs(n), |case| engine.run(case, false));
-    let reports: Vec<Report> = results.into_iter().flatten().collect();
-    println!("{}", scenario.meta.title);
-    if let Some(r) = &scenario.meta.report {
-        println!("{r}");
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let page = report::html::render(&format!("cgrepro run {name}"), &records);
+    let target = html.unwrap_or_else(|| dir.join("index.html"));
+    if let Err(e) = std::fs::write(&target, page) {
+        eprintln!("error: cannot write {}: {e}", target.display());
+        return 2;
     }
-    println!();
-    if !reports.is_empty() {
-        print!("{}", report::matrix::table(&scenario.axes, &reports));
-    }
-    for (why, cells) in &ignored {
-        println!("\nignored ({} cell(s)): {why}", cells.len());
-        for c in cells {
-            println!("  {c}");
-        }
-    }
-    let unexpected = reports
-        .iter()
-        .filter(|r| !r.expectation_failures.is_empty())
-        .count();
-    if unexpected > 0 {
-        println!("\n{unexpected} cell(s) differ from the scenario's [[expect]]");
-        1
-    } else {
-        0
-    }
+    output::line(&target.display().to_string());
+    0
 }

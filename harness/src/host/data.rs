@@ -201,6 +201,15 @@ pub struct SystemdGroup {
 pub struct ProcfsData {
     pub mountinfo: MountinfoData,
     pub version: VersionTemplate,
+    pub sysfs: SysfsData,
+}
+
+/// The sysfs files the simulated machine shows (`[sysfs]` of procfs.toml).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SysfsData {
+    pub hugepage_sizes_kb: Vec<u64>,
+    pub cpu_online: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -71,5 +71,9 @@ pub fn write(plan: &Plan, dir: &Path, owner: (u32, u32)) -> Result<Layout, HostE
     for (path, mode) in dirs.iter().rev() {
         fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(io(path))?;
     }
-    Ok(Layout { tree, proc_views })
+    Ok(Layout {
+        tree,
+        proc_views,
+        sys_views: Vec::new(),
+    })
 }

@@ -25,6 +25,7 @@ mod faults;
 mod materialize;
 mod procfs;
 mod resolve;
+mod sysfs;
 pub mod tree;
 pub mod version;
 
@@ -66,6 +67,9 @@ pub struct HostSpec {
     pub options: Option<BTreeMap<String, bool>>,
     /// How the cgroupfs is served: `model` (FUSE, default where available) or `tree`.
     pub cgroupfs: Option<crate::sandbox::cgroupfs::CgroupfsKind>,
+    /// Extra directories the target may write, private to the case (the rest of the
+    /// machine's file system is read-only to it).
+    pub writable: Option<Vec<String>>,
 }
 
 /// `systemd = true` as [`HostSpec::systemd`] stores it: the preset's version.
@@ -124,8 +128,12 @@ pub struct Host {
     pub options: BTreeMap<String, bool>,
     /// `/proc/version`.
     pub proc_version: String,
-    /// The cgroupfs asked for (the sandbox falls back to the tree without FUSE).
+    /// The cgroupfs asked for (a case that cannot have it is ignored, never moved).
     pub cgroupfs: crate::sandbox::cgroupfs::CgroupfsKind,
+    /// Directories private to the case and writable by its target (`[host] writable`),
+    /// besides the sandbox's own (/tmp, /var/tmp, /run, /dev/shm).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub writable: Vec<std::path::PathBuf>,
 }
 
 /// Errors resolving a host spec. `field` is the `[host]` key at fault.
@@ -178,6 +186,9 @@ pub struct Layout {
     /// /proc/sys/kernel/osrelease, /proc/version. A `missing` fault on a view is rejected
     /// (`HostError::BadFault`): a bind mount cannot make a /proc file disappear.
     pub proc_views: Vec<(PathBuf, PathBuf)>,
+    /// Files and directories to bind over sysfs paths (`/sys/kernel/mm/hugepages`,
+    /// `/sys/devices/system/cpu/online`), as (path the target sees, path on disk).
+    pub sys_views: Vec<(PathBuf, PathBuf)>,
 }
 
 impl HostData {
@@ -263,6 +274,8 @@ impl Host {
         owner: (u32, u32),
     ) -> Result<Layout, HostError> {
         let plan = self.plan(data, faults)?;
-        materialize::write(&plan, dir, owner)
+        let mut layout = materialize::write(&plan, dir, owner)?;
+        layout.sys_views = sysfs::write(&data.kernels.procfs.sysfs, dir, owner)?;
+        Ok(layout)
     }
 }

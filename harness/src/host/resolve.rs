@@ -100,9 +100,18 @@ pub fn resolve(data: &HostData, spec: &HostSpec) -> Result<Host, HostError> {
         options.insert(name.clone(), value);
     }
 
+    // The preset's build string may name its kernel series once more after the release
+    // (`Debian 6.1.119-1`): for a kernel of another series the generic string is used,
+    // else /proc/version would name two kernels.
     let proc_version = match preset {
         Some(p) if p.kernel == kernel => p.proc_version.clone(),
-        Some(p) if p.proc_version.contains(&p.kernel) => p.proc_version.replace(&p.kernel, &kernel),
+        Some(p)
+            if p.proc_version.contains(&p.kernel)
+                && (same_series(&p.kernel, &kernel)
+                    || !names_series(&p.proc_version.replace(&p.kernel, ""), &p.kernel)) =>
+        {
+            p.proc_version.replace(&p.kernel, &kernel)
+        }
         _ => tables.procfs.version.template.replace("{release}", &kernel),
     };
 
@@ -116,5 +125,27 @@ pub fn resolve(data: &HostData, spec: &HostSpec) -> Result<Host, HostError> {
         options,
         proc_version,
         cgroupfs: spec.cgroupfs.unwrap_or_default(),
+        writable: spec
+            .writable
+            .iter()
+            .flatten()
+            .map(std::path::PathBuf::from)
+            .collect(),
     })
+}
+
+fn same_series(a: &str, b: &str) -> bool {
+    let series = |r: &str| KernelVersion::parse_release(r).map(|v| (v.major, v.minor));
+    series(a).is_some() && series(a) == series(b)
+}
+
+/// `text` mentions `MAJOR.MINOR.` of `release` as a version of its own (not inside a
+/// longer number such as `10.5.0` for 5.10).
+fn names_series(text: &str, release: &str) -> bool {
+    let Some(v) = KernelVersion::parse_release(release) else {
+        return false;
+    };
+    let needle = format!("{}.{}.", v.major, v.minor);
+    text.match_indices(&needle)
+        .any(|(i, _)| !text[..i].ends_with(|c: char| c.is_ascii_digit() || c == '.'))
 }

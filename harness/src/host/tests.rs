@@ -229,6 +229,27 @@ fn overrides_win_over_the_preset() {
 }
 
 #[test]
+fn a_kernel_of_another_series_does_not_keep_the_presets_build_string() {
+    // debian-12's string ends in `Debian 6.1.119-1`: over 6.12 it would name two kernels.
+    let host = resolve(HostSpec {
+        preset: Some("debian-12".into()),
+        kernel: Some("6.12.57+deb13-amd64".into()),
+        ..Default::default()
+    });
+    assert!(host
+        .proc_version
+        .starts_with("Linux version 6.12.57+deb13-amd64 "));
+    assert!(!host.proc_version.contains("6.1."), "{}", host.proc_version);
+    // Same series: the preset's string with the new release.
+    let host = resolve(HostSpec {
+        preset: Some("debian-12".into()),
+        kernel: Some("6.1.0-30-amd64".into()),
+        ..Default::default()
+    });
+    assert!(host.proc_version.ends_with("Debian 6.1.119-1 (2024-11-22)"));
+}
+
+#[test]
 fn an_unknown_preset_lists_the_known_ones() {
     let err = data()
         .resolve(&HostSpec {

@@ -230,14 +230,52 @@ fn short(message: &str) -> String {
         Some(i) if i > 0 => &line[..i],
         _ => line,
     };
+    let line = collapse_go_structs(line);
     let n = line.chars().count();
-    if n > 100 {
-        let head: String = line.chars().take(60).collect();
-        let tail: String = line.chars().skip(n - 38).collect();
+    if n > 120 {
+        let head: String = line.chars().take(80).collect();
+        let tail: String = line.chars().skip(n - 36).collect();
         format!("{} … {}", head.trim_end(), tail.trim_start())
     } else {
-        line.to_owned()
+        line
     }
+}
+
+/// Go's `%v` of a pointer to a struct (`&{...}`, nested braces and all) as `&{…}`: the
+/// dump is in the full message; in a one-line name it hides the words around it.
+fn collapse_go_structs(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("&{") {
+        out.push_str(&rest[..i]);
+        let mut depth = 0usize;
+        let mut end = None;
+        for (j, c) in rest[i + 1..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(i + 1 + j + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        match end {
+            Some(e) => {
+                out.push_str("&{…}");
+                rest = &rest[e..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Name of a signal number (`SIGSEGV`), or `signal N`.
@@ -440,4 +478,36 @@ pub fn classify(obs: &Observed, norm: &normalize::Normalizer) -> Classified {
         }
     })();
     Classified { outcome, ops }
+}
+
+#[cfg(test)]
+mod short_tests {
+    use super::*;
+
+    #[test]
+    fn a_go_struct_dump_is_collapsed_in_the_one_line_name() {
+        let m = "Could not add runtime PID [PID] to the sandbox &{%!s(*v2.Manager=&{ /sys/fs/cgroup/x}) a:b:c %!s(*specs.LinuxCPU=&{<nil> 0-1  <nil>}) [{%!s(bool=true) c}]}: write /x/cgroup.procs: no such file or directory";
+        assert_eq!(
+            short(m),
+            "Could not add runtime PID [PID] to the sandbox &{…}: write /x/cgroup.procs: no such file or directory"
+        );
+    }
+
+    #[test]
+    fn a_long_line_keeps_its_head_and_its_tail() {
+        let m = format!("head {} tail: the cause", "x".repeat(200));
+        let s = short(&m);
+        assert!(s.starts_with("head xxx"), "{s}");
+        assert!(s.ends_with("tail: the cause"), "{s}");
+        assert!(s.chars().count() <= 120, "{s}");
+    }
+
+    #[test]
+    fn quoted_data_is_cut_and_an_unclosed_brace_is_kept() {
+        assert_eq!(
+            short("path should be valid: \"/x/y\""),
+            "path should be valid"
+        );
+        assert_eq!(short("odd &{ never closed"), "odd &{ never closed");
+    }
 }

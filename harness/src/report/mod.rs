@@ -2,7 +2,12 @@
 //! (YAML, via insta in tests and compared byte for byte by the CLI), the expectation
 //! check, the verbose replay, and the matrix table ([`matrix`]).
 
+pub mod libtest;
+pub mod artifacts;
+pub mod html;
+pub mod junit;
 pub mod matrix;
+pub mod results;
 pub mod snapshot;
 pub mod yaml;
 
@@ -39,6 +44,8 @@ pub struct Report {
     pub leftovers: u32,
     pub stdout_tail: String,
     pub stdout_bytes: u64,
+    /// Command targets that run a Rust test suite: `binary::test` → libtest's verdict.
+    pub tests: std::collections::BTreeMap<String, String>,
     pub stderr_tail: String,
     pub stderr_bytes: u64,
     /// Shim targets: the client-side result and the shim's own evidence.
@@ -46,6 +53,8 @@ pub struct Report {
     /// Not part of the snapshot (unstable); shown by the CLI.
     pub duration: std::time::Duration,
     pub kept: Option<std::path::PathBuf>,
+    /// The case's artifacts directory (full output, logs), when the run keeps them.
+    pub artifacts: Option<std::path::PathBuf>,
     /// Failed `[[expect]]` checks.
     pub expectation_failures: Vec<String>,
     /// The syscall layer's configured faults (with their seeds) and what fired.
@@ -83,6 +92,7 @@ impl Report {
                 .map(|l| op_pids(case, l))
                 .collect(),
             leftovers: observed.leftovers,
+            tests: libtest::verdicts(&stdout_full),
             stdout_tail,
             stdout_bytes: observed.stdout.total,
             stderr_tail: tail(&norm.apply(&observed.stderr.text())),
@@ -90,6 +100,7 @@ impl Report {
             shim: None,
             duration: observed.duration,
             kept: observed.kept.clone(),
+            artifacts: None,
             expectation_failures,
             syscall_faults: case
                 .syscall_faults
@@ -156,7 +167,38 @@ impl Report {
             &self.stdout_tail,
         );
         self.shim = shim;
+        if let crate::scenario::TargetKind::Shim { name, .. } = &case.target.kind {
+            if name == crate::target::shim::KATA {
+                self.unstable_pids();
+            }
+        }
         self
+    }
+
+    /// A Go shim's pid in its case depends on how many threads the runtime started
+    /// before (threads take pids): pids written to `cgroup.procs`, `tasks` and
+    /// `cgroup.threads` become `[PID]` in the op log and the effects. (Fixture shims and
+    /// drivers start no threads before that write: their pids stay, and are evidence.)
+    fn unstable_pids(&mut self) {
+        let pid_files =
+            regex::Regex::new(r#"^(write \S*/(?:cgroup\.procs|tasks|cgroup\.threads) )"\d+"(.*)$"#)
+                .expect("static regex");
+        for op in &mut self.cgroupfs_ops {
+            *op = pid_files.replace(op, r#"$1"[PID]"$2"#).into_owned();
+        }
+        for (path, content) in &mut self.effects.written {
+            let name = path.rsplit('/').next().unwrap_or("");
+            if ["cgroup.procs", "tasks", "cgroup.threads"].contains(&name)
+                && !content.is_empty()
+                && content.lines().all(|l| l.trim().parse::<u32>().is_ok())
+            {
+                *content = content
+                    .lines()
+                    .map(|_| "[PID]")
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
+        }
     }
 
     pub fn signature(&self) -> String {
@@ -189,6 +231,9 @@ impl Report {
             );
         }
         m.insert("exit".into(), json!(self.exit));
+        if !self.tests.is_empty() {
+            m.insert("tests".into(), json!(self.tests));
+        }
         if !self.cgroupfs_ops.is_empty() {
             m.insert("cgroupfs_ops".into(), json!(self.cgroupfs_ops));
         }
@@ -242,7 +287,7 @@ impl Report {
     }
 }
 
-fn op_line(o: &OpResult) -> Value {
+pub(crate) fn op_line(o: &OpResult) -> Value {
     let mut s = match o.status {
         OpStatus::Ok => format!("{}: ok", o.op),
         OpStatus::Error => format!("{}: error: {}", o.op, o.error.as_deref().unwrap_or("")),

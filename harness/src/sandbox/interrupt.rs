@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 struct Interrupt {
     read: UnixStream,
-    _write: UnixStream,
+    write: UnixStream,
     flag: Arc<AtomicBool>,
 }
 
@@ -34,11 +34,7 @@ pub fn install() -> std::io::Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&flag))?;
         signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
     }
-    let _ = INTERRUPT.set(Interrupt {
-        read,
-        _write: write,
-        flag,
-    });
+    let _ = INTERRUPT.set(Interrupt { read, write, flag });
     Ok(())
 }
 
@@ -47,6 +43,15 @@ pub fn interrupted() -> bool {
     INTERRUPT
         .get()
         .is_some_and(|i| i.flag.load(Ordering::SeqCst))
+}
+
+/// Stop as a Ctrl-C would (running cases are killed, no new one starts), from the harness
+/// itself: the CLI when its output is gone (a closed pipe).
+pub fn request() {
+    if let Some(i) = INTERRUPT.get() {
+        i.flag.store(true, Ordering::SeqCst);
+        let _ = std::io::Write::write(&mut &i.write, &[1]);
+    }
 }
 
 /// The fd to poll (readable once interrupted), if handlers are installed.

@@ -13,9 +13,11 @@
 pub mod cgroupfs;
 pub mod effects;
 pub mod interrupt;
+pub mod readonly;
 mod reaper;
 mod session;
 pub mod spawn;
+pub mod stale;
 mod supervise;
 pub mod syscall;
 
@@ -51,6 +53,9 @@ pub struct Launch {
     pub expose: Vec<PathBuf>,
     /// Faults of the simulated systemd's D-Bus methods (hosts with systemd).
     pub dbus_faults: Vec<crate::systemd::DbusFault>,
+    /// Write the target's whole stdout and stderr here too (`stdout.log`, `stderr.log`;
+    /// the report keeps only a tail): a run's artifacts directory for the case.
+    pub capture: Option<PathBuf>,
 }
 
 /// The target's wait status.

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::cgroupfs::{self, CgroupfsKind};
 use super::effects::Effects;
+use super::readonly;
 use super::reaper::Reaper;
 use super::spawn::{self, Prepared, Step, Strategy};
 use super::supervise::{self, Pipes, SetupFailure};
@@ -104,6 +105,9 @@ struct SystemdSetup {
 /// A case's cgroupfs layers: the host's tree (lower) and the case's own upper/work dirs.
 struct Layers<'a> {
     host: &'a MaterializedHost,
+    /// The case's directory (room for the overlays of missing `[host] writable` dirs).
+    case: &'a Path,
+    writable: &'a [PathBuf],
     upper: &'a Path,
     work: &'a Path,
 }
@@ -136,6 +140,8 @@ pub struct Session {
     reaper: Reaper,
     /// Why the cgroupfs model cannot serve this session's cases, if it cannot (decided once).
     model_unavailable: Option<String>,
+    /// Session directories of killed runs, removed when this one started.
+    stale_removed: Vec<super::stale::Removed>,
 }
 
 impl Session {
@@ -155,10 +161,17 @@ impl Session {
                 "the root strategy needs root".into(),
             ));
         }
+        let scratch = scratch_dir();
+        let stale_removed = super::stale::sweep(&scratch);
         let dir = tempfile::Builder::new()
             .prefix("cgrepro-")
-            .tempdir_in(scratch_dir())
+            .tempdir_in(&scratch)
             .map_err(SessionError::TempDir)?;
+        fs::write(
+            dir.path().join(super::stale::OWNER_FILE),
+            super::stale::owner_record(),
+        )
+        .map_err(SessionError::TempDir)?;
         // The sandbox's root must be able to traverse to its overlay layers.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
             .map_err(SessionError::TempDir)?;
@@ -188,6 +201,7 @@ impl Session {
             userns,
             reaper: Reaper::default(),
             model_unavailable: model_unavailable(strategy),
+            stale_removed,
         })
     }
 
@@ -204,9 +218,16 @@ impl Session {
         &self.path
     }
 
+    /// Session directories of killed runs that this session removed when it started.
+    pub fn stale_removed(&self) -> &[super::stale::Removed] {
+        &self.stale_removed
+    }
+
     /// Keep the session directory on disk after the session ends; returns its path.
     pub fn keep(&mut self) -> PathBuf {
         if let Some(d) = self.dir.take() {
+            // Kept on purpose: no longer a candidate for the next run's stale sweep.
+            let _ = fs::remove_file(d.path().join(super::stale::OWNER_FILE));
             let _ = d.keep();
         }
         self.path.clone()
@@ -276,15 +297,21 @@ impl Session {
             chown(d, Some(self.owner.0), Some(self.owner.1))
                 .map_err(|e| format!("chown {}: {e}", d.display()))?;
         }
-        // The cgroupfs model (FUSE) where asked for and available, else the tree. Only
-        // with the root strategy: a FUSE mount in a user namespace needs a /dev/fuse fd
-        // opened in that namespace (the kernel says EINVAL otherwise); until init opens
-        // it and hands it back, UserNs cases get the tree (their snapshot says so).
+        // The cgroupfs model (FUSE) where asked for, else the tree. Never a silent
+        // fallback: a case that wants the model runs on it or fails with the reason (the
+        // engine ignores such cases up front when the session cannot serve the model).
         let device = match host.cgroupfs {
-            CgroupfsKind::Model if self.strategy == Strategy::Root => {
-                cgroupfs::server::open_device().ok()
+            CgroupfsKind::Model => {
+                if let Some(why) = &self.model_unavailable {
+                    return Err(why.clone());
+                }
+                Some(cgroupfs::server::open_device().map_err(|e| {
+                    format!(
+                        "the case wants the cgroupfs model, but /dev/fuse cannot be opened: {e}"
+                    )
+                })?)
             }
-            _ => None,
+            CgroupfsKind::Tree => None,
         };
         // Faults on cgroupfs files are the model's when it serves the case (its op log then
         // shows them); the syscall layer takes the rest.
@@ -316,6 +343,8 @@ impl Session {
         };
         let layers = Layers {
             host: &mhost,
+            case: &case_dir,
+            writable: &host.writable,
             upper: &upper,
             work: &work,
         };
@@ -429,20 +458,104 @@ impl Session {
             views.push(cs(file)?);
             match target.strip_prefix("/proc/self/") {
                 Ok(name) => process_views.push((view, cs(name)?)),
-                Err(_) => init_steps.push(Step::BindView {
+                Err(_) => {
+                    init_steps.push(Step::BindView {
+                        view,
+                        target: cs(target)?,
+                    });
+                    init_steps.push(Step::ReadOnly {
+                        target: cs(target)?,
+                        keep: readonly::mount_flags(file),
+                    });
+                }
+            }
+        }
+        // The machine's file system, read-only to the target (module `readonly`): first
+        // the copy-on-write layers for missing `[host] writable` dirs (their upper layers
+        // are in the case directory, which is about to become read-only), then every
+        // mount of the machine read-only, then the private, writable places.
+        let private = readonly::PRIVATE;
+        let var_run = !Path::new("/var/run").is_symlink() && Path::new("/var/run").is_dir();
+        let mut covered: Vec<PathBuf> = private.iter().map(|(d, _)| PathBuf::from(d)).collect();
+        if var_run {
+            covered.push("/var/run".into());
+        }
+        let writable = layers
+            .writable
+            .iter()
+            .map(|p| readonly::plan_writable(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, w) in writable.iter().enumerate() {
+            let readonly::Writable::Overlay { ancestor, path } = w else {
+                continue;
+            };
+            let dir = layers.case.join(format!("writable-{i}"));
+            let (up, wk) = (dir.join("upper"), dir.join("work"));
+            for d in [&dir, &up, &wk] {
+                fs::create_dir(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+                chown(d, Some(self.owner.0), Some(self.owner.1))
+                    .map_err(|e| format!("chown {}: {e}", d.display()))?;
+            }
+            let mut data = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                ancestor.display(),
+                up.display(),
+                wk.display()
+            );
+            if !root {
+                data.push_str(",userxattr");
+            }
+            init_steps.push(Step::Mount {
+                source: c("cgrepro-writable")?,
+                target: cs(ancestor)?,
+                fstype: c("overlay")?,
+                flags: libc::MS_NOSUID | libc::MS_NODEV,
+                data: Some(c(&data)?),
+            });
+            for a in path.ancestors().collect::<Vec<_>>().into_iter().rev() {
+                if a.starts_with(ancestor) && a != ancestor {
+                    init_steps.push(Step::Mkdir(cs(a)?));
+                }
+            }
+            covered.push(ancestor.clone());
+        }
+        let mounts = readonly::host_mounts().map_err(|e| format!("reading mountinfo: {e}"))?;
+        let covered_refs: Vec<&Path> = covered.iter().map(PathBuf::as_path).collect();
+        init_steps.extend(readonly::read_only_steps(&mounts, &covered_refs)?);
+        for w in &writable {
+            let (readonly::Writable::Tmpfs(p) | readonly::Writable::Overlay { path: p, .. }) = w
+            else {
+                continue;
+            };
+            init_steps.push(Step::Mount {
+                source: c("tmpfs")?,
+                target: cs(p)?,
+                fstype: c("tmpfs")?,
+                flags: libc::MS_NOSUID | libc::MS_NODEV,
+                data: Some(c(&format!(
+                    "mode=755,uid={},gid={}",
+                    fuse_ids.0, fuse_ids.1
+                ))?),
+            });
+        }
+        // The simulated machine's sysfs files (hugepage sizes, CPUs), where this machine
+        // has the path to bind over.
+        for (target, file) in &mhost.layout.sys_views {
+            if target.exists() {
+                let view = views.len();
+                views.push(cs(file)?);
+                init_steps.push(Step::BindView {
                     view,
                     target: cs(target)?,
-                }),
+                });
+                init_steps.push(Step::ReadOnly {
+                    target: cs(target)?,
+                    keep: readonly::mount_flags(file),
+                });
             }
         }
         // Private, empty: /run and /tmp, and the other world-writable places the target
         // could otherwise write on the machine (/dev/shm also holds the session dirs).
-        let private = [
-            ("/run", "mode=755"),
-            ("/tmp", "mode=1777"),
-            ("/dev/shm", "mode=1777"),
-            ("/var/tmp", "mode=1777"),
-        ];
         for (dir, opts) in private.into_iter().filter(|(d, _)| Path::new(d).is_dir()) {
             init_steps.push(Step::Mount {
                 source: c("tmpfs")?,
@@ -452,7 +565,7 @@ impl Session {
                 data: Some(c(opts)?),
             });
         }
-        if !Path::new("/var/run").is_symlink() && Path::new("/var/run").is_dir() {
+        if var_run {
             init_steps.push(Step::Mount {
                 source: c("tmpfs")?,
                 target: c("/var/run")?,
@@ -519,6 +632,10 @@ impl Session {
             init_steps.push(Step::BindView {
                 view,
                 target: c(SANDBOX_DEVICES)?,
+            });
+            init_steps.push(Step::ReadOnly {
+                target: c(SANDBOX_DEVICES)?,
+                keep: readonly::mount_flags(&devices),
             });
         }
         init_steps.push(Step::Hostname(c("cgrepro")?));
@@ -589,6 +706,14 @@ impl Session {
             .flatten()
             .collect(),
         );
+        if self.strategy == Strategy::UserNs {
+            let count = if unsafe { libc::geteuid() } == 0 {
+                SUBORDINATE_COUNT
+            } else {
+                1
+            };
+            prepared.nested_map = Some(c(&format!("0 0 {count}\n"))?);
+        }
         let hook_plan = Arc::clone(&plan);
         let sock = target_sock.as_raw_fd();
         // SAFETY (async-signal-safety): install_and_send makes only raw syscalls.
@@ -612,7 +737,6 @@ impl Session {
             sync_r,
             target_sock,
         ));
-        let supervisor = Supervisor::start(OwnedFd::from(sup_sock), plan);
         let served = model.map(|(fd, mut m)| {
             m.set_pids(Box::new(cgroupfs::pids::CasePids::new(init)));
             cgroupfs::server::serve(fd, m, fuse_ids)
@@ -641,6 +765,23 @@ impl Session {
             }
             None => None,
         };
+        // The model's pids.max, enforced on the forks the syscall layer traps.
+        let fork_gate = served.as_ref().map(|s| {
+            let model = Arc::clone(s.model());
+            syscall::ForkGate(Arc::new(move |pid: u32| {
+                let tid = cgroupfs::pids::case_pid(pid)?;
+                let mut m = model.lock().unwrap_or_else(|e| e.into_inner());
+                m.fork(tid).err()
+            }))
+        });
+        let supervisor = Supervisor::start_with(
+            OwnedFd::from(sup_sock),
+            plan,
+            syscall::SupervisorOptions {
+                fork_gate,
+                ..Default::default()
+            },
+        );
         if self.strategy == Strategy::UserNs {
             let deny = unsafe { libc::geteuid() } != 0;
             if let Err(e) =
@@ -667,6 +808,7 @@ impl Session {
             },
             launch.timeout,
             launch.grace,
+            launch.capture.as_deref(),
         );
         let mut observed = watched.observed;
         observed.syscalls = Some(supervisor.stop());
@@ -708,6 +850,7 @@ impl Session {
                         -6 => "fork the target".into(),
                         -7 => "open the /proc views (too many)".into(),
                         -8 => "open the /proc views".into(),
+                        -9 => "create the target's user namespace".into(),
                         i => prepared
                             .process_views
                             .get(i as usize)
@@ -877,6 +1020,7 @@ fn sim_kernel(
         statfs_magic,
         proc_files,
         enosys: data.syscalls_newer_than(host),
+        gate_forks: host.cgroupfs == CgroupfsKind::Model,
     })
 }
 

@@ -20,7 +20,11 @@
 //!   namespace).
 //! * [`Strategy::UserNs`] (not root, or forced): init is cloned into a user namespace as
 //!   well. The real cgroup mounts are then locked and can only be *covered*; the target's
-//!   root is again an unprivileged uid on the host.
+//!   root is again an unprivileged uid on the host. Init's user namespace owns the case's
+//!   mount namespace, so the target goes one level deeper: init makes a child user
+//!   namespace (the same ids, `nested_map`) and the target joins it right before exec. As
+//!   with `Root`, the target then cannot undo init's mounts (unmount the private /tmp,
+//!   remount the read-only root read-write).
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -62,6 +66,14 @@ pub enum Step {
     LoopbackUp,
     /// Join the network namespace open as this fd (the session's shared one).
     JoinNetns(RawFd),
+    /// `mount(NULL, target, NULL, MS_BIND|MS_REMOUNT|MS_RDONLY|keep, NULL)`: this mount
+    /// namespace's copy of a mount becomes read-only (the machine's stays as it is).
+    /// A mount that cannot be reached by its path (hidden under a later mount: EINVAL,
+    /// ENOENT, EACCES) is skipped: the target cannot reach it either.
+    ReadOnly {
+        target: CString,
+        keep: c_ulong,
+    },
 }
 
 impl Step {
@@ -77,6 +89,7 @@ impl Step {
             Step::Hostname(h) => format!("set hostname {}", s(h)),
             Step::LoopbackUp => "bring up lo".into(),
             Step::JoinNetns(_) => "join the session's network namespace".into(),
+            Step::ReadOnly { target, .. } => format!("remount {} read-only", s(target)),
         }
     }
 }
@@ -115,6 +128,9 @@ pub struct Prepared {
     // Pointer arrays for execve, built once from argv/envp.
     argv_ptrs: Vec<*const c_char>,
     envp_ptrs: Vec<*const c_char>,
+    /// UserNs: "0 0 <count>\n", the id map of the child user namespace init makes for the
+    /// target (set by the harness after [`Prepared::new`]; see the module docs).
+    pub nested_map: Option<CString>,
     /// The stack the target runs on between its vfork-style clone and exec.
     target_stack: Vec<u8>,
     /// Init opens the views on `view_fd_base + i` (above every fd it keeps).
@@ -191,6 +207,7 @@ impl Prepared {
             sync_r,
             keep,
             before_exec: None,
+            nested_map: None,
             argv_ptrs,
             envp_ptrs,
             target_stack: vec![0u8; 256 * 1024],
@@ -209,7 +226,8 @@ pub enum Record {
     },
     /// Target setup step failed (index into `process_views`; -1 = joining the user
     /// namespace, -2 = id switch, -3 = stdio, -4 = chdir, -5 = before_exec hook, -6 =
-    /// clone, -7 = too many views, -8 = opening a view).
+    /// clone, -7 = too many views, -8 = opening a view, -9 = making the target's user
+    /// namespace).
     TargetStepFailed {
         step: i32,
         errno: i32,
@@ -391,6 +409,22 @@ unsafe fn run_step(step: &Step, view_fds: &[c_int]) -> Result<(), c_int> {
         Step::Hostname(h) => libc::sethostname(h.as_ptr(), h.as_bytes().len()),
         Step::LoopbackUp => loopback_up(),
         Step::JoinNetns(fd) => libc::setns(*fd, libc::CLONE_NEWNET),
+        Step::ReadOnly { target, keep } => {
+            // MS_BIND is what keeps this a per-mount change: without it, MS_REMOUNT would
+            // make the file system itself read-only, for the whole machine.
+            let r = libc::mount(
+                std::ptr::null(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
+                std::ptr::null(),
+            );
+            if r != 0 && matches!(errno(), libc::EINVAL | libc::ENOENT | libc::EACCES) {
+                0
+            } else {
+                r
+            }
+        }
     };
     if r == 0 {
         Ok(())
@@ -492,6 +526,50 @@ unsafe fn bind(src: &CPath, target: *const c_char) -> c_int {
 
 const MAX_VIEWS: usize = 16;
 
+/// Init (UserNs): a child user namespace of init's with the ids of `map`, open on fd
+/// `at`. Made by a child that only waits, like the harness's `target_userns`.
+unsafe fn nested_userns(map: &CString, at: c_int) -> Result<(), c_int> {
+    let mut fds = [0 as c_int; 2];
+    if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+        return Err(errno());
+    }
+    // Init's id switch made it non-dumpable, so the child's /proc files would belong to
+    // the machine's root and init could not write its id maps: dumpable for the clone
+    // only (no target exists yet that could ptrace init meanwhile).
+    libc::prctl(libc::PR_SET_DUMPABLE, 1);
+    let pid = raw_clone(libc::CLONE_NEWUSER);
+    if pid != 0 {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0);
+    }
+    if pid == 0 {
+        let mut b = 0u8;
+        libc::read(fds[0], (&mut b as *mut u8).cast(), 1);
+        libc::_exit(0);
+    }
+    let result = if pid < 0 {
+        Err(errno())
+    } else {
+        let pid = pid as libc::pid_t;
+        let mut path = CPath::new();
+        path.push(b"/proc/").num(pid as u32).push(b"/ns/user");
+        let r = write_id_maps(pid, map, map, false).and_then(|()| {
+            let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::dup3(fd, at, libc::O_CLOEXEC) < 0 {
+                return Err(errno());
+            }
+            libc::close(fd);
+            Ok(())
+        });
+        libc::write(fds[1], [1u8].as_ptr().cast(), 1);
+        let mut st: c_int = 0;
+        libc::waitpid(pid, &mut st, 0);
+        r
+    };
+    libc::close(fds[0]);
+    libc::close(fds[1]);
+    result
+}
+
 /// Pid 1 of the case.
 unsafe fn init_main(p: &Prepared) -> ! {
     close_others(&p.keep);
@@ -532,6 +610,12 @@ unsafe fn init_main(p: &Prepared) -> ! {
     for (i, step) in p.init_steps.iter().enumerate() {
         if let Err(e) = run_step(step, view_fds) {
             send(status, TAG_INIT_FAIL, i as i32, e);
+            libc::_exit(1);
+        }
+    }
+    if let Some(map) = &p.nested_map {
+        if let Err(e) = nested_userns(map, p.view_fd_base + MAX_VIEWS as c_int) {
+            send(status, TAG_TARGET_FAIL, -9, e);
             libc::_exit(1);
         }
     }
@@ -617,7 +701,11 @@ unsafe fn target_main(p: &Prepared) -> ! {
     // Root: into the session's user namespace, where uid 0 is an unprivileged uid on the
     // host. Its mount namespace stays init's (owned by the initial user namespace), so
     // the target cannot undo any of init's mounts.
-    if let Some(fd) = p.userns {
+    let userns = match p.nested_map {
+        Some(_) => Some(p.view_fd_base + MAX_VIEWS as c_int),
+        None => p.userns,
+    };
+    if let Some(fd) = userns {
         if libc::setns(fd, libc::CLONE_NEWUSER) != 0 {
             fail(-1, errno());
         }

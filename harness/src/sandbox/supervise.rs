@@ -35,7 +35,16 @@ pub(crate) fn watch(
     pipes: Pipes,
     timeout: Duration,
     grace: Duration,
+    capture: Option<&std::path::Path>,
 ) -> Watched {
+    // Full copies of stdout and stderr (best effort: a full disk costs the copy, not the run).
+    let mut copies = capture.map(|dir| {
+        let _ = std::fs::create_dir_all(dir);
+        [
+            std::fs::File::create(dir.join("stdout.log")).ok(),
+            std::fs::File::create(dir.join("stderr.log")).ok(),
+        ]
+    });
     let start = Instant::now();
     let mut obs = Observed::default();
     let mut setup_failure = None;
@@ -130,6 +139,9 @@ pub(crate) fn watch(
                 continue;
             }
             let data = &buf[..r as usize];
+            if let Some(Some(f)) = copies.as_mut().and_then(|c| c.get_mut(i)) {
+                let _ = std::io::Write::write_all(f, data);
+            }
             match i {
                 0 => obs.stdout.push(data),
                 1 => obs.stderr.push(data),

@@ -19,10 +19,16 @@ pub struct ScenarioError {
     pub field: Option<String>,
     pub message: String,
     pub hint: Option<String>,
-    /// The source line, for the caret display.
+    /// The source line, for the caret display: at most [`SHOWN_LINE_CHARS`] characters
+    /// around the column, control characters shown as `?`.
     source_line: String,
+    /// Where the caret starts in `source_line` (in characters).
+    caret_at: usize,
     caret_len: usize,
 }
+
+/// How much of a long source line an error shows.
+const SHOWN_LINE_CHARS: usize = 120;
 
 impl ScenarioError {
     pub fn new(
@@ -37,11 +43,31 @@ impl ScenarioError {
         let line_end = src[start..].find('\n').map_or(src.len(), |i| start + i);
         let line = src[..start].matches('\n').count() + 1;
         let col = src[line_start..start].chars().count() + 1;
-        let source_line = src[line_start..line_end].to_owned();
+        let full: Vec<char> = src[line_start..line_end]
+            .chars()
+            .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+            .collect();
         let caret_len = src[start..span.end.clamp(start, line_end)]
             .chars()
             .count()
             .max(1);
+        // A long line (a 10 MB title): a window around the column, marked with `…`.
+        let from = if full.len() <= SHOWN_LINE_CHARS || col <= SHOWN_LINE_CHARS / 2 {
+            0
+        } else {
+            (col - 1 - SHOWN_LINE_CHARS / 4).min(full.len().saturating_sub(SHOWN_LINE_CHARS))
+        };
+        let to = (from + SHOWN_LINE_CHARS).min(full.len());
+        let mut source_line: String = full[from..to].iter().collect();
+        let mut caret_at = col - 1 - from;
+        if from > 0 {
+            source_line.insert(0, '…');
+            caret_at += 1;
+        }
+        if to < full.len() {
+            source_line.push('…');
+        }
+        let caret_len = caret_len.min(source_line.chars().count().saturating_sub(caret_at).max(1));
         ScenarioError {
             file: file.to_owned(),
             line,
@@ -50,6 +76,7 @@ impl ScenarioError {
             message: message.into(),
             hint: None,
             source_line,
+            caret_at,
             caret_len,
         }
     }
@@ -87,7 +114,7 @@ impl fmt::Display for ScenarioError {
             let lead: String = self
                 .source_line
                 .chars()
-                .take(self.col - 1)
+                .take(self.caret_at)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             write!(f, "{lead}{}", "^".repeat(self.caret_len))?;

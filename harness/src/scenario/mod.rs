@@ -13,6 +13,7 @@
 pub mod error;
 mod matrix;
 mod parse;
+pub mod validate;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -238,6 +239,17 @@ pub fn load(path: &Path, scenarios_root: &Path, ctx: &Context) -> Result<Scenari
         .to_string_lossy()
         .into_owned();
     parse::parse(path, &name, &src, ctx)
+}
+
+/// Parse scenario text as if it were the file `path` (named `name`): what [`load`] does
+/// after reading the file. The parser fuzz test drives this.
+pub fn parse_str(
+    path: &Path,
+    name: &str,
+    src: &str,
+    ctx: &Context,
+) -> Result<Scenario, ScenarioError> {
+    parse::parse(path, name, src, ctx)
 }
 
 /// Every `*.toml` below `root` (the `snapshots` directory excluded), sorted.

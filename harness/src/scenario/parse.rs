@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use super::error::{did_you_mean, suggest, ScenarioError};
 use super::matrix;
+use super::validate;
 use super::{
     Case, Context, Expect, Meta, Pod, Scenario, ScenarioInfo, Target, TargetKind, OPS, SHIM_OPS,
 };
@@ -47,6 +48,8 @@ struct RawMeta {
     report: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
+    /// Allow a matrix of more than [`validate::MAX_CELLS`] cells (up to this many).
+    max_cells: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +136,29 @@ impl<'a> Locator<'a> {
 
     pub fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ScenarioError {
         ScenarioError::new(self.file, self.src, span, message)
+    }
+
+    /// The spanned parse tree (none when the file is not valid TOML).
+    pub(super) fn tree(&self) -> Option<&DeTable<'a>> {
+        self.tree.as_ref().map(|t| t.get_ref())
+    }
+
+    /// Span of `key` in the `idx`th table of the top-level array of tables `array`
+    /// (`[[fault]]`), else of that table, else of the array.
+    fn array_item(&self, array: &str, idx: usize, key: &str) -> Option<Range<usize>> {
+        let (span, v) = self.lookup(&[array])?;
+        let DeValue::Array(a) = v.get_ref() else {
+            return Some(span);
+        };
+        let item = a.get(idx)?;
+        let DeValue::Table(t) = item.get_ref() else {
+            return Some(item.span());
+        };
+        Some(
+            t.iter()
+                .find(|(k, _)| k.get_ref().as_ref() == key)
+                .map_or(item.span(), |(_, v)| v.span()),
+        )
     }
 
     fn lookup(&self, path: &[&str]) -> Option<(Range<usize>, &Spanned<DeValue<'a>>)> {
@@ -263,9 +289,11 @@ fn first_sentence(msg: &str) -> String {
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`" (and variants): a hint.
 fn unknown_hint(msg: &str) -> Option<String> {
-    let re =
-        regex::Regex::new(r"unknown (field|variant) `([^`]*)`, expected (?:one of )?(.*)").ok()?;
-    let c = re.captures(msg)?;
+    static RE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r"unknown (field|variant) `([^`]*)`, expected (?:one of )?(.*)").ok()
+    });
+    let c = re.as_ref()?.captures(msg)?;
     let input = c.get(2)?.as_str();
     let names: Vec<&str> = c
         .get(3)?
@@ -292,10 +320,28 @@ pub(super) fn parse(
     src: &str,
     ctx: &Context,
 ) -> Result<Scenario, ScenarioError> {
+    if src.len() > validate::MAX_FILE_BYTES {
+        return Err(ScenarioError::new(
+            path,
+            &src[..(0..=200.min(src.len()))
+                .rev()
+                .find(|&i| src.is_char_boundary(i))
+                .unwrap_or(0)],
+            Some(0..0),
+            format!(
+                "the file is {} bytes; a scenario file is at most {}",
+                src.len(),
+                validate::MAX_FILE_BYTES
+            ),
+        )
+        .hint("a scenario describes one bug report; put large content in fixtures/"));
+    }
     let loc = Locator::new(path, src);
+    validate::document(&loc)?;
     let doc: toml::Table = toml::from_str(src).map_err(|e| loc.serde_error(&e, None))?;
     let base: RawFile = toml::from_str(src).map_err(|e| loc.serde_error(&e, None))?;
     let axes = matrix::axes(&base.matrix, &loc)?;
+    cell_cap(&axes, base.scenario.max_cells, &loc)?;
     let info = Arc::new(ScenarioInfo {
         path: path.to_owned(),
         name: name.to_owned(),
@@ -332,6 +378,54 @@ pub(super) fn parse(
             .collect(),
         cases,
     })
+}
+
+/// A matrix's cells are bounded: [`validate::MAX_CELLS`], or an explicit
+/// `[scenario] max_cells` up to [`validate::MAX_CELLS_OVERRIDE`].
+fn cell_cap(
+    axes: &[matrix::Axis],
+    max_cells: Option<usize>,
+    loc: &Locator,
+) -> Result<(), ScenarioError> {
+    let cells = axes
+        .iter()
+        .try_fold(1usize, |n, a| n.checked_mul(a.labels.len()))
+        .unwrap_or(usize::MAX);
+    if let Some(m) = max_cells {
+        if m > validate::MAX_CELLS_OVERRIDE {
+            return Err(loc
+                .error(
+                    loc.span("scenario.max_cells"),
+                    format!(
+                        "max_cells = {m} is above the limit of {}",
+                        validate::MAX_CELLS_OVERRIDE
+                    ),
+                )
+                .field("scenario.max_cells")
+                .hint("split the scenario into several files"));
+        }
+    }
+    let cap = max_cells.unwrap_or(validate::MAX_CELLS);
+    if cells > cap {
+        let mut err = loc
+            .error(
+                loc.span("matrix"),
+                format!("the matrix has {cells} cells, more than {cap}"),
+            )
+            .field("matrix");
+        err = if max_cells.is_some() || cells > validate::MAX_CELLS_OVERRIDE {
+            err.hint(format!(
+                "fewer axis values, or split the scenario (at most {} cells with max_cells)",
+                validate::MAX_CELLS_OVERRIDE
+            ))
+        } else {
+            err.hint(format!(
+                "fewer axis values, or say `max_cells = {cells}` in [scenario] if you mean it"
+            ))
+        };
+        return Err(err);
+    }
+    Ok(())
 }
 
 fn validate_expect_keys(
@@ -374,6 +468,25 @@ impl CellLocator<'_> {
         self.axes.iter().any(|a| a.name == field)
     }
 
+    /// A located error from a validator's (message, hint); `idx`: the element of an
+    /// array field, or the `[[fault]]` table, at fault.
+    fn check(
+        &self,
+        field: &str,
+        idx: Option<usize>,
+        r: Result<(), (String, String)>,
+    ) -> Result<(), ScenarioError> {
+        let Err((msg, hint)) = r else {
+            return Ok(());
+        };
+        let span = match (self.set_by_axis(field), idx, field.split_once('.')) {
+            (true, _, _) | (false, None, _) => return Err(self.at(field, msg).hint(hint)),
+            (false, Some(i), Some(("fault", key))) => self.loc.array_item("fault", i, key),
+            (false, Some(i), _) => self.loc.element(field, i),
+        };
+        Err(self.loc.error(span, msg).field(field).hint(hint))
+    }
+
     fn at(&self, field: &str, message: impl Into<String>) -> ScenarioError {
         let by_axis = self
             .axes
@@ -394,6 +507,12 @@ fn resolve(
     ctx: &Context,
 ) -> Result<Case, ScenarioError> {
     // Host.
+    for (i, d) in raw.host.devices.iter().flatten().enumerate() {
+        at.check("host.devices", Some(i), validate::device(d))?;
+    }
+    for (i, w) in raw.host.writable.iter().flatten().enumerate() {
+        at.check("host.writable", Some(i), validate::writable(w))?;
+    }
     let host = ctx
         .hosts
         .resolve(&raw.host)
@@ -536,16 +655,15 @@ fn resolve(
             )
             .hint("remove `ops`, or use a driver"));
     }
-    let duration =
-        |field: &str, v: &Option<String>, default: Duration| -> Result<Duration, ScenarioError> {
-            match v {
-                None => Ok(default),
-                Some(s) => humantime::parse_duration(s).map_err(|e| {
-                    at.at(field, format!("invalid duration `{s}`: {e}"))
-                        .hint("write it like \"10s\", \"500ms\" or \"1m 30s\"")
-                }),
-            }
-        };
+    let duration = |field: &str,
+                    v: &Option<String>,
+                    default: Duration|
+     -> Result<Duration, ScenarioError> {
+        match v {
+            None => Ok(default),
+            Some(s) => validate::duration(s).map_err(|(msg, hint)| at.at(field, msg).hint(hint)),
+        }
+    };
     if !is_shim && raw.target.call_timeout.is_some() {
         return Err(at.at(
             "target.call_timeout",
@@ -583,6 +701,25 @@ fn resolve(
         .id
         .clone()
         .unwrap_or_else(|| "cgrepro-sandbox".into());
+    at.check("pod.id", None, validate::pod_id(&id))?;
+    for (field, v) in [
+        ("pod.pids_limit", raw.pod.pids_limit),
+        ("pod.cpu_quota", raw.pod.cpu_quota),
+    ] {
+        if let Some(v) = v {
+            at.check(field, None, validate::limit(v))?;
+        }
+    }
+    if let Some(p) = raw.pod.cpu_period {
+        at.check(
+            "pod.cpu_period",
+            None,
+            validate::within(p, 1000, 1_000_000, " µs"),
+        )?;
+    }
+    if let Some(s) = raw.pod.cpu_shares {
+        at.check("pod.cpu_shares", None, validate::within(s, 2, 262_144, ""))?;
+    }
     let memory = match &raw.pod.memory {
         None => None,
         Some(toml::Value::Integer(n)) if *n >= 0 => Some(*n as u64),
@@ -617,10 +754,36 @@ fn resolve(
     let mut syscall_faults = Vec::new();
     let mut cgroupfs_faults = Vec::new();
     let mut dbus_faults = Vec::new();
-    for f in &raw.fault {
+    for (i, f) in raw.fault.iter().enumerate() {
         if let Some(method) = &f.dbus {
             dbus_faults.push(dbus_fault(f, method, &host, at)?);
             continue;
+        }
+        if let Some(file) = &f.file {
+            at.check("fault.file", Some(i), validate::content_file(file))?;
+        }
+        if let Some(p) = &f.path {
+            at.check("fault.path", Some(i), validate::glob(p))?;
+        }
+        if let Some(w) = &f.when {
+            let nth0 = w
+                .strip_prefix("nth")
+                .and_then(|r| r.trim_start().strip_prefix([':', '=']))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                == Some(0);
+            if nth0 {
+                at.check(
+                    "fault.when",
+                    Some(i),
+                    Err((
+                        format!("`when = \"{}\"`: calls count from 1", validate::shown(w)),
+                        "\"nth:1\" is the first matching call".into(),
+                    )),
+                )?;
+            }
+        }
+        if let Some(d) = &f.delay {
+            at.check("fault.delay", Some(i), validate::duration(d).map(|_| ()))?;
         }
         match (&f.file, &f.op) {
             (Some(file), None) => faults.push(content_fault(f, file, &pod.id, at)?),
@@ -654,7 +817,8 @@ fn resolve(
             })
         });
         if matches {
-            let span = at.loc.span("expect");
+            // This block's own line: its `[[expect]]` header (or, inline, its element).
+            let span = at.loc.element("expect", i);
             let line = span.map_or(0, |s| at.loc.src[..s.start].matches('\n').count() + 1);
             expect.push(Expect {
                 class: e.class,

@@ -280,5 +280,6 @@ pub fn launch(case: &Case, drivers: &Drivers, keep: bool) -> Option<Launch> {
         cgroupfs_faults: case.cgroupfs_faults.clone(),
         dbus_faults: case.dbus_faults.clone(),
         expose: exe.parent().map(Path::to_path_buf).into_iter().collect(),
+        capture: None,
     })
 }

@@ -46,7 +46,9 @@ pub enum FaultWhen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FaultAction {
     Errno(i32),
-    /// Hold the call, then proceed normally.
+    /// Hold the caller: the operation takes effect when it arrives, and its answer
+    /// reaches the caller this much later. Only the caller waits: the server answers
+    /// other calls meanwhile (see `server`).
     Delay(Duration),
     /// A write accepts only this many bytes (and the model applies only those).
     Short(usize),
@@ -75,6 +77,8 @@ impl ModelFault {
 
 pub(crate) struct FaultSet {
     rules: Vec<(ModelFault, Option<GlobMatcher>, u64)>,
+    /// Delays fired by the current call, for the server to hold its answer.
+    held: Duration,
 }
 
 impl FaultSet {
@@ -95,11 +99,18 @@ impl FaultSet {
                     (f, m, 0)
                 })
                 .collect(),
+            held: Duration::ZERO,
         }
     }
 
-    /// The first fault that fires for this call. Delays are served here (the caller
-    /// thread sleeps) and the search goes on, so a delay and an errno can combine.
+    /// The delay the last call's faults asked for (then zero again).
+    pub fn take_delay(&mut self) -> Duration {
+        std::mem::take(&mut self.held)
+    }
+
+    /// The first fault that fires for this call. Delays add up in [`FaultSet::take_delay`]
+    /// (nothing sleeps here, under the model's lock) and the search goes on, so a delay
+    /// and an errno can combine.
     pub fn fire(&mut self, op: FaultOp, path: &str) -> Option<FaultAction> {
         for (f, m, n) in &mut self.rules {
             if f.op != op || !m.as_ref().is_some_and(|m| m.is_match(path)) {
@@ -115,7 +126,7 @@ impl FaultSet {
                 continue;
             }
             match &f.action {
-                FaultAction::Delay(d) => std::thread::sleep(*d),
+                FaultAction::Delay(d) => self.held += *d,
                 a => return Some(a.clone()),
             }
         }

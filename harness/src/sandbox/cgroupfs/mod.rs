@@ -36,6 +36,8 @@ pub enum LogOp {
     /// A D-Bus call to the simulated systemd, or its signal (`path` holds the whole line;
     /// see `crate::systemd`).
     Dbus,
+    /// A fork or clone refused by a `pids.max` (path: the task's group).
+    Fork,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,7 @@ impl LogEntry {
             LogOp::Read => "read",
             LogOp::Write => "write",
             LogOp::Dbus => "dbus",
+            LogOp::Fork => "fork",
         };
         let mut s = format!("{op} {}", self.path);
         if let Some(v) = &self.value {

@@ -27,6 +27,8 @@ pub trait Pids: Send {
     fn tgid(&self, tid: u32) -> Option<u32> {
         self.exists(tid).then_some(tid)
     }
+    /// Send SIGKILL to the process (`cgroup.kill`). Without real processes: nothing to do.
+    fn kill(&self, _pid: u32) {}
 }
 
 /// Every pid exists (tests, fidelity check without processes).
@@ -149,6 +151,44 @@ fn device_rule(v: &str) -> Option<String> {
         return None;
     }
     Some(format!("{t} {maj}:{min} {acc}"))
+}
+
+/// `devices.list` after one write (security/device_cgroup.c, devcgroup_update_access).
+/// `a` switches the default and drops every exception. With the default allow, the list
+/// reads `a *:* rwm` whatever the exceptions (not modelled). With the default deny, the
+/// list is the exceptions: an allow merges its access into the rule for the same device
+/// (`dev_exception_add`), a deny takes its access away from it and drops a rule left with
+/// none (`dev_exception_rm`, exact type/major/minor match).
+fn devices_update(list: &str, rule: &str, allow: bool) -> String {
+    const ALL: &str = "a *:* rwm";
+    if rule == "a" {
+        return if allow {
+            format!("{ALL}\n")
+        } else {
+            String::new()
+        };
+    }
+    if list.lines().any(|l| l == ALL) {
+        return list.to_owned();
+    }
+    let split = |r: &str| {
+        let (dev, acc) = r.rsplit_once(' ').unwrap_or((r, ""));
+        (dev.to_owned(), acc.to_owned())
+    };
+    let (dev, acc) = split(rule);
+    let mut rules: Vec<(String, String)> = list.lines().map(split).collect();
+    let canon = |a: &str| -> String { "rwm".chars().filter(|c| a.contains(*c)).collect() };
+    match rules.iter_mut().find(|(d, _)| *d == dev) {
+        Some((_, have)) if allow => *have = canon(&format!("{have}{acc}")),
+        Some((_, have)) => *have = have.chars().filter(|c| !acc.contains(*c)).collect(),
+        None if allow => rules.push((dev, canon(&acc))),
+        None => {}
+    }
+    rules
+        .iter()
+        .filter(|(_, a)| !a.is_empty())
+        .map(|(d, a)| format!("{d} {a}\n"))
+        .collect()
 }
 
 fn join(a: &str, b: &str) -> String {
@@ -396,6 +436,11 @@ impl Model {
         self.faults.fire(op, path)
     }
 
+    /// How long the answer to the last operation is to be held (its delay faults).
+    pub fn take_delay(&mut self) -> std::time::Duration {
+        self.faults.take_delay()
+    }
+
     // ---- reading the tree ----
 
     pub fn attr(&self, ino: Ino) -> Option<Attr> {
@@ -552,13 +597,12 @@ impl Model {
                 }
             }
             "cgroup.type" => {
+                // kernel/cgroup/cgroup.c, cgroup_type_show.
                 let ty = if grp.threaded {
                     "threaded"
-                } else if self
-                    .child_groups(g)
-                    .iter()
-                    .any(|&c| self.group(c).is_some_and(|cg| cg.threaded))
-                {
+                } else if !self.is_valid_domain(g) {
+                    "domain invalid"
+                } else if self.is_thread_root(g) {
                     "domain threaded"
                 } else {
                     "domain"
@@ -910,6 +954,14 @@ impl Model {
                 if v != "1" {
                     return Err(EINVAL);
                 }
+                // cgroup_kill: SIGKILL to every task of the group and its descendants.
+                let mut stack = vec![g];
+                while let Some(c) = stack.pop() {
+                    for pid in self.alive_members(c) {
+                        self.pids.kill(pid);
+                    }
+                    stack.extend(self.child_groups(c));
+                }
                 Ok(())
             }
             "memory.use_hierarchy" if self.version >= KernelVersion::new(5, 11, 0) => {
@@ -938,23 +990,7 @@ impl Model {
             "devices.allow" | "devices.deny" => {
                 let rule = device_rule(v).ok_or(EINVAL)?;
                 let list = self.file_content(g, "devices.list").unwrap_or_default();
-                let all = "a *:* rwm";
-                let mut lines: Vec<String> = list.lines().map(str::to_owned).collect();
-                let allow = name == "devices.allow";
-                if rule == "a" {
-                    lines = if allow {
-                        vec![all.to_owned()]
-                    } else {
-                        Vec::new()
-                    };
-                } else if allow {
-                    if !lines.iter().any(|l| l == all || *l == rule) {
-                        lines.push(rule);
-                    }
-                } else {
-                    lines.retain(|l| *l != rule);
-                }
-                let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+                let text = devices_update(&list, &rule, name == "devices.allow");
                 self.set_content(g, "devices.list", text);
                 Ok(())
             }
@@ -1172,6 +1208,10 @@ impl Model {
             if file == "cgroup.threads" && self.domain_of(src) != self.domain_of(g) {
                 return Err(EOPNOTSUPP);
             }
+            // cgroup_migrate_vet_dst: the destination's domain must be a valid one.
+            if !grp.path.is_empty() && !self.is_valid_domain(self.domain_of(g)) {
+                return Err(EOPNOTSUPP);
+            }
             let domain_enabled = grp
                 .subtree
                 .iter()
@@ -1187,6 +1227,119 @@ impl Model {
         }
         self.member.insert((h, pid), g);
         Ok(())
+    }
+
+    /// `cgroup_is_thread_root`: not threaded, and a threaded child (or processes with a
+    /// threaded controller enabled below).
+    fn is_thread_root(&self, g: Ino) -> bool {
+        let Some(grp) = self.group(g) else {
+            return false;
+        };
+        if grp.threaded {
+            return false;
+        }
+        self.child_groups(g)
+            .iter()
+            .any(|&c| self.group(c).is_some_and(|cg| cg.threaded))
+            || (!self.alive_members(g).is_empty()
+                && grp
+                    .subtree
+                    .iter()
+                    .any(|c| THREADED_CONTROLLERS.contains(&c.as_str())))
+    }
+
+    /// `cgroup_is_valid_domain`: not threaded, and no ancestor below the root is a thread
+    /// root or threaded: a plain sibling of a threaded group is `domain invalid`.
+    fn is_valid_domain(&self, g: Ino) -> bool {
+        if self.group(g).is_none_or(|x| x.threaded) {
+            return false;
+        }
+        let mut c = g;
+        loop {
+            let Some(cg) = self.group(c) else {
+                return true;
+            };
+            if cg.path.is_empty() {
+                return true;
+            }
+            let p = self.parent(c);
+            let Some(pg) = self.group(p) else {
+                return true;
+            };
+            if pg.threaded || (!pg.path.is_empty() && self.is_thread_root(p)) {
+                return false;
+            }
+            c = p;
+        }
+    }
+
+    /// Task `tid` of the case forks or clones (kernel/cgroup/pids.c, pids_can_fork):
+    /// `EAGAIN` when, from its group up, a `pids.max` would be exceeded by one more task.
+    /// The refusal counts in `max` of `pids.events` of the task's pids group and shows in
+    /// the op log as `fork <group> -> EAGAIN`. Tasks are those the model knows: attached
+    /// through cgroup.procs/tasks/cgroup.threads (children forked inside a group are not
+    /// followed).
+    pub fn fork(&mut self, tid: u32) -> Result<(), i32> {
+        let tgid = self.pids.tgid(tid).unwrap_or(tid);
+        for h in 0..self.hiers.len() {
+            let Some(&g) = self
+                .member
+                .get(&(h, tid))
+                .or_else(|| self.member.get(&(h, tgid)))
+            else {
+                continue;
+            };
+            // The task's pids group: the nearest group up with the pids files.
+            let mut own = g;
+            while self.file_ino(own, "pids.max").is_none() && own != self.hiers[h].root {
+                own = self.parent(own);
+            }
+            if self.file_ino(own, "pids.max").is_none() {
+                continue;
+            }
+            let mut c = own;
+            let over = loop {
+                let max = self.file_content(c, "pids.max").unwrap_or_default();
+                if let Ok(max) = max.trim().parse::<usize>() {
+                    if self.tasks_below(c) + 1 > max {
+                        break true;
+                    }
+                }
+                if c == self.hiers[h].root {
+                    break false;
+                }
+                c = self.parent(c);
+            };
+            if over {
+                let events = self.file_content(own, "pids.events").unwrap_or_default();
+                let n: u64 = events
+                    .lines()
+                    .find_map(|l| l.strip_prefix("max "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let rest: String = events
+                    .lines()
+                    .filter(|l| !l.starts_with("max "))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                self.set_content(own, "pids.events", format!("max {}\n{rest}", n + 1));
+                let path = self.path(own);
+                self.record(LogOp::Fork, path, None, Err(libc::EAGAIN));
+                return Err(libc::EAGAIN);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tasks the model knows in `g` and every group below it.
+    fn tasks_below(&self, g: Ino) -> usize {
+        let mut n = 0;
+        let mut stack = vec![g];
+        while let Some(c) = stack.pop() {
+            n += self.alive_members(c).len();
+            stack.extend(self.child_groups(c));
+        }
+        n
     }
 
     fn domain_of(&self, mut g: Ino) -> Ino {
@@ -1271,5 +1424,35 @@ impl Model {
 
     pub fn host(&self) -> &Host {
         &self.host
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::devices_update;
+
+    #[test]
+    fn a_deny_takes_access_away_from_the_rule_of_the_same_device() {
+        // cgroups-rs 0.3.4 devices::test_devices_parsing, as the kernel answers it.
+        let list = devices_update("a *:* rwm\n", "a", false);
+        assert_eq!(list, "");
+        let list = devices_update(&list, "c 1:3 m", true);
+        assert_eq!(list, "c 1:3 m\n");
+        assert_eq!(devices_update(&list, "c 1:3 rwm", false), "");
+        assert_eq!(devices_update(&list, "c 1:3 rw", true), "c 1:3 rwm\n");
+        assert_eq!(
+            devices_update("c 1:3 rwm\n", "c 1:3 w", false),
+            "c 1:3 rm\n"
+        );
+        // No exact match (c 1:* is another rule): nothing changes.
+        assert_eq!(
+            devices_update("c 1:3 rwm\n", "c 1:* rwm", false),
+            "c 1:3 rwm\n"
+        );
+        // Default allow: the list does not show exceptions.
+        assert_eq!(
+            devices_update("a *:* rwm\n", "c 1:3 rwm", false),
+            "a *:* rwm\n"
+        );
     }
 }

@@ -30,6 +30,24 @@ impl Pids for CasePids {
         }
     }
 
+    fn kill(&self, pid: u32) {
+        // A /proc/<pid> directory of the case's procfs is a pidfd for pidfd_send_signal
+        // (5.1+): the signal reaches the case's pid, not the harness's namesake.
+        let Ok(dir) = std::fs::File::open(self.proc_root.join(pid.to_string())) else {
+            return;
+        };
+        use std::os::fd::AsRawFd;
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                dir.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0u32,
+            );
+        }
+    }
+
     fn tgid(&self, tid: u32) -> Option<u32> {
         let s =
             std::fs::read_to_string(self.proc_root.join(tid.to_string()).join("status")).ok()?;
@@ -37,4 +55,14 @@ impl Pids for CasePids {
             .find_map(|l| l.strip_prefix("Tgid:"))
             .and_then(|v| v.trim().parse().ok())
     }
+}
+
+/// The pid in the case's own PID namespace of a task the harness knows as `pid` (the last
+/// `NSpid` of its status), if it is still there.
+pub fn case_pid(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|v| v.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
 }

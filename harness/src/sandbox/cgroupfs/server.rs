@@ -9,6 +9,11 @@
 //! from inside the case's PID namespace, requests carry pids of that namespace — the
 //! pids the target itself reads and writes.
 //!
+//! A `delay` fault holds only its caller: the operation is done at once under the
+//! model's lock, and the answer is sent from a thread of its own once the delay is over
+//! ([`answer_after`]; fuser replies may be sent from any thread), while the session goes
+//! on serving every other process of the case.
+//!
 //! Entries and attributes are never cached (TTL 0) and files are opened with
 //! FOPEN_DIRECT_IO: the kernel asks the model for every lookup, read and write, like
 //! kernfs content that changes under the reader.
@@ -112,6 +117,30 @@ impl Fs {
     }
 }
 
+/// Send an answer now, or after `delay` from a thread of its own.
+fn answer_after(delay: Duration, answer: impl FnOnce() + Send + 'static) {
+    if delay.is_zero() {
+        return answer();
+    }
+    let cell = Arc::new(Mutex::new(Some(answer)));
+    let held = Arc::clone(&cell);
+    let spawned = std::thread::Builder::new()
+        .name("cgroupfs-delay".into())
+        .spawn(move || {
+            std::thread::sleep(delay);
+            if let Some(a) = held.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                a();
+            }
+        });
+    if spawned.is_err() {
+        // No thread to spare: hold the session instead (the delay still happens).
+        std::thread::sleep(delay);
+        if let Some(a) = cell.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            a();
+        }
+    }
+}
+
 fn name(n: &OsStr) -> &str {
     n.to_str().unwrap_or("\u{fffd}")
 }
@@ -193,10 +222,16 @@ impl Filesystem for Fs {
     ) {
         trace("mkdir", parent.0);
         let mut m = self.model();
-        match m.mkdir(parent.0, name(n)) {
-            Ok(ino) => self.entry(&m, ino, reply),
+        let r = m
+            .mkdir(parent.0, name(n))
+            .map(|ino| m.attr(ino).map(|a| self.file_attr(ino, a)));
+        let delay = m.take_delay();
+        drop(m);
+        answer_after(delay, move || match r {
+            Ok(Some(a)) => reply.entry(&TTL, &a, Generation(0)),
+            Ok(None) => reply.error(Errno::ENOENT),
             Err(e) => reply.error(Errno::from_i32(e)),
-        }
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
@@ -209,19 +244,28 @@ impl Filesystem for Fs {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
         trace("rmdir", parent.0);
-        match self.model().rmdir(parent.0, name(n)) {
+        let mut m = self.model();
+        let r = m.rmdir(parent.0, name(n));
+        let delay = m.take_delay();
+        drop(m);
+        answer_after(delay, move || match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(Errno::from_i32(e)),
-        }
+        });
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         trace("open", ino.0);
         let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
-        match self.model().open(ino.0, write) {
-            Ok(()) => reply.opened(FileHandle(self.handle(ino.0)), FopenFlags::FOPEN_DIRECT_IO),
+        let mut m = self.model();
+        let r = m.open(ino.0, write);
+        let delay = m.take_delay();
+        drop(m);
+        let r = r.map(|()| FileHandle(self.handle(ino.0)));
+        answer_after(delay, move || match r {
+            Ok(fh) => reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
             Err(e) => reply.error(Errno::from_i32(e)),
-        }
+        });
     }
 
     fn read(
@@ -241,16 +285,23 @@ impl Filesystem for Fs {
             ino: ino.0,
             buf: None,
         });
+        let mut delay = Duration::ZERO;
         if h.buf.is_none() || offset == 0 {
-            match self.model().read(h.ino) {
+            let mut m = self.model();
+            let r = m.read(h.ino);
+            delay = m.take_delay();
+            drop(m);
+            match r {
                 Ok(b) => h.buf = Some(b),
-                Err(e) => return reply.error(Errno::from_i32(e)),
+                Err(e) => return answer_after(delay, move || reply.error(Errno::from_i32(e))),
             }
         }
         let buf = h.buf.as_deref().unwrap_or_default();
         let start = (offset as usize).min(buf.len());
         let end = (start + size as usize).min(buf.len());
-        reply.data(&buf[start..end]);
+        let data = buf[start..end].to_vec();
+        drop(handles);
+        answer_after(delay, move || reply.data(&data));
     }
 
     fn write(
@@ -266,10 +317,14 @@ impl Filesystem for Fs {
         reply: ReplyWrite,
     ) {
         trace("write", ino.0);
-        match self.model().write(ino.0, data, req.pid()) {
+        let mut m = self.model();
+        let r = m.write(ino.0, data, req.pid());
+        let delay = m.take_delay();
+        drop(m);
+        answer_after(delay, move || match r {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(Errno::from_i32(e)),
-        }
+        });
     }
 
     fn release(
@@ -337,10 +392,14 @@ impl Filesystem for Fs {
         reply: ReplyCreate,
     ) {
         trace("create", parent.0);
-        match self.model().create(parent.0, name(n)) {
+        let mut m = self.model();
+        let r = m.create(parent.0, name(n));
+        let delay = m.take_delay();
+        drop(m);
+        answer_after(delay, move || match r {
             Ok(_) => reply.error(Errno::EACCES),
             Err(e) => reply.error(Errno::from_i32(e)),
-        }
+        });
     }
 }
 

@@ -41,6 +41,9 @@ pub enum Parse {
     NodeList,
     /// A u64 flag read back as 0/1 (cgroup core `write_u64` flags).
     Bool,
+    /// cgroup core `write_u64` stored as a u32 (`net_cls.classid`): `kstrtoull(buf, 0)`
+    /// takes decimal, `0x` hex and `0` octal; beyond u64 `ERANGE`; read back in decimal.
+    U32FromU64,
     /// Accepted, stored as written (no validation modelled).
     Any,
     /// Accepted and ignored: reads keep the old value (memory.kmem.limit_in_bytes on 6.1).
@@ -112,10 +115,8 @@ pub const RULES: &[(&str, Parse)] = &[
     ),
     ("hugetlb.*.limit_in_bytes", Parse::V1Bytes),
     ("hugetlb.*.max", Parse::V2Bytes),
-    (
-        "net_cls.classid",
-        Parse::IntRange(0, u32::MAX as i64, EINVAL),
-    ),
+    // net/core/netclassid_cgroup.c: write_classid stores `(u32)value`.
+    ("net_cls.classid", Parse::U32FromU64),
 ];
 
 /// The parser for a file name.
@@ -130,6 +131,23 @@ pub fn rule(name: &str) -> Parse {
         }
     }
     Parse::Any
+}
+
+/// The kernel's `kstrtoull(s, 0)`: an unsigned integer in base 10, `0x` 16 or `0` 8, a
+/// leading `+` allowed; nothing else (`EINVAL`), overflow `ERANGE`.
+pub fn kstrtoull(s: &str) -> Result<u64, i32> {
+    let s = s.strip_prefix('+').unwrap_or(s);
+    let (radix, digits) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        (16, h)
+    } else if s.len() > 1 && s.starts_with('0') {
+        (8, &s[1..])
+    } else {
+        (10, s)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(EINVAL);
+    }
+    u64::from_str_radix(digits, radix).map_err(|_| ERANGE)
 }
 
 /// The kernel's `memparse`: a number with an optional K/M/G/T/P/E suffix. `None` when
@@ -277,6 +295,7 @@ pub fn parse(p: Parse, v: &str) -> Result<Option<String>, i32> {
             }
             line(n.to_string())
         }
+        Parse::U32FromU64 => line((kstrtoull(v)? as u32).to_string()),
         Parse::IntClamp(lo, hi) => {
             let n: i64 = v.parse().map_err(|_| EINVAL)?;
             line(n.clamp(lo, hi).to_string())
@@ -315,6 +334,19 @@ pub fn parse(p: Parse, v: &str) -> Result<Option<String>, i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn net_cls_classid_takes_hex_octal_and_decimal_like_kstrtoull() {
+        let classid = |v| parse(rule("net_cls.classid"), v);
+        assert_eq!(classid("0x100001"), Ok(Some("1048577\n".into())));
+        assert_eq!(classid("010"), Ok(Some("8\n".into())));
+        assert_eq!(classid("42"), Ok(Some("42\n".into())));
+        // (u32)value: the kernel truncates, it does not refuse.
+        assert_eq!(classid("0x100000001"), Ok(Some("1\n".into())));
+        assert_eq!(classid("-1"), Err(EINVAL));
+        assert_eq!(classid("0x"), Err(EINVAL));
+        assert_eq!(classid("99999999999999999999"), Err(ERANGE));
+    }
 
     #[test]
     fn memparse_like_the_kernel() {

@@ -96,7 +96,7 @@ use std::path::PathBuf;
 
 pub use fault::{errno_name, parse_errno, FaultHit, Op, SyscallFault, When};
 pub use filter::{install, install_and_send, send_fd, PreparedFilter};
-pub use supervisor::{EndReason, Supervisor, SupervisorOptions, SupervisorStats};
+pub use supervisor::{EndReason, ForkGate, Supervisor, SupervisorOptions, SupervisorStats};
 
 use procpath::ProcTemplates;
 
@@ -127,6 +127,9 @@ pub struct SimKernel {
     pub proc_files: Vec<(String, PathBuf)>,
     /// Syscall names that fail with ENOSYS (newer than the simulated kernel).
     pub enosys: Vec<String>,
+    /// Trap fork, vfork, clone and clone3 for a [`ForkGate`] (the cgroupfs model's
+    /// `pids.max`); each then costs a round trip to the supervisor.
+    pub gate_forks: bool,
 }
 
 /// Errors preparing the syscall layer.
@@ -204,6 +207,9 @@ impl SyscallPlan {
         if !sim.proc_files.is_empty() {
             // fstatfs: a redirected /proc file says it is on procfs.
             wanted.extend(["open", "openat", "openat2", "fstatfs"]);
+        }
+        if sim.gate_forks {
+            wanted.extend(["fork", "vfork", "clone", "clone3"]);
         }
         let mut notified: Vec<u32> = Vec::new();
         for name in wanted {

@@ -38,6 +38,20 @@ pub struct SupervisorOptions {
     pub sync_wakeup: bool,
     /// Pin the supervisor thread to this CPU (measurement aid; off by default).
     pub pin_cpu: Option<usize>,
+    /// Asked on every trapped fork/clone (the plan traps them when
+    /// [`super::SimKernel::gate_forks`] is set): `Some(errno)` refuses it.
+    pub fork_gate: Option<ForkGate>,
+}
+
+/// Decides whether a task may fork: called with the caller's pid as the supervisor sees
+/// it; the cgroupfs model's `pids.max` enforcement (see `Session`).
+#[derive(Clone)]
+pub struct ForkGate(pub Arc<dyn Fn(u32) -> Option<i32> + Send + Sync>);
+
+impl std::fmt::Debug for ForkGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForkGate")
+    }
 }
 
 impl Default for SupervisorOptions {
@@ -46,6 +60,7 @@ impl Default for SupervisorOptions {
             recv_timeout: Duration::from_secs(30),
             sync_wakeup: true,
             pin_cpu: None,
+            fork_gate: None,
         }
     }
 }
@@ -361,6 +376,7 @@ fn run(
         s.sync_wakeup = sync;
     });
     let mut sup = Ctx::new(plan, listener, pid);
+    sup.fork_gate = opts.fork_gate.clone();
     let end = sup.serve(stop, stats);
     set(&|s| s.ended = end);
 }
@@ -392,6 +408,7 @@ enum PathArg {
 
 struct Ctx {
     plan: Arc<SyscallPlan>,
+    fork_gate: Option<ForkGate>,
     listener: OwnedFd,
     names: Vec<Option<&'static str>>,
     fault_state: Vec<FaultState>,
@@ -437,6 +454,7 @@ impl Ctx {
             .map(|p| p.as_os_str().as_bytes().to_vec())
             .collect();
         Ctx {
+            fork_gate: None,
             fault_state: plan
                 .faults
                 .iter()
@@ -695,6 +713,10 @@ impl Ctx {
             }
             "mount" => self.deny_cgroupfs(n, a[2], Some(a[1]), stats),
             "fsopen" => self.deny_cgroupfs(n, a[0], None, stats),
+            "clone" | "clone3" | "fork" | "vfork" => match &self.fork_gate {
+                Some(gate) => gate.0(pid).map_or(Response::Continue, Response::Errno),
+                None => Response::Continue,
+            },
             _ => Response::Continue,
         };
         if matches!(r, Response::Value(_)) {

@@ -90,8 +90,12 @@ pub fn main() -> ! {
         }
     };
     let mut ev = ShimEvent::default();
+    let t = Instant::now();
     match Host::prepare(&config) {
-        Ok(host) => run(&config, &host, &chan, &mut ev),
+        Ok(host) => {
+            ev.phase("host", t);
+            run(&config, &host, &chan, &mut ev)
+        }
         Err(e) => ev.setup_error = Some(e),
     }
     teardown_everything(&mut ev);
@@ -408,7 +412,9 @@ fn run(config: &ClientConfig, host: &Host, chan: &Channel, ev: &mut ShimEvent) {
     };
     let call_timeout = Duration::from_millis(config.call_timeout_ms.max(1));
     let grace = Duration::from_millis(config.grace_ms.max(1));
+    let t = Instant::now();
     let daemon = bootstrap(config, ev, call_timeout);
+    ev.phase("start", t);
     if let Some(pid) = daemon {
         ev.daemon_pid = Some(pid);
         for (name, text) in &host.views {
@@ -611,7 +617,9 @@ fn calls(
     if let Some(task) = &client {
         for op in &config.ops {
             chan.send(&json!({ "event": "op_start", "op": op }));
+            let t = Instant::now();
             let mut r = call(task, op, config, timeout);
+            ev.phase(op, t);
             // containerd ignores `ttrpc: closed` from Shutdown: the shim may exit before
             // its reply is written.
             if op == "shutdown" && r.as_ref().is_err_and(|e| wording(e) == "ttrpc: closed") {
@@ -640,6 +648,7 @@ fn calls(
         }
     }
     // Teardown: Shutdown if the daemon may still serve, then wait, then kill.
+    let t = Instant::now();
     if let (true, Some(task)) = (alive, &client) {
         ev.shutdown_sent = true;
         let mut req = api::ShutdownRequest::new();
@@ -652,7 +661,8 @@ fn calls(
         });
     }
     drop(client);
-    kill_daemon(ev, daemon, grace)
+    kill_daemon(ev, daemon, grace);
+    ev.phase("teardown", t);
 }
 
 /// The end of every shim: its exit within the grace period, else SIGKILL of its process

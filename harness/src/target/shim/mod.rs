@@ -341,6 +341,7 @@ pub fn launch(
         .into_iter()
         .flatten()
         .collect(),
+        capture: None,
     })
 }
 
@@ -460,6 +461,17 @@ pub struct ShimEvent {
     pub client: Option<String>,
     /// Setup problems of the client itself (a harness error).
     pub setup_error: Option<String>,
+    /// Where the time went, in order: `host`, `start`, each call, `teardown` (µs).
+    #[serde(default)]
+    pub phases: Vec<(String, u64)>,
+}
+
+impl ShimEvent {
+    /// Record a phase that started at `t`.
+    pub fn phase(&mut self, name: &str, t: std::time::Instant) {
+        self.phases
+            .push((name.to_owned(), t.elapsed().as_micros() as u64));
+    }
 }
 
 /// Shim evidence shown in the report.
@@ -480,6 +492,9 @@ pub struct ShimEvidence {
     pub log: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub syslog: Vec<String>,
+    /// Where the client's time went (not in snapshots: timings vary).
+    #[serde(skip_serializing)]
+    pub phases: Vec<(String, std::time::Duration)>,
 }
 
 /// Read the client's report and classify the *shim*: its outcome (from the daemon's wait
@@ -637,6 +652,11 @@ pub fn interpret(observed: &Observed, norm: &Normalizer) -> (Classified, Option<
         client: norm.apply(ev.client.as_deref().unwrap_or("ok")),
         bootstrap: norm.apply(&bootstrap),
         task_api: ev.task_api.as_ref().map(task_api::Bootstrap::describe),
+        phases: ev
+            .phases
+            .iter()
+            .map(|(n, us)| (n.clone(), std::time::Duration::from_micros(*us)))
+            .collect(),
         daemon,
         teardown: ev.teardown.clone(),
         log: tail(&norm.apply(&log)),

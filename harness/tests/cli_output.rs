@@ -1,0 +1,440 @@
+//! What `cgrepro run` and `matrix` show people and CI.
+//!
+//! The story: a developer runs the crashers through a pipe and sees each case as it
+//! finishes; on a terminal a progress bar; `| head -1` ends quietly. CI asks for
+//! `--format json` and `--junit`, and keeps the artifacts: each case's whole output, logs
+//! and report. Ctrl-C lists the killed and never-started cases apart from failures. A run
+//! where selected cases cannot run here fails loudly unless `--allow-ignored`. A failing
+//! expectation reaches JSON and JUnit with its own `[[expect]]` line.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn cgrepro(root: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cgrepro"));
+    c.current_dir(root)
+        .env("CGREPRO_SKIP_BUILD", "1")
+        .env_remove("CGREPRO_KATA_SHIM");
+    c
+}
+
+/// A repository of its own (the real fixtures) with one scenario whose second
+/// expectation fails.
+fn repo_with_a_failing_case() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(root().join("fixtures"), dir.path().join("fixtures")).unwrap();
+    std::fs::create_dir_all(dir.path().join("scenarios/demo")).unwrap();
+    std::fs::write(
+        dir.path().join("scenarios/demo/abort.toml"),
+        "[scenario]\ntitle = \"abort, expected wrongly\"\n\n[target]\ndriver = \"crasher-abort\"\n\n\
+         [[expect]]\nclass = \"crash\"\n\n[[expect]]\nsignal = \"SIGSEGV\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("scenarios/demo/exit3.toml"),
+        "[scenario]\ntitle = \"exit 3\"\n\n[target]\ndriver = \"crasher-exit3\"\n\n\
+         [[expect]]\nclass = \"error\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn json_junit_and_artifacts_for_ci() {
+    let repo = repo_with_a_failing_case();
+    let art = repo.path().join("runs");
+    let junit = repo.path().join("junit.xml");
+    let o = cgrepro(repo.path())
+        .args(["run", "--format", "json", "--junit"])
+        .arg(&junit)
+        .arg("--artifacts")
+        .arg(&art)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    // stdout is JSON only: one record per case.
+    let records: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(records.len(), 2);
+    let abort = records.iter().find(|r| r["case"] == "demo/abort").unwrap();
+    assert_eq!(abort["schema"], 1);
+    assert_eq!(abort["status"], "failed");
+    assert_eq!(abort["class"], "crash");
+    assert_eq!(abort["signature"], "SIGABRT");
+    assert_eq!(abort["outcome"]["signal"], "SIGABRT");
+    assert_eq!(abort["snapshot"], "new");
+    let failed = abort["expectations"]["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1);
+    let msg = failed[0].as_str().unwrap();
+    assert!(msg.contains("expected signal SIGSEGV"), "{msg}");
+    assert!(msg.ends_with("abort.toml:10 (expect #2)"), "{msg}");
+    assert!(abort["timings"]["duration_ms"].as_u64().is_some());
+    // Artifacts: whole output, report, record.
+    let a = &abort["artifacts"];
+    let report = std::fs::read_to_string(a["report_yaml"].as_str().unwrap()).unwrap();
+    assert!(report.contains("signature: SIGABRT"), "{report}");
+    assert!(Path::new(a["stderr"].as_str().unwrap()).is_file());
+    let case_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(a["case_json"].as_str().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(case_json, *abort);
+    let exit3 = records.iter().find(|r| r["case"] == "demo/exit3").unwrap();
+    assert_eq!(exit3["status"], "passed");
+    // The closing lines go to stderr when stdout is JSON.
+    assert!(stderr.contains("1 passed, 1 failed, 0 ignored"), "{stderr}");
+    // JUnit: a suite per scenario, the failure with its expectation's line.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 2, "{xml}");
+    assert!(
+        xml.contains("<failure message=\"expected signal SIGSEGV"),
+        "{xml}"
+    );
+    assert!(xml.contains("abort.toml:10 (expect #2)"), "{xml}");
+    // The run directory: cases.jsonl and the page.
+    let latest = art.join("latest");
+    assert_eq!(
+        std::fs::read_to_string(latest.join("cases.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    assert!(latest.join("index.html").is_file());
+}
+
+#[test]
+fn whole_output_is_kept_beyond_the_snapshot_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cgrepro(&root())
+        .args([
+            "run",
+            "crashers/big-output",
+            "--format",
+            "json",
+            "--artifacts",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stdout = Path::new(r["artifacts"]["stdout"].as_str().unwrap());
+    // The snapshot keeps 20 lines; the artifact has every byte the target wrote.
+    let report = std::fs::read_to_string(r["artifacts"]["report_yaml"].as_str().unwrap()).unwrap();
+    let bytes: u64 = regex::Regex::new(r"(?m)^stdout:\n  bytes: (\d+)")
+        .unwrap()
+        .captures(&report)
+        .unwrap()[1]
+        .parse()
+        .unwrap();
+    assert!(bytes > 1_000_000);
+    assert_eq!(std::fs::metadata(stdout).unwrap().len(), bytes);
+}
+
+#[test]
+fn lines_come_as_cases_finish_through_a_pipe() {
+    let mut child = cgrepro(&root())
+        .args(["run", "crashers", "-j", "1", "--allow-ignored"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    // The first case's line is here while the others still run.
+    assert!(first.starts_with("ok       crashers/"), "{first}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run was over before its first line"
+    );
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}{err}");
+    // No progress bar when stderr is not a terminal.
+    assert!(!err.contains("ETA"), "{err}");
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    // `cgrepro list | head -1` and `cgrepro run crashers | head -1`.
+    for args in [&["list"][..], &["run", "crashers", "-j", "1"][..]] {
+        let mut child = cgrepro(&root())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        drop(out);
+        let started = Instant::now();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{err}"
+        );
+        // `list` may have written everything into the pipe before it closed.
+        if args[0] == "run" {
+            assert_eq!(status.code(), Some(141), "{err}");
+            // It stopped at once rather than running the rest of the crashers.
+            assert!(started.elapsed() < Duration::from_secs(5));
+        } else {
+            assert!(matches!(status.code(), Some(0 | 141)), "{err}");
+        }
+    }
+}
+
+#[test]
+fn progress_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        panic!("`script` (util-linux) is needed to give the run a terminal");
+    }
+    let exe = env!("CARGO_BIN_EXE_cgrepro");
+    let o = Command::new("script")
+        .args(["-qefc"])
+        .arg(format!("{exe} run crashers/hang -j 1"))
+        .arg("/dev/null")
+        .current_dir(root())
+        .env("CGREPRO_SKIP_BUILD", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    // The bar: done/total, elapsed and ETA, the running case; then the case's line.
+    assert!(text.contains("0/1 done"), "{text}");
+    assert!(text.contains("ETA"), "{text}");
+    assert!(text.contains("running: crashers/"), "{text}");
+    assert!(text.contains("ok       crashers/hang"), "{text}");
+}
+
+#[test]
+fn an_interrupted_run_lists_killed_and_never_started_cases_apart() {
+    let mut child = cgrepro(&root())
+        .args(["run", "crashers", "-j", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    // The second case is running now.
+    std::thread::sleep(Duration::from_millis(100));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(!rest.contains("FAILED"), "{rest}");
+    assert!(rest.contains("not started ("), "{rest}");
+    assert!(rest.contains(" 0 failed"), "{rest}");
+}
+
+#[test]
+fn cases_that_cannot_run_fail_the_run_unless_allowed() {
+    // Without the real Kata shim, its cases cannot run here.
+    let cannot: Vec<String> =
+        String::from_utf8_lossy(&cgrepro(&root()).arg("list").output().unwrap().stdout)
+            .lines()
+            .filter(|l| l.contains("(ignored: "))
+            .map(|l| l.split("  (ignored").next().unwrap().to_owned())
+            .collect();
+    let Some(one) = cannot.first() else {
+        eprintln!("every case can run here: nothing to check");
+        return;
+    };
+    let o = cgrepro(&root()).args(["run", one]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("cannot run on this machine"), "{err}");
+    let o = cgrepro(&root())
+        .args(["run", one, "--allow-ignored"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 passed, 0 failed, 1 ignored"));
+}
+
+/// A headless Chromium, if this machine has one (ci/setup.sh installs it on CI).
+fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    if found.is_none() && std::env::var_os("CI").is_some() {
+        panic!("no chromium on CI: ci/setup.sh installs it");
+    }
+    found
+}
+
+#[test]
+fn the_html_page_renders_in_a_real_browser() {
+    let repo = repo_with_a_failing_case();
+    let art = repo.path().join("runs");
+    let o = cgrepro(repo.path())
+        .args(["run", "--artifacts"])
+        .arg(&art)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    // `cgrepro report` rebuilds the page from the run's cases.jsonl.
+    let page = repo.path().join("page.html");
+    let o = cgrepro(repo.path())
+        .args(["report"])
+        .arg(art.join("latest"))
+        .arg("--html")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
+    let Some(browser) = chromium() else {
+        eprintln!("no chromium here: the page was not checked in a browser");
+        return;
+    };
+    let headless = |extra: &[&str]| {
+        let o = Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .arg("--window-size=1000,800")
+            .arg(format!(
+                "--user-data-dir={}",
+                repo.path().join("chromium-profile").display()
+            ))
+            .args(extra)
+            .arg(format!("file://{}", page.display()))
+            .current_dir(repo.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // The browser's DOM: the grid's cells, coloured by class, the failed one framed, the
+    // signature and what failed on hover, a link to the report.
+    let dom = headless(&["--dump-dom"]);
+    assert!(
+        dom.contains(
+            "<td class=\"cell crash failed\" title=\"failed: SIGABRT\nexpected signal SIGSEGV"
+        ),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<td class=\"cell error\" title=\"passed: exit 3"),
+        "{dom}"
+    );
+    assert!(dom.contains("<details id=\"c0\">"), "{dom}");
+    // The screenshot, for people (CI keeps it): target/cgrepro/page.png.
+    let shot = root().join("target/cgrepro/page.png");
+    std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
+    headless(&[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+}
+
+/// A non-root user (nobody, through `setpriv`) runs cases for real in a user namespace;
+/// cases that need what it lacks (the cgroupfs model's FUSE mount) fail the run loudly.
+#[test]
+fn a_non_root_user_runs_cases_or_fails_loudly() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: this test drops to nobody from root; nothing checked");
+        return;
+    }
+    let repo = repo_with_a_failing_case();
+    let p = repo.path();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        p.join("scenarios/demo/abort.toml"),
+        "[scenario]\ntitle = \"abort on the tree\"\n\n[host]\ncgroupfs = \"tree\"\n\n\
+         [target]\ndriver = \"crasher-abort\"\n\n[[expect]]\nclass = \"crash\"\nsignal = \"SIGABRT\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("scenarios/demo/exit3.toml"),
+        "[scenario]\ntitle = \"exit 3 on the model\"\n\n[target]\ndriver = \"crasher-exit3\"\n",
+    )
+    .unwrap();
+    let runs = p.join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    std::fs::set_permissions(&runs, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_cgrepro"));
+    let as_nobody = |args: &[&str]| {
+        let o = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(bin)
+            .args(args)
+            .arg("--artifacts")
+            .arg(&runs)
+            .current_dir(p)
+            .env("CGREPRO_SKIP_BUILD", "1")
+            .env("CGREPRO_BIN_DIR", bin.parent().unwrap())
+            .env_remove("CGREPRO_STRATEGY")
+            .output()
+            .expect("setpriv (util-linux)");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // The tree case runs for real, unprivileged.
+    let (code, out, err) = as_nobody(&["run", "demo/abort"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("ok       demo/abort  SIGABRT"), "{out}");
+    assert!(out.contains("1 passed, 0 failed, 0 ignored"), "{out}");
+    // The model case cannot run without root here: loud, and a failing exit status.
+    let (code, out, err) = as_nobody(&["run"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("1 passed, 0 failed, 1 ignored"), "{out}");
+    assert!(
+        err.contains("error: 1 of 2 selected case(s) cannot run on this machine"),
+        "{err}"
+    );
+    assert!(err.contains("cgroupfs model"), "{err}");
+    let (code, _, _) = as_nobody(&["run", "--allow-ignored"]);
+    assert_eq!(code, Some(0));
+}
