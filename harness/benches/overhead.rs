@@ -55,12 +55,17 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    // 1. Per-case overhead, with the cgroupfs model (the default) and the plain tree.
+    // 1. Per-case overhead, with the cgroupfs model (the default) and the plain tree
+    // (CGREPRO_BENCH_PER_CASE=0 skips it).
+    let per_case_on = std::env::var("CGREPRO_BENCH_PER_CASE").as_deref() != Ok("0");
     for (fixture, label) in [
         ("noop-tree.toml", "tree cgroupfs"),
         ("noop.toml", "cgroupfs model"),
         ("noop-no-systemd.toml", "cgroupfs model, no systemd"),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| per_case_on)
+    {
         per_case(
             &engine,
             &root.join("fixtures/bench").join(fixture),
@@ -68,6 +73,10 @@ fn main() {
             n,
         );
     }
+
+    // 1b. The simulated systemd alone: what a case on a host with systemd pays when its
+    // target never talks to it (sockets bound, manager made, thread started and joined).
+    systemd_unused(&engine, n.max(1000));
 
     // 2. Throughput.
     if std::env::var("CGREPRO_BENCH_THROUGHPUT").as_deref() == Ok("0") {
@@ -161,5 +170,51 @@ fn per_case(engine: &Engine, path: &Path, label: &str, n: usize) {
         "  ratio (median)                    {:>8.2}x   overhead {:.2?}",
         sm.as_secs_f64() / bm.as_secs_f64(),
         sm.saturating_sub(bm)
+    );
+}
+
+fn systemd_unused(engine: &Engine, n: usize) {
+    use cgrepro::systemd::{bus, cgroups::TreeCgroups, units::Layout, Manager};
+    let host = engine
+        .hosts
+        .resolve(&cgrepro::host::HostSpec {
+            preset: Some("ubuntu-20.04".into()),
+            ..Default::default()
+        })
+        .expect("preset");
+    // Where sessions put case directories (a tmpfs), as the sandbox binds them.
+    let dir = tempfile::Builder::new()
+        .prefix("cgrepro-bench-")
+        .tempdir_in(if Path::new("/dev/shm").is_dir() {
+            Path::new("/dev/shm")
+        } else {
+            Path::new("/tmp")
+        })
+        .expect("tempdir");
+    let owner = unsafe { (libc::geteuid(), libc::getegid()) };
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Worked out once per host, as the session does.
+    let layout = Layout::of(&host, &engine.hosts);
+    let once = |i: usize| {
+        let t = Instant::now();
+        let run = dir.path().join(i.to_string());
+        let sockets = bus::Sockets::bind(&run, owner).expect("sockets");
+        let sink = Box::new(TreeCgroups {
+            root: dir.path().join("cgroup"),
+            log: std::sync::Arc::clone(&log),
+        });
+        let manager = Manager::new(245, layout.clone(), sink, Vec::new());
+        bus::serve(sockets, manager).expect("serve").finish();
+        let el = t.elapsed();
+        let _ = std::fs::remove_dir_all(&run);
+        el
+    };
+    for i in 0..20 {
+        once(i);
+    }
+    let (p50, p90, mean) = stats((0..n).map(|i| once(100 + i)).collect());
+    println!(
+        "\nsimulated systemd, unused (sockets + manager + thread, per case; {n} runs): \
+         p50 {p50:.2?}, p90 {p90:.2?}, mean {mean:.2?}"
     );
 }

@@ -118,6 +118,8 @@ struct MaterializedHost {
     sim: SimKernel,
     /// Its plan without faults (the common case), built once.
     plan: Arc<SyscallPlan>,
+    /// Where its systemd keeps units (hosts with systemd), worked out once.
+    systemd_layout: Option<systemd::units::Layout>,
 }
 
 type HostSlot = Arc<OnceLock<Result<Arc<MaterializedHost>, String>>>;
@@ -247,7 +249,15 @@ impl Session {
             let sim = sim_kernel(host, &self.data, &layout, &dir).map_err(|e| e.to_string())?;
             let plan =
                 Arc::new(SyscallPlan::new(&sim, &[]).map_err(|e| format!("syscall layer: {e}"))?);
-            Ok(Arc::new(MaterializedHost { layout, sim, plan }))
+            let systemd_layout = host
+                .systemd
+                .map(|_| systemd::units::Layout::of(host, &self.data));
+            Ok(Arc::new(MaterializedHost {
+                layout,
+                sim,
+                plan,
+                systemd_layout,
+            }))
         })
         .clone()
     }
@@ -322,14 +332,14 @@ impl Session {
             .map_err(|e| e.to_string())?;
         // The host's systemd: its sockets now (the case's /run/systemd and /run/dbus are bound
         // from here), its manager once the case's cgroupfs is up.
-        let systemd = match host.systemd {
-            Some(version) => Some(SystemdSetup {
+        let systemd = match (host.systemd, &mhost.systemd_layout) {
+            (Some(version), Some(layout)) => Some(SystemdSetup {
                 sockets: systemd::bus::Sockets::bind(&case_dir.join("run"), self.owner)
                     .map_err(|e| format!("the simulated systemd's sockets: {e}"))?,
                 version,
-                layout: systemd::units::Layout::of(host, &self.data),
+                layout: layout.clone(),
             }),
-            None => None,
+            _ => None,
         };
         let layers = Layers {
             host: &mhost,

@@ -76,6 +76,9 @@ impl Sockets {
 pub struct Served {
     stop: async_channel::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
+    shared: Arc<Shared>,
+    /// The listening sockets (owned by the thread, open until it ends).
+    fds: [std::os::fd::RawFd; 2],
 }
 
 impl Served {
@@ -85,8 +88,14 @@ impl Served {
     }
 
     fn stop_now(&mut self) {
+        let Some(t) = self.thread.take() else { return };
+        // The case's processes are gone: no connection can come any more. Nobody connected
+        // (none accepted, none waiting in a backlog): nothing more can reach the op log, and
+        // the thread ends on its own — no waiting for it to be scheduled, which is most of
+        // what an unused systemd would cost a case.
+        let used = self.shared.next.load(Ordering::SeqCst) > 0 || pending(&self.fds);
         self.stop.close();
-        if let Some(t) = self.thread.take() {
+        if used {
             let _ = t.join();
         }
     }
@@ -96,6 +105,17 @@ impl Drop for Served {
     fn drop(&mut self) {
         self.stop_now();
     }
+}
+
+/// A connection waits in one of the listeners' backlogs.
+fn pending(fds: &[std::os::fd::RawFd; 2]) -> bool {
+    let mut p = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, 0) };
+    n > 0 && p.iter().any(|x| x.revents & libc::POLLIN != 0)
 }
 
 /// A match rule as the bus keeps it: `key='value'` pairs (whitespace after commas
@@ -142,6 +162,8 @@ struct Shared {
     manager: Mutex<Manager>,
     clients: Mutex<Vec<Client>>,
     next: AtomicUsize,
+    /// Clients still in their handshake.
+    handshaking: AtomicUsize,
     jobs: async_channel::Sender<Job>,
 }
 
@@ -416,10 +438,14 @@ pub fn serve(sockets: Sockets, manager: Manager) -> std::io::Result<Served> {
         manager: Mutex::new(manager),
         clients: Mutex::new(Vec::new()),
         next: AtomicUsize::new(0),
+        handshaking: AtomicUsize::new(0),
         jobs,
     });
+    use std::os::fd::AsRawFd;
+    let fds = [sockets.private.as_raw_fd(), sockets.bus.as_raw_fd()];
     let private = Async::new(sockets.private)?;
     let bus = Async::new(sockets.bus)?;
+    let ours = Arc::clone(&shared);
     let thread = std::thread::Builder::new()
         .name("cgrepro-systemd".into())
         .spawn(move || {
@@ -429,6 +455,8 @@ pub fn serve(sockets: Sockets, manager: Manager) -> std::io::Result<Served> {
     Ok(Served {
         stop,
         thread: Some(thread),
+        shared: ours,
+        fds,
     })
 }
 
@@ -480,8 +508,23 @@ async fn run(
             Event::Bus(Ok(s)) => (s, true),
             Event::Private(Err(_)) | Event::Bus(Err(_)) => continue,
         };
-        ex.spawn(client(stream, on_bus, Arc::clone(&shared)))
+        shared.handshaking.fetch_add(1, Ordering::SeqCst);
+        let id = shared.next.fetch_add(1, Ordering::SeqCst);
+        ex.spawn(client(stream, on_bus, id, Arc::clone(&shared)))
             .detach();
+    }
+    // Connections the case made that were not accepted yet, and handshakes under way: let
+    // them finish (their peers are gone: they fail fast), so the op log is complete.
+    for (l, on_bus) in [(&private, false), (&bus, true)] {
+        while let Ok((s, _)) = l.get_ref().accept() {
+            shared.handshaking.fetch_add(1, Ordering::SeqCst);
+            let id = shared.next.fetch_add(1, Ordering::SeqCst);
+            ex.spawn(client(s, on_bus, id, Arc::clone(&shared)))
+                .detach();
+        }
+    }
+    while shared.handshaking.load(Ordering::SeqCst) > 0 {
+        async_io::Timer::after(std::time::Duration::from_millis(1)).await;
     }
     let clients: Vec<zbus::Connection> = shared.clients().drain(..).map(|c| c.conn).collect();
     for c in clients {
@@ -490,9 +533,7 @@ async fn run(
 }
 
 /// One client: the handshake, then its connection's tasks, until the case ends.
-async fn client(stream: UnixStream, on_bus: bool, shared: Arc<Shared>) {
-    let id = shared.next.fetch_add(1, Ordering::SeqCst);
-    let socket = if on_bus { BUS_SOCKET } else { PRIVATE_SOCKET };
+async fn client(stream: UnixStream, on_bus: bool, id: usize, shared: Arc<Shared>) {
     let built = async {
         let mut b = zbus::connection::Builder::async_io_unix_stream(stream)
             .server(zbus::Guid::generate())?
@@ -516,17 +557,15 @@ async fn client(stream: UnixStream, on_bus: bool, shared: Arc<Shared>) {
         }
         b.build().await
     };
-    // The executor must run while the handshake and the object server start.
-    let conn = match built.await {
+    let built = built.await;
+    shared.handshaking.fetch_sub(1, Ordering::SeqCst);
+    // Connections are not in the op log: they are accepted at the harness's pace, so their
+    // place among the target's cgroupfs operations would change from run to run. (A bus
+    // client's Hello, a private one's first call, shows it.)
+    let conn = match built {
         Ok(c) => c,
-        Err(e) => {
-            shared
-                .manager()
-                .note(format!("connect {socket} -> error {e}"));
-            return;
-        }
+        Err(_) => return,
     };
-    shared.manager().note(format!("connect {socket} -> ok"));
     shared.clients().push(Client {
         id,
         conn: conn.clone(),

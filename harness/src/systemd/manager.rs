@@ -204,21 +204,22 @@ impl Manager {
             .iter()
             .map(|(name, value)| {
                 let row = self.table.accept(self.version, name)?;
-                Ok(Set {
-                    row,
-                    value: &**value,
-                })
+                Ok(Set { row, value })
             })
             .collect()
     }
 
+    /// The call as the op log shows it; properties by name (clients build them from hash
+    /// maps, in any order).
     fn describe(name: &str, rest: &[&str], props: &[(String, OwnedValue)]) -> String {
         let mut s = name.to_owned();
         for r in rest {
             s.push(' ');
             s.push_str(r);
         }
-        for (n, v) in props {
+        let mut sorted: Vec<&(String, OwnedValue)> = props.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        for (n, v) in sorted {
             s.push_str(&format!(" {n}={}", render(n, v)));
         }
         s
@@ -301,22 +302,17 @@ impl Manager {
                     format!("Invalid value type for property {}", s.row.name),
                 )
             };
-            match s.row.name.as_str() {
-                "Slice" => slice = Some(as_str(s.value).ok_or_else(bad_type)?.to_owned()),
-                "PIDs" => {
-                    array(s.value).ok_or_else(bad_type)?;
-                }
-                "Delegate" | "DefaultDependencies" | "SendSIGKILL" => {
-                    if !as_bool(s.value).ok_or_else(bad_type)? {
-                        continue;
-                    }
-                }
-                n if n.ends_with("Accounting") => {
-                    if !as_bool(s.value).ok_or_else(bad_type)? {
-                        continue;
-                    }
-                }
-                _ => {}
+            let name = s.row.name.as_str();
+            if name == "Slice" {
+                slice = Some(as_str(s.value).ok_or_else(bad_type)?.to_owned());
+            } else if name == "PIDs" {
+                array(s.value).ok_or_else(bad_type)?;
+            }
+            // A boolean set to false enables nothing.
+            let flag = matches!(name, "Delegate" | "DefaultDependencies" | "SendSIGKILL")
+                || name.ends_with("Accounting");
+            if flag && !as_bool(s.value).ok_or_else(bad_type)? {
+                continue;
             }
             let list = if v2 { &s.row.v2 } else { &s.row.v1 };
             controllers.extend(self.table.controllers(list, v2, self.version));
@@ -442,6 +438,10 @@ impl Manager {
         limits: &[(&Property, &Value)],
         v2: bool,
     ) {
+        // systemd writes a unit's attributes controller by controller, whatever the order
+        // of the properties in the message: here, by property name.
+        let mut limits = limits.to_vec();
+        limits.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         for (row, value) in limits {
             if let Some(ctrls) = ctrls {
                 if !row.v1.first().is_some_and(|c| ctrls.contains(c)) {
