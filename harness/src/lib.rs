@@ -15,10 +15,14 @@
 //!   [`report::Report`].
 //! * [`engine`] — the stages tied together: what the CLI and the test runner share.
 //! * [`cli`] — the `cgrepro` subcommands.
+//! * [`lane`] and [`fuzz`] — the real-kernel lane (real kernels under QEMU) and the
+//!   differential op fuzzing that judges the cgroupfs model against it.
 
 pub mod cli;
 pub mod engine;
+pub mod fuzz;
 pub mod host;
+pub mod lane;
 pub mod outcome;
 pub mod pool;
 pub mod report;

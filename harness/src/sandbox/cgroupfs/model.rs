@@ -50,6 +50,7 @@ const DYNAMIC: &[&str] = &[
     "cgroup.subtree_control",
     "cgroup.events",
     "cgroup.type",
+    "cgroup.stat",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -559,6 +560,26 @@ impl Model {
                 };
                 format!("{ty}\n")
             }
+            // The live descendant count (rmdir takes a group out at once); the other lines
+            // as created.
+            "cgroup.stat" => {
+                let mut n = 0;
+                let mut stack = self.child_groups(g);
+                while let Some(c) = stack.pop() {
+                    n += 1;
+                    stack.extend(self.child_groups(c));
+                }
+                content
+                    .split_inclusive('\n')
+                    .map(|l| {
+                        if l.starts_with("nr_descendants ") {
+                            format!("nr_descendants {n}\n")
+                        } else {
+                            l.to_owned()
+                        }
+                    })
+                    .collect()
+            }
             _ => content.clone(),
         })
     }
@@ -669,6 +690,9 @@ impl Model {
                 (pg.subtree.clone(), att)
             }
         };
+        if layer == Layer::V2 && !self.within_hierarchy_limits(parent) {
+            return Err(libc::EAGAIN);
+        }
         let path = join(&pg.path, name);
         let ino = self.insert(
             parent,
@@ -703,6 +727,39 @@ impl Model {
 
     /// Add the interface files of `attached` controllers that `g` does not have yet
     /// (`only`: restrict to one controller's files).
+    /// cgroup_check_hierarchy_limits: a new child of `parent` must keep every ancestor
+    /// within its `cgroup.max.descendants` (live descendants) and `cgroup.max.depth`.
+    fn within_hierarchy_limits(&self, parent: Ino) -> bool {
+        let limit = |g: Ino, f: &str| -> usize {
+            self.file_content(g, f)
+                .and_then(|c| c.trim().parse().ok())
+                .unwrap_or(usize::MAX)
+        };
+        let mut level = 1;
+        let mut g = parent;
+        loop {
+            let Some(grp) = self.group(g) else {
+                return true;
+            };
+            let mut descendants = 0;
+            let mut stack = self.child_groups(g);
+            while let Some(c) = stack.pop() {
+                descendants += 1;
+                stack.extend(self.child_groups(c));
+            }
+            if descendants >= limit(g, "cgroup.max.descendants")
+                || level > limit(g, "cgroup.max.depth")
+            {
+                return false;
+            }
+            if grp.path.is_empty() {
+                return true;
+            }
+            level += 1;
+            g = self.parent(g);
+        }
+    }
+
     fn add_files(&mut self, g: Ino, attached: &[String], only: Option<&str>) {
         let grp = self.group(g).expect("group").clone();
         let layer = self.hiers[grp.hier].layer;
@@ -864,6 +921,9 @@ impl Model {
             Some(FaultAction::Short(n)) => self
                 .do_write(ino, &data[..n.min(data.len())], caller)
                 .map(|_| n.min(data.len())),
+            // A write of nothing returns 0 before any handler runs (seen on 6.1 and 6.12,
+            // read-only files included).
+            _ if data.is_empty() && self.attr(ino).is_some_and(|a| a.kind == Kind::File) => Ok(0),
             _ => self.do_write(ino, data, caller).map(|_| data.len()),
         };
         if r.is_ok() {
