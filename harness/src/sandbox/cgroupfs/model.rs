@@ -541,7 +541,14 @@ impl Model {
             "cgroup.events" => {
                 let pop = u8::from(self.populated(g));
                 if self.version >= KernelVersion::new(5, 2, 0) {
-                    format!("populated {pop}\nfrozen {}\n", u8::from(grp.frozen))
+                    // A group is frozen when it or an ancestor is (the freeze is inherited).
+                    let mut frozen = grp.frozen;
+                    let mut a = g;
+                    while !frozen && self.group(a).is_some_and(|x| !x.path.is_empty()) {
+                        a = self.parent(a);
+                        frozen = self.group(a).is_some_and(|x| x.frozen);
+                    }
+                    format!("populated {pop}\nfrozen {}\n", u8::from(frozen))
                 } else {
                     format!("populated {pop}\n")
                 }
@@ -562,23 +569,44 @@ impl Model {
             }
             // The live descendant count (rmdir takes a group out at once); the other lines
             // as created.
+            // Live counts: descendants (rmdir takes a group out at once) and, per
+            // controller, the groups of the subtree (itself included) that have it.
             "cgroup.stat" => {
-                let mut n = 0;
+                let mut subtree = vec![g];
                 let mut stack = self.child_groups(g);
                 while let Some(c) = stack.pop() {
-                    n += 1;
+                    subtree.push(c);
                     stack.extend(self.child_groups(c));
                 }
-                content
-                    .split_inclusive('\n')
-                    .map(|l| {
-                        if l.starts_with("nr_descendants ") {
-                            format!("nr_descendants {n}\n")
-                        } else {
-                            l.to_owned()
-                        }
+                let has = |h: Ino, c: &str| {
+                    self.group(h).is_some_and(|x| {
+                        x.listed.iter().any(|l| l == c) || self.v2_implicit.iter().any(|l| l == c)
                     })
-                    .collect()
+                };
+                let nr = format!("nr_descendants {}\n", subtree.len() - 1);
+                if !content.contains("nr_subsys_") {
+                    return Ok(content
+                        .split_inclusive('\n')
+                        .map(|l| {
+                            if l.starts_with("nr_descendants ") {
+                                nr.clone()
+                            } else {
+                                l.to_owned()
+                            }
+                        })
+                        .collect());
+                }
+                // 6.12 and later: a line per controller bound to cgroup2 (seen in the lane).
+                let mut out = nr;
+                for c in &self.v2_all {
+                    let n = subtree.iter().filter(|&&h| has(h, c)).count();
+                    out += &format!("nr_subsys_{c} {n}\n");
+                }
+                out += "nr_dying_descendants 0\n";
+                for c in &self.v2_all {
+                    out += &format!("nr_dying_subsys_{c} 0\n");
+                }
+                out
             }
             _ => content.clone(),
         })

@@ -71,6 +71,9 @@ pub enum Parse {
     /// `io.weight` (blk-iocost ioc_weight_write): `[default ]N` with N in 1..=10000, else
     /// EINVAL; `MAJ:MIN N` names a device, and there are none: ENODEV.
     IoWeight,
+    /// A hugetlb limit: like [`Parse::V2Bytes`] (`true`) or [`Parse::V1Bytes`], rounded
+    /// down to whole 2 MB huge pages.
+    HugeBytes(bool),
     /// Accepted, stored as written (no validation modelled).
     Any,
     /// Accepted and ignored: reads keep the old value (memory.kmem.limit_in_bytes on 6.1).
@@ -157,6 +160,7 @@ pub const RULES: &[(&str, Parse)] = &[
     ("misc.max", Parse::NoMiscResource),
     ("net_prio.ifpriomap", Parse::IfPrioMap),
     ("memory.reclaim", Parse::SizeAction),
+    ("memory.zswap.writeback", Parse::IntRange(0, 1, EINVAL)),
     // kernel/sched/cpuacct.c, cpuacct_usage_write: only 0 (a reset) is accepted
     ("cpuacct.usage", Parse::IntRange(0, 0, EINVAL)),
     // mm/memcontrol-v1.c, memcg_write_event_control: `<event fd> <fd> [args]`
@@ -165,8 +169,10 @@ pub const RULES: &[(&str, Parse)] = &[
         "cpuset.sched_relax_domain_level",
         Parse::IntRange(-1, 5, EINVAL),
     ),
-    ("hugetlb.*.limit_in_bytes", Parse::V1Bytes),
-    ("hugetlb.*.max", Parse::V2Bytes),
+    // mm/hugetlb_cgroup.c, hugetlb_cgroup_write: rounded down to whole huge pages (2 MB,
+    // the simulated machine's only size; the lane saw 4096 read back as 0)
+    ("hugetlb.*.limit_in_bytes", Parse::HugeBytes(false)),
+    ("hugetlb.*.max", Parse::HugeBytes(true)),
     (
         "net_cls.classid",
         Parse::IntRange(0, u32::MAX as i64, EINVAL),
@@ -319,6 +325,18 @@ pub fn parse(p: Parse, v: &str) -> Result<Option<String>, i32> {
             let n = memparse(v).ok_or(EINVAL)?;
             line((n.min(V1_UNLIMITED) / PAGE * PAGE).to_string())
         }
+        Parse::HugeBytes(v2) => {
+            let n = match parse(if v2 { Parse::V2Bytes } else { Parse::V1Bytes }, v)? {
+                Some(c) if c.trim() == "max" => return Ok(Some(c)),
+                Some(c) => c.trim().parse::<u64>().unwrap_or(0),
+                None => return Ok(None),
+            };
+            if !v2 && n >= V1_UNLIMITED {
+                return line(V1_UNLIMITED.to_string());
+            }
+            const HUGE: u64 = 2 << 20;
+            line((n / HUGE * HUGE).to_string())
+        }
         Parse::MaxOrInt => {
             if v == "max" {
                 return line("max".into());
@@ -420,9 +438,9 @@ pub fn parse(p: Parse, v: &str) -> Result<Option<String>, i32> {
             }
             Ok(None)
         }
-        // memory_reclaim: nothing is charged to a simulated group, so asking for more than
-        // 0 bytes ends in EAGAIN, as the lane's kernels answer for an empty group.
-        Parse::SizeAction => match memparse(v).ok_or(EINVAL)? {
+        // memory_reclaim: nothing is charged to a simulated group, so asking for a page or
+        // more ends in EAGAIN, as the lane's kernels answer for an empty group.
+        Parse::SizeAction => match memparse(v).ok_or(EINVAL)? / PAGE {
             0 => Ok(None),
             _ => Err(libc::EAGAIN),
         },
