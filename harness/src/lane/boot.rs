@@ -215,12 +215,23 @@ pub fn boot(
                 tries += 1;
                 std::thread::sleep(Duration::from_secs(2));
             }
+            // A panic under TCG (seen once in ~30 boots of 6.12: an int3 Oops at a
+            // text-patching site in the scheduler, with no cgroupfs op involved) gets one
+            // more boot; a panic the ops cause comes back and is reported.
+            Err(LaneError::Guest(e)) if tries < 2 && panicked(work) => {
+                eprintln!("the guest kernel panicked ({e}); booting once more");
+                tries = 2;
+            }
             r => return r,
         }
     }
 }
 
 const NOTHING: &str = "the guest said nothing";
+
+fn panicked(work: &Path) -> bool {
+    std::fs::read_to_string(work.join("console.log")).is_ok_and(|c| c.contains("Kernel panic"))
+}
 
 fn boot_once(
     kernel: &Kernel,
