@@ -19,10 +19,14 @@
 //! * [`sweep`] — fault sweeps: every plausible kernel failure at every cgroupfs op of a
 //!   case, judged, with minimised scenarios for the bugs.
 //! * [`cli`] — the `cgrepro` subcommands.
+//! * [`lane`] and [`fuzz`] — the real-kernel lane (real kernels under QEMU) and the
+//!   differential op fuzzing that judges the cgroupfs model against it.
 
 pub mod cli;
 pub mod engine;
+pub mod fuzz;
 pub mod host;
+pub mod lane;
 pub mod outcome;
 pub mod pool;
 pub mod report;

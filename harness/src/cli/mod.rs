@@ -1,5 +1,5 @@
 //! The `cgrepro` command line: `list`, `run`, `replay`, `matrix`, `report`, `sweep` (in
-//! `crate::sweep::cli`).
+//! `crate::sweep::cli`), `real-kernel` (in `real_kernel`).
 //!
 //! Exit status: 0 all good; 1 a case failed (unexpected outcome, changed snapshot,
 //! harness error) or was killed by an interruption; 2 bad input (scenario errors, unknown
@@ -12,6 +12,8 @@ mod output;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+mod real_kernel;
 
 use crate::engine::Engine;
 use crate::report::{self, Report};
@@ -85,6 +87,39 @@ enum Command {
     /// Fail every cgroupfs op of a case with every errno the kernel can give there; judge
     /// and tabulate what the target does; write minimised scenarios for the bugs.
     Sweep(crate::sweep::cli::Args),
+    /// Differential op fuzzing of the cgroupfs model against real kernels booted under QEMU
+    /// (kernels from `bash ci/kernel-lane.sh`); prints the agreement per kernel × mode.
+    RealKernel {
+        /// Kernel series from the lane cache (repeatable).
+        #[arg(long = "kernel", default_values_t = ["6.1".to_string()])]
+        kernels: Vec<String>,
+        /// cgroup mode: v1, hybrid, v2 (repeatable).
+        #[arg(long = "mode", default_values_t = ["v2".to_string()])]
+        modes: Vec<String>,
+        /// Generated ops per kernel × mode (at least).
+        #[arg(long, default_value_t = 2000)]
+        ops: usize,
+        /// Ops per sequence.
+        #[arg(long, default_value_t = 40)]
+        seq_len: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Minimise up to N distinct disagreements (delta debugging, extra boots).
+        #[arg(long, default_value_t = 0)]
+        minimise: usize,
+        /// At most this many minimisation boots.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Write the minimised disagreements to fixtures/kernels/disagreements/.
+        #[arg(long)]
+        write_fixtures: bool,
+        /// Where initramfs, serial logs and ops.txt go (default: a temp dir).
+        #[arg(long)]
+        work: Option<PathBuf>,
+        /// Seconds before a boot is abandoned.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
 }
 
 pub fn main() -> i32 {
@@ -133,6 +168,32 @@ fn main_inner() -> i32 {
             prepare(&engine);
             crate::sweep::cli::main(&engine, &args, jobs(args.jobs))
         }
+        Command::RealKernel {
+            kernels,
+            modes,
+            ops,
+            seq_len,
+            seed,
+            minimise,
+            rounds,
+            write_fixtures,
+            work,
+            timeout,
+        } => real_kernel::run(
+            &engine.root,
+            real_kernel::Args {
+                kernels,
+                modes,
+                ops,
+                seq_len,
+                seed,
+                minimise,
+                rounds,
+                write_fixtures,
+                work,
+                timeout,
+            },
+        ),
     };
     if output::broken_pipe() {
         return 141;

@@ -52,6 +52,7 @@ const DYNAMIC: &[&str] = &[
     "cgroup.subtree_control",
     "cgroup.events",
     "cgroup.type",
+    "cgroup.stat",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -591,7 +592,14 @@ impl Model {
             "cgroup.events" => {
                 let pop = u8::from(self.populated(g));
                 if self.version >= KernelVersion::new(5, 2, 0) {
-                    format!("populated {pop}\nfrozen {}\n", u8::from(grp.frozen))
+                    // A group is frozen when it or an ancestor is (the freeze is inherited).
+                    let mut frozen = grp.frozen;
+                    let mut a = g;
+                    while !frozen && self.group(a).is_some_and(|x| !x.path.is_empty()) {
+                        a = self.parent(a);
+                        frozen = self.group(a).is_some_and(|x| x.frozen);
+                    }
+                    format!("populated {pop}\nfrozen {}\n", u8::from(frozen))
                 } else {
                     format!("populated {pop}\n")
                 }
@@ -608,6 +616,47 @@ impl Model {
                     "domain"
                 };
                 format!("{ty}\n")
+            }
+            // The live descendant count (rmdir takes a group out at once); the other lines
+            // as created.
+            // Live counts: descendants (rmdir takes a group out at once) and, per
+            // controller, the groups of the subtree (itself included) that have it.
+            "cgroup.stat" => {
+                let mut subtree = vec![g];
+                let mut stack = self.child_groups(g);
+                while let Some(c) = stack.pop() {
+                    subtree.push(c);
+                    stack.extend(self.child_groups(c));
+                }
+                let has = |h: Ino, c: &str| {
+                    self.group(h).is_some_and(|x| {
+                        x.listed.iter().any(|l| l == c) || self.v2_implicit.iter().any(|l| l == c)
+                    })
+                };
+                let nr = format!("nr_descendants {}\n", subtree.len() - 1);
+                if !content.contains("nr_subsys_") {
+                    return Ok(content
+                        .split_inclusive('\n')
+                        .map(|l| {
+                            if l.starts_with("nr_descendants ") {
+                                nr.clone()
+                            } else {
+                                l.to_owned()
+                            }
+                        })
+                        .collect());
+                }
+                // 6.12 and later: a line per controller bound to cgroup2 (seen in the lane).
+                let mut out = nr;
+                for c in &self.v2_all {
+                    let n = subtree.iter().filter(|&&h| has(h, c)).count();
+                    out += &format!("nr_subsys_{c} {n}\n");
+                }
+                out += "nr_dying_descendants 0\n";
+                for c in &self.v2_all {
+                    out += &format!("nr_dying_subsys_{c} 0\n");
+                }
+                out
             }
             _ => content.clone(),
         })
@@ -719,6 +768,9 @@ impl Model {
                 (pg.subtree.clone(), att)
             }
         };
+        if layer == Layer::V2 && !self.within_hierarchy_limits(parent) {
+            return Err(libc::EAGAIN);
+        }
         let path = join(&pg.path, name);
         let ino = self.insert(
             parent,
@@ -753,6 +805,39 @@ impl Model {
 
     /// Add the interface files of `attached` controllers that `g` does not have yet
     /// (`only`: restrict to one controller's files).
+    /// cgroup_check_hierarchy_limits: a new child of `parent` must keep every ancestor
+    /// within its `cgroup.max.descendants` (live descendants) and `cgroup.max.depth`.
+    fn within_hierarchy_limits(&self, parent: Ino) -> bool {
+        let limit = |g: Ino, f: &str| -> usize {
+            self.file_content(g, f)
+                .and_then(|c| c.trim().parse().ok())
+                .unwrap_or(usize::MAX)
+        };
+        let mut level = 1;
+        let mut g = parent;
+        loop {
+            let Some(grp) = self.group(g) else {
+                return true;
+            };
+            let mut descendants = 0;
+            let mut stack = self.child_groups(g);
+            while let Some(c) = stack.pop() {
+                descendants += 1;
+                stack.extend(self.child_groups(c));
+            }
+            if descendants >= limit(g, "cgroup.max.descendants")
+                || level > limit(g, "cgroup.max.depth")
+            {
+                return false;
+            }
+            if grp.path.is_empty() {
+                return true;
+            }
+            level += 1;
+            g = self.parent(g);
+        }
+    }
+
     fn add_files(&mut self, g: Ino, attached: &[String], only: Option<&str>) {
         let grp = self.group(g).expect("group").clone();
         let layer = self.hiers[grp.hier].layer;
@@ -914,6 +999,9 @@ impl Model {
             Some(FaultAction::Short(n)) => self
                 .do_write(ino, &data[..n.min(data.len())], caller)
                 .map(|_| n.min(data.len())),
+            // A write of nothing returns 0 before any handler runs (seen on 6.1 and 6.12,
+            // read-only files included).
+            _ if data.is_empty() && self.attr(ino).is_some_and(|a| a.kind == Kind::File) => Ok(0),
             _ => self.do_write(ino, data, caller).map(|_| data.len()),
         };
         if r.is_ok() {

@@ -44,6 +44,39 @@ pub enum Parse {
     /// cgroup core `write_u64` stored as a u32 (`net_cls.classid`): `kstrtoull(buf, 0)`
     /// takes decimal, `0x` hex and `0` octal; beyond u64 `ERANGE`; read back in decimal.
     U32FromU64,
+    /// `max` or a `kstrtoint` (base 0) integer >= 0; INT_MAX reads back as `max`
+    /// (kernel/cgroup/cgroup.c, cgroup_max_{depth,descendants}_write: kstrtoint's
+    /// EINVAL/ERANGE, then ERANGE below 0).
+    CgroupLimit,
+    /// A PSI trigger (`some|full <threshold us> <window us>`, kernel/sched/psi.c
+    /// psi_trigger_create): bound to the open file, so reads are unchanged.
+    PsiTrigger,
+    /// `MAJ:MIN ...` of a block device (blkg_conf_prep): the simulated machine has no block
+    /// devices, so a well-formed one is ENODEV, anything else EINVAL.
+    BlockDevice,
+    /// `rdma.max`: `<device> [hca_handle=N|max] [hca_object=N|max]` (rdmacg_resource_set_max
+    /// parses the limits, then looks the device up): no RDMA devices here, so ENODEV.
+    RdmaMax,
+    /// `misc.max`: `<resource> <N|max>`; the simulated machine has no misc resource (no
+    /// SEV/TDX), so every name is unknown: EINVAL (misc_cg_max_write).
+    NoMiscResource,
+    /// `net_prio.ifpriomap`: `<ifname> <prio>` (`sscanf "%s %u"` → EINVAL), an unknown
+    /// interface ENODEV; the machine has `lo` only.
+    IfPrioMap,
+    /// A size to act on, not stored (`memory.reclaim`: page_counter_memparse).
+    SizeAction,
+    /// `cgroup.event_control`: `<event fd> <fd> [args]` or EINVAL; what a well-formed one
+    /// does with the fds is not modelled (accepted, not stored).
+    EventControl,
+    /// An unsigned integer (kstrtoull: a sign or a word is EINVAL) within a range; out of
+    /// range → the given errno.
+    UintRange(u64, u64, i32),
+    /// `io.weight` (blk-iocost ioc_weight_write): `[default ]N` with N in 1..=10000, else
+    /// EINVAL; `MAJ:MIN N` names a device, and there are none: ENODEV.
+    IoWeight,
+    /// A hugetlb limit: like [`Parse::V2Bytes`] (`true`) or [`Parse::V1Bytes`], rounded
+    /// down to whole 2 MB huge pages.
+    HugeBytes(bool),
     /// Accepted, stored as written (no validation modelled).
     Any,
     /// Accepted and ignored: reads keep the old value (memory.kmem.limit_in_bytes on 6.1).
@@ -64,12 +97,25 @@ pub const RULES: &[(&str, Parse)] = &[
     ("pids.max", Parse::MaxOrInt),
     ("cpu.max", Parse::CpuMax),
     // kernel/sched/core.c: cpu_weight_write_u64 → ERANGE outside [1, 10000]
-    ("cpu.weight", Parse::IntRange(1, 10_000, ERANGE)),
+    ("cpu.weight", Parse::UintRange(1, 10_000, ERANGE)),
+    // cpu_cfs_burst_write_u64 (kstrtoull: `-1` and words are EINVAL)
+    (
+        "cpu.max.burst",
+        Parse::UintRange(0, i64::MAX as u64, EINVAL),
+    ),
     ("cpu.weight.nice", Parse::IntRange(-20, 19, ERANGE)),
     ("cpu.idle", Parse::IntRange(0, 1, EINVAL)),
-    ("io.weight", Parse::Any),
-    ("cgroup.max.depth", Parse::MaxOrInt),
-    ("cgroup.max.descendants", Parse::MaxOrInt),
+    ("io.weight", Parse::IoWeight),
+    ("cgroup.max.depth", Parse::CgroupLimit),
+    ("cgroup.max.descendants", Parse::CgroupLimit),
+    // kernel/cgroup/cgroup.c, cgroup_pressure_write: kstrtoint, then ERANGE outside [0, 1]
+    ("cgroup.pressure", Parse::IntRange(0, 1, ERANGE)),
+    ("cpu.pressure", Parse::PsiTrigger),
+    ("io.pressure", Parse::PsiTrigger),
+    ("memory.pressure", Parse::PsiTrigger),
+    ("irq.pressure", Parse::PsiTrigger),
+    ("io.max", Parse::BlockDevice),
+    ("blkio.throttle.*_device", Parse::BlockDevice),
     ("cpuset.cpus", Parse::CpuList),
     ("cpuset.mems", Parse::NodeList),
     ("cpuset.cpus.exclusive", Parse::CpuList),
@@ -102,20 +148,35 @@ pub const RULES: &[(&str, Parse)] = &[
     ("freezer.state", Parse::Word(&["FROZEN", "THAWED"])),
     ("cgroup.clone_children", Parse::Bool),
     ("notify_on_release", Parse::Bool),
-    ("cpuset.cpu_exclusive", Parse::IntRange(0, 1, EINVAL)),
-    ("cpuset.mem_exclusive", Parse::IntRange(0, 1, EINVAL)),
-    ("cpuset.mem_hardwall", Parse::IntRange(0, 1, EINVAL)),
-    ("cpuset.memory_migrate", Parse::IntRange(0, 1, EINVAL)),
-    ("cpuset.sched_load_balance", Parse::IntRange(0, 1, EINVAL)),
-    ("cpuset.memory_spread_page", Parse::IntRange(0, 1, EINVAL)),
-    ("cpuset.memory_spread_slab", Parse::IntRange(0, 1, EINVAL)),
+    // kernel/cgroup/cpuset.c, cpuset_write_u64: any u64 is a flag (`2` sets it; the lane
+    // saw `2` accepted on 6.1 v1), `-1` fails kstrtoull
+    ("cpuset.cpu_exclusive", Parse::Bool),
+    ("cpuset.mem_exclusive", Parse::Bool),
+    ("cpuset.mem_hardwall", Parse::Bool),
+    ("cpuset.memory_migrate", Parse::Bool),
+    ("cpuset.sched_load_balance", Parse::Bool),
+    ("cpuset.memory_spread_page", Parse::Bool),
+    ("cpuset.memory_spread_slab", Parse::Bool),
+    // block/blk-cgroup.c, blkcg_reset_stats: write_u64 (kstrtoull)
+    ("blkio.reset_stats", Parse::IntRange(0, i64::MAX, EINVAL)),
+    ("rdma.max", Parse::RdmaMax),
+    ("misc.max", Parse::NoMiscResource),
+    ("net_prio.ifpriomap", Parse::IfPrioMap),
+    ("memory.reclaim", Parse::SizeAction),
+    ("memory.zswap.writeback", Parse::IntRange(0, 1, EINVAL)),
+    // kernel/sched/cpuacct.c, cpuacct_usage_write: only 0 (a reset) is accepted
+    ("cpuacct.usage", Parse::IntRange(0, 0, EINVAL)),
+    // mm/memcontrol-v1.c, memcg_write_event_control: `<event fd> <fd> [args]`
+    ("cgroup.event_control", Parse::EventControl),
     (
         "cpuset.sched_relax_domain_level",
         Parse::IntRange(-1, 5, EINVAL),
     ),
-    ("hugetlb.*.limit_in_bytes", Parse::V1Bytes),
-    ("hugetlb.*.max", Parse::V2Bytes),
-    // net/core/netclassid_cgroup.c: write_classid stores `(u32)value`.
+    // mm/hugetlb_cgroup.c, hugetlb_cgroup_write: rounded down to whole huge pages (2 MB,
+    // the simulated machine's only size; the lane saw 4096 read back as 0)
+    ("hugetlb.*.limit_in_bytes", Parse::HugeBytes(false)),
+    ("hugetlb.*.max", Parse::HugeBytes(true)),
+    // net/core/netclassid_cgroup.c: write_classid stores `(u32)value` of kstrtoull(.., 0).
     ("net_cls.classid", Parse::U32FromU64),
 ];
 
@@ -148,6 +209,31 @@ pub fn kstrtoull(s: &str) -> Result<u64, i32> {
         return Err(EINVAL);
     }
     u64::from_str_radix(digits, radix).map_err(|_| ERANGE)
+}
+
+/// The kernel's `kstrtoint(s, 0)`: optional sign, `0x` hex / leading-0 octal / decimal,
+/// one trailing newline at most; EINVAL when malformed, ERANGE when it does not fit.
+pub fn kstrtoint(s: &str) -> Result<i64, i32> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (radix, digits) = if let Some(h) = body.strip_prefix("0x").or(body.strip_prefix("0X")) {
+        (16, h)
+    } else if body.len() > 1 && body.starts_with('0') {
+        (8, &body[1..])
+    } else {
+        (10, body)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(EINVAL);
+    }
+    let n = u64::from_str_radix(digits, radix).map_err(|_| ERANGE)?;
+    let n = if neg { -(n as i128) } else { n as i128 };
+    if n < i32::MIN as i128 || n > i32::MAX as i128 {
+        return Err(ERANGE);
+    }
+    Ok(n as i64)
 }
 
 /// The kernel's `memparse`: a number with an optional K/M/G/T/P/E suffix. `None` when
@@ -257,6 +343,18 @@ pub fn parse(p: Parse, v: &str) -> Result<Option<String>, i32> {
             let n = memparse(v).ok_or(EINVAL)?;
             line((n.min(V1_UNLIMITED) / PAGE * PAGE).to_string())
         }
+        Parse::HugeBytes(v2) => {
+            let n = match parse(if v2 { Parse::V2Bytes } else { Parse::V1Bytes }, v)? {
+                Some(c) if c.trim() == "max" => return Ok(Some(c)),
+                Some(c) => c.trim().parse::<u64>().unwrap_or(0),
+                None => return Ok(None),
+            };
+            if !v2 && n >= V1_UNLIMITED {
+                return line(V1_UNLIMITED.to_string());
+            }
+            const HUGE: u64 = 2 << 20;
+            line((n / HUGE * HUGE).to_string())
+        }
         Parse::MaxOrInt => {
             if v == "max" {
                 return line("max".into());
@@ -267,6 +365,103 @@ pub fn parse(p: Parse, v: &str) -> Result<Option<String>, i32> {
             }
             line(n.to_string())
         }
+        Parse::CgroupLimit => {
+            if v == "max" {
+                return line("max".into());
+            }
+            let n = kstrtoint(v)?;
+            if n < 0 {
+                return Err(ERANGE);
+            }
+            line(if n == i32::MAX as i64 {
+                "max".into()
+            } else {
+                n.to_string()
+            })
+        }
+        Parse::PsiTrigger => {
+            let mut it = v.split_whitespace();
+            let kind = it.next().unwrap_or("");
+            let thr: u64 = it.next().and_then(|x| x.parse().ok()).ok_or(EINVAL)?;
+            let win: u64 = it.next().and_then(|x| x.parse().ok()).ok_or(EINVAL)?;
+            if !matches!(kind, "some" | "full")
+                || !(500_000..=10_000_000).contains(&win)
+                || thr == 0
+                || thr > win
+            {
+                return Err(EINVAL);
+            }
+            Ok(None)
+        }
+        Parse::BlockDevice => {
+            let dev = v.split_whitespace().next().unwrap_or("");
+            let ok = dev
+                .split_once(':')
+                .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
+            Err(if ok { libc::ENODEV } else { EINVAL })
+        }
+        Parse::RdmaMax => {
+            let mut it = v.split(' ');
+            let _device = it.next();
+            for opt in it.filter(|o| !o.is_empty()) {
+                let ok = opt.split_once('=').is_some_and(|(k, n)| {
+                    matches!(k, "hca_handle" | "hca_object")
+                        && (n == "max" || n.parse::<u32>().is_ok())
+                });
+                if !ok {
+                    return Err(EINVAL);
+                }
+            }
+            Err(libc::ENODEV)
+        }
+        Parse::NoMiscResource => Err(EINVAL),
+        Parse::UintRange(lo, hi, e) => {
+            let n: u64 = v.parse().map_err(|_| EINVAL)?;
+            if n < lo || n > hi {
+                return Err(e);
+            }
+            line(n.to_string())
+        }
+        Parse::IoWeight => {
+            let (dflt, n) = match v.strip_prefix("default ") {
+                Some(n) => (true, n.trim()),
+                None => (false, v),
+            };
+            if !dflt && n.split_whitespace().next().is_some_and(|d| d.contains(':')) {
+                return Err(libc::ENODEV);
+            }
+            let w: u64 = n.parse().map_err(|_| EINVAL)?;
+            if !(1..=10_000).contains(&w) {
+                return Err(EINVAL);
+            }
+            line(format!("default {w}"))
+        }
+        Parse::EventControl => {
+            let mut it = v.splitn(3, ' ');
+            let fd = |x: Option<&str>| x.is_some_and(|x| x.parse::<u32>().is_ok());
+            if fd(it.next()) && fd(it.next()) {
+                Ok(None)
+            } else {
+                Err(EINVAL)
+            }
+        }
+        Parse::IfPrioMap => {
+            let mut it = v.split_whitespace();
+            let dev = it.next().ok_or(EINVAL)?;
+            it.next()
+                .and_then(|p| p.parse::<u32>().ok())
+                .ok_or(EINVAL)?;
+            if dev != "lo" {
+                return Err(libc::ENODEV);
+            }
+            Ok(None)
+        }
+        // memory_reclaim: nothing is charged to a simulated group, so asking for a page or
+        // more ends in EAGAIN, as the lane's kernels answer for an empty group.
+        Parse::SizeAction => match memparse(v).ok_or(EINVAL)? / PAGE {
+            0 => Ok(None),
+            _ => Err(libc::EAGAIN),
+        },
         Parse::CpuMax => {
             let mut it = v.split_whitespace();
             let quota = it.next().unwrap_or("");

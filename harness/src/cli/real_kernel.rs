@@ -1,0 +1,156 @@
+//! `cgrepro real-kernel`: the differential run of the cgroupfs model against real kernels
+//! booted under QEMU, per kernel × mode (see `crate::lane` and `crate::fuzz`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::fuzz::differential::{self, mode_name, parse_mode, Config};
+use crate::host::HostData;
+use crate::lane::kernels;
+
+pub struct Args {
+    pub kernels: Vec<String>,
+    pub modes: Vec<String>,
+    pub ops: usize,
+    pub seq_len: usize,
+    pub seed: u64,
+    pub minimise: usize,
+    pub rounds: usize,
+    pub write_fixtures: bool,
+    pub work: Option<PathBuf>,
+    pub timeout: u64,
+}
+
+pub fn run(root: &Path, a: Args) -> i32 {
+    let data = match HostData::load(&root.join("fixtures")) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: host data: {e}");
+            return 2;
+        }
+    };
+    let mut modes = Vec::new();
+    for m in &a.modes {
+        match parse_mode(m) {
+            Some(x) => modes.push(x),
+            None => {
+                eprintln!("error: --mode {m}: expected v1, hybrid or v2");
+                return 2;
+            }
+        }
+    }
+    let cache = kernels::cache_dir();
+    let work = a.work.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("cgrepro-lane-{}", std::process::id()))
+    });
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for series in &a.kernels {
+        let kernel = match kernels::find(&cache, series) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        for &mode in &modes {
+            let cfg = Config {
+                seed: a.seed,
+                ops: a.ops,
+                seq_len: a.seq_len,
+                minimise: a.minimise,
+                rounds: a.rounds,
+                timeout: Duration::from_secs(a.timeout),
+            };
+            let found_by = format!(
+                "cgrepro real-kernel --kernel {series} --mode {} --seed {} --ops {}",
+                mode_name(mode),
+                a.seed,
+                a.ops
+            );
+            let dir = work.join(format!("{series}-{}", mode_name(mode)));
+            eprintln!(
+                "== {series} ({}) {}: booting",
+                kernel.release,
+                mode_name(mode)
+            );
+            let o = match differential::run(root, &data, &kernel, mode, &cfg, &dir, &found_by) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("error: {series} {}: {e}", mode_name(mode));
+                    failed = true;
+                    continue;
+                }
+            };
+            let log = dir.join("ops.txt");
+            let text: String = o.verdicts.iter().map(|v| v.line() + "\n").collect();
+            let _ = std::fs::write(&log, text);
+            println!(
+                "{} {} ({}): {}/{} ops agree ({:.1} %), prologue {}; boot {:.1} s, VM total {:.1} s, kernel ops {:.0} ops/s (guest clock), model {:.0} ops/s; op by op: {}",
+                o.series,
+                mode_name(o.mode),
+                o.release,
+                o.agree(),
+                o.verdicts.len(),
+                o.percent(),
+                if o.prologue_agrees { "agrees" } else { "DIFFERS" },
+                o.boot_time.as_secs_f64(),
+                o.vm_total.as_secs_f64(),
+                o.verdicts.len() as f64 / o.kernel_ops_time.as_secs_f64().max(1e-9),
+                o.verdicts.len() as f64 / o.model_ops_time.as_secs_f64().max(1e-9),
+                log.display()
+            );
+            for v in o.verdicts.iter().filter(|v| !v.agrees()).take(30) {
+                println!("  {}", v.line());
+            }
+            let n = o.verdicts.len() - o.agree();
+            if n > 30 {
+                println!("  … {} more in {}", n - 30, log.display());
+            }
+            if !o.minimised.is_empty() {
+                println!("  minimised ({} boots in all):", o.boots);
+                for d in &o.minimised {
+                    println!("  - {} ({} ops)", d.title, d.op.len());
+                    for op in &d.op {
+                        println!("      {}", op.line());
+                    }
+                }
+            }
+            if a.write_fixtures {
+                let dir = root.join("fixtures/kernels/disagreements");
+                let _ = std::fs::create_dir_all(&dir);
+                let existing =
+                    crate::fuzz::fixture::Disagreement::load_all(&dir).unwrap_or_default();
+                let mut k = existing.len();
+                for d in &o.minimised {
+                    if existing
+                        .iter()
+                        .any(|(_, e)| e.op == d.op && e.mode == d.mode && e.series == d.series)
+                    {
+                        continue;
+                    }
+                    k += 1;
+                    let p = dir.join(format!("{}-{}-{k:03}.toml", d.series, d.mode));
+                    if let Err(e) = std::fs::write(&p, d.to_toml()) {
+                        eprintln!("error: {}: {e}", p.display());
+                        failed = true;
+                    }
+                }
+            }
+            rows.push(o);
+        }
+    }
+    if rows.len() > 1 {
+        println!("\nkernel  mode    ops   agree");
+        for o in &rows {
+            println!(
+                "{:<7} {:<6} {:>5} {:>6.1} %",
+                o.series,
+                mode_name(o.mode),
+                o.verdicts.len(),
+                o.percent()
+            );
+        }
+    }
+    i32::from(failed)
+}
