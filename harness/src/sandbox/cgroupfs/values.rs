@@ -585,6 +585,6 @@ mod tests {
             Ok(Some("50000 100000\n".into()))
         );
         assert_eq!(parse(Parse::CpuMax, "abc"), Err(EINVAL));
-        assert_eq!(rule("hugetlb.2MB.limit_in_bytes"), Parse::V1Bytes);
+        assert_eq!(rule("hugetlb.2MB.limit_in_bytes"), Parse::HugeBytes(false));
     }
 }
