@@ -28,6 +28,6 @@ pub mod pool;
 pub mod report;
 pub mod sandbox;
 pub mod scenario;
-pub mod systemd;
 pub mod sweep;
+pub mod systemd;
 pub mod target;

@@ -2,10 +2,10 @@
 //! (YAML, via insta in tests and compared byte for byte by the CLI), the expectation
 //! check, the verbose replay, and the matrix table ([`matrix`]).
 
-pub mod libtest;
 pub mod artifacts;
 pub mod html;
 pub mod junit;
+pub mod libtest;
 pub mod matrix;
 pub mod results;
 pub mod snapshot;
