@@ -592,6 +592,11 @@ impl Session {
             }
         }
         // What the case must still see below the private places: bound back, read-only.
+        // The directories leading to them get a tmpfs of their own (one per first
+        // component below the private place), read-only once the binds are in: else a
+        // checkout under /tmp would be a writable skeleton in the case (a target that is
+        // root in its user namespace owns what init made there).
+        let mut skeletons: Vec<PathBuf> = Vec::new();
         for dir in &launch.expose {
             let Some((cover, _)) = private
                 .iter()
@@ -599,14 +604,27 @@ impl Session {
             else {
                 continue;
             };
+            let rel = dir.strip_prefix(cover).map_err(|e| e.to_string())?;
+            let mut comps = rel.components();
+            let Some(first) = comps.next() else {
+                continue;
+            };
+            let top = Path::new(cover).join(first);
+            if !skeletons.contains(&top) {
+                init_steps.push(Step::Mkdir(cs(&top)?));
+                init_steps.push(Step::Mount {
+                    source: c("tmpfs")?,
+                    target: cs(&top)?,
+                    fstype: c("tmpfs")?,
+                    flags: libc::MS_NOSUID | libc::MS_NODEV,
+                    data: Some(c("mode=755")?),
+                });
+                skeletons.push(top.clone());
+            }
             let view = views.len();
             views.push(cs(dir)?);
-            let mut p = PathBuf::from(cover);
-            for comp in dir
-                .strip_prefix(cover)
-                .map_err(|e| e.to_string())?
-                .components()
-            {
+            let mut p = top;
+            for comp in comps {
                 p.push(comp);
                 init_steps.push(Step::Mkdir(cs(&p)?));
             }
@@ -620,6 +638,12 @@ impl Session {
                 fstype: c("none")?,
                 flags: libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
                 data: None,
+            });
+        }
+        for top in &skeletons {
+            init_steps.push(Step::ReadOnly {
+                target: cs(top)?,
+                keep: libc::MS_NOSUID | libc::MS_NODEV,
             });
         }
         // Device stand-ins made by the harness (a /dev/kvm node for shim hosts) live in the
