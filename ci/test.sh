@@ -16,7 +16,7 @@ echo "== peer suite (cgroups-rs 0.3.4's own tests, for harness/tests/peer_suite.
 ci/peer-suite.sh
 echo "== test" >&2
 # Drivers were just built: the scenario runner need not rebuild them.
-CGREPRO_SKIP_BUILD=1 cargo test --workspace --quiet -- --test-threads="$(nproc)"
+CGREPRO_SKIP_BUILD=1 cargo test --workspace --quiet --no-fail-fast -- --test-threads="$(nproc)"
 echo "== fmt, clippy" >&2
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
