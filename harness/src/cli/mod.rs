@@ -31,8 +31,8 @@ struct Cli {
     /// Repository root (holds scenarios/ and fixtures/). Default: found from the current directory.
     #[arg(long, global = true)]
     root: Option<PathBuf>,
-    /// The real Kata shim (`containerd-shim-kata-v2`) for `[target] shim = "kata"`
-    /// scenarios. Default: $CGREPRO_KATA_SHIM; without either those cases are ignored.
+    /// The real Kata shim (`containerd-shim-kata-v2`) for `[target] shim = "kata"` cases
+    /// that name no `version`. Default: $CGREPRO_KATA_SHIM; without either they are ignored.
     #[arg(long, global = true, value_name = "PATH")]
     shim: Option<PathBuf>,
     /// Kata releases for `shim = "kata"` with `target.version`: a directory of
@@ -89,37 +89,7 @@ enum Command {
     Sweep(crate::sweep::cli::Args),
     /// Differential op fuzzing of the cgroupfs model against real kernels booted under QEMU
     /// (kernels from `bash ci/kernel-lane.sh`); prints the agreement per kernel × mode.
-    RealKernel {
-        /// Kernel series from the lane cache (repeatable).
-        #[arg(long = "kernel", default_values_t = ["6.1".to_string()])]
-        kernels: Vec<String>,
-        /// cgroup mode: v1, hybrid, v2 (repeatable).
-        #[arg(long = "mode", default_values_t = ["v2".to_string()])]
-        modes: Vec<String>,
-        /// Generated ops per kernel × mode (at least).
-        #[arg(long, default_value_t = 2000)]
-        ops: usize,
-        /// Ops per sequence.
-        #[arg(long, default_value_t = 40)]
-        seq_len: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Minimise up to N distinct disagreements (delta debugging, extra boots).
-        #[arg(long, default_value_t = 0)]
-        minimise: usize,
-        /// At most this many minimisation boots.
-        #[arg(long, default_value_t = 10)]
-        rounds: usize,
-        /// Write the minimised disagreements to fixtures/kernels/disagreements/.
-        #[arg(long)]
-        write_fixtures: bool,
-        /// Where initramfs, serial logs and ops.txt go (default: a temp dir).
-        #[arg(long)]
-        work: Option<PathBuf>,
-        /// Seconds before a boot is abandoned.
-        #[arg(long, default_value_t = 600)]
-        timeout: u64,
-    },
+    RealKernel(real_kernel::Args),
 }
 
 pub fn main() -> i32 {
@@ -168,32 +138,7 @@ fn main_inner() -> i32 {
             prepare(&engine);
             crate::sweep::cli::main(&engine, &args, jobs(args.jobs))
         }
-        Command::RealKernel {
-            kernels,
-            modes,
-            ops,
-            seq_len,
-            seed,
-            minimise,
-            rounds,
-            write_fixtures,
-            work,
-            timeout,
-        } => real_kernel::run(
-            &engine.root,
-            real_kernel::Args {
-                kernels,
-                modes,
-                ops,
-                seq_len,
-                seed,
-                minimise,
-                rounds,
-                write_fixtures,
-                work,
-                timeout,
-            },
-        ),
+        Command::RealKernel(args) => real_kernel::run(&engine.root, args),
     };
     if output::broken_pipe() {
         return 141;

@@ -8,16 +8,36 @@ use crate::fuzz::differential::{self, mode_name, parse_mode, Config};
 use crate::host::HostData;
 use crate::lane::kernels;
 
+#[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Kernel series from the lane cache (repeatable).
+    #[arg(long = "kernel", default_values_t = ["6.1".to_string()])]
     pub kernels: Vec<String>,
+    /// cgroup mode: v1, hybrid, v2 (repeatable).
+    #[arg(long = "mode", default_values_t = ["v2".to_string()])]
     pub modes: Vec<String>,
+    /// Generated ops per kernel × mode (at least).
+    #[arg(long, default_value_t = 2000)]
     pub ops: usize,
+    /// Ops per sequence.
+    #[arg(long, default_value_t = 40)]
     pub seq_len: usize,
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Minimise up to N distinct disagreements (delta debugging, extra boots).
+    #[arg(long, default_value_t = 0)]
     pub minimise: usize,
+    /// At most this many minimisation boots.
+    #[arg(long, default_value_t = 10)]
     pub rounds: usize,
+    /// Write the minimised disagreements to fixtures/kernels/disagreements/.
+    #[arg(long)]
     pub write_fixtures: bool,
+    /// Where initramfs, serial logs and ops.txt go (default: a temp dir).
+    #[arg(long)]
     pub work: Option<PathBuf>,
+    /// Seconds before a boot is abandoned.
+    #[arg(long, default_value_t = 600)]
     pub timeout: u64,
 }
 
