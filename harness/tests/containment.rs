@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cgrepro::engine::Engine;
@@ -325,25 +325,27 @@ fn hostile_root_target_cannot_touch_the_host(#[case] strategy: Strategy) {
     drop(world_writable);
 }
 
-#[test]
-fn ctrl_c_in_the_middle_of_a_run_kills_the_case_and_cleans_up() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(why) = unsupported() {
-        eprintln!("ignored: {why}");
-        return;
-    }
-    let root = root();
-    let tmp = tempfile::tempdir().unwrap();
-    let before = host_fingerprint();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cgrepro"))
-        .args(["run", "crashers/hang"])
-        .current_dir(&root)
-        .env("TMPDIR", tmp.path())
-        .env("CGREPRO_SKIP_BUILD", "1")
-        .stdout(std::process::Stdio::piped())
+/// `cgrepro ARGS` in the repository, with its session dirs in `tmp`.
+fn cgrepro_in(root: &Path, tmp: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cgrepro"));
+    c.args(args)
+        .current_dir(root)
+        .env("TMPDIR", tmp)
+        .env("CGREPRO_SKIP_BUILD", "1");
+    c
+}
+
+/// `cgrepro run crashers/hang`, returned once the hanging target is running (and when
+/// the wait began).
+fn run_until_the_hang_case_runs(
+    root: &Path,
+    tmp: &Path,
+    stdout: Stdio,
+) -> (std::process::Child, Instant) {
+    let child = cgrepro_in(root, tmp, &["run", "crashers/hang"])
+        .stdout(stdout)
         .spawn()
         .unwrap();
-    // Wait until the hanging target is running.
     let start = Instant::now();
     while !fixture_processes()
         .iter()
@@ -355,6 +357,20 @@ fn ctrl_c_in_the_middle_of_a_run_kills_the_case_and_cleans_up() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    (child, start)
+}
+
+#[test]
+fn ctrl_c_in_the_middle_of_a_run_kills_the_case_and_cleans_up() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = unsupported() {
+        eprintln!("ignored: {why}");
+        return;
+    }
+    let root = root();
+    let tmp = tempfile::tempdir().unwrap();
+    let before = host_fingerprint();
+    let (mut child, start) = run_until_the_hang_case_runs(&root, tmp.path(), Stdio::piped());
     assert_eq!(
         session_dirs(tmp.path()).len(),
         1,
@@ -407,29 +423,8 @@ fn a_killed_runs_session_dir_is_removed_by_the_next_run() {
     }
     let root = root();
     let tmp = tempfile::tempdir().unwrap();
-    let cgrepro = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cgrepro"));
-        c.args(args)
-            .current_dir(&root)
-            .env("TMPDIR", tmp.path())
-            .env("CGREPRO_SKIP_BUILD", "1");
-        c
-    };
-    let mut child = cgrepro(&["run", "crashers/hang"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !fixture_processes()
-        .iter()
-        .any(|p| p.contains("crasher-hang"))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the hang case never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let cgrepro = |args: &[&str]| cgrepro_in(&root, tmp.path(), args);
+    let (mut child, start) = run_until_the_hang_case_runs(&root, tmp.path(), Stdio::null());
     let stale = session_dirs(tmp.path());
     assert_eq!(stale.len(), 1, "a running case has its session dir");
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
