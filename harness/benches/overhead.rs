@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use cgrepro::engine::Engine;
 use cgrepro::outcome::Class;
-use cgrepro::{pool, target};
+use cgrepro::{pool, subject};
 
 fn stats(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
     v.sort();
@@ -122,7 +122,7 @@ fn per_case(engine: &Engine, path: &Path, label: &str, n: usize) {
         println!("skipped: {why}");
         return;
     }
-    let launch = target::launch(case, &engine.drivers, false).expect("driver built");
+    let launch = subject::launch(case, &engine.drivers, false).expect("driver built");
     let input = std::env::temp_dir().join(format!("cgrepro-bench-input-{}", std::process::id()));
     std::fs::File::create(&input)
         .and_then(|mut f| f.write_all(&launch.stdin))

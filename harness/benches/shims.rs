@@ -52,7 +52,7 @@ fn main() {
         "cgrepro shim benchmark ({} CPUs), {n} runs per cell",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let kata = cgrepro::target::shim::release_binary(&engine.drivers.kata_shim_dir, "3.13.0");
+    let kata = cgrepro::subject::shim::release_binary(&engine.drivers.kata_shim_dir, "3.13.0");
     let fixture = engine
         .drivers
         .bin_dir()

@@ -13,7 +13,7 @@ use crate::outcome::{self, normalize::Normalizer};
 use crate::report::Report;
 use crate::sandbox::{Session, SessionError, Strategy};
 use crate::scenario::{self, Case, Context, Scenario, ScenarioError, TargetKind};
-use crate::target::{self, Drivers};
+use crate::subject::{self, Drivers};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -57,7 +57,7 @@ impl Engine {
         };
         if let Ok(s) = &session {
             // Made in the session directory; a case sees it under SANDBOX_DEVICES.
-            drivers.kvm_node = target::shim::make_kvm_node(s.path())
+            drivers.kvm_node = subject::shim::make_kvm_node(s.path())
                 .map(|_| PathBuf::from(crate::sandbox::SANDBOX_DEVICES).join("kvm"));
         }
         let session = session.map_err(|e| match e {
@@ -128,7 +128,7 @@ impl Engine {
                 return Some(why.to_owned());
             }
         }
-        target::unavailable(case, &self.drivers)
+        subject::unavailable(case, &self.drivers)
     }
 
     /// Run one case end to end.
@@ -154,15 +154,15 @@ impl Engine {
             Ok(s) => s,
             Err(why) => return Report::harness_error(case, why.clone()),
         };
-        let Some(mut launch) = target::launch(case, &self.drivers, keep) else {
-            let why = target::unavailable(case, &self.drivers)
+        let Some(mut launch) = subject::launch(case, &self.drivers, keep) else {
+            let why = subject::unavailable(case, &self.drivers)
                 .unwrap_or_else(|| "target unavailable".into());
             return Report::harness_error(case, why);
         };
         launch.capture = artifacts.map(Path::to_path_buf);
         let observed = session.run(&case.host, &case.faults, &launch);
         if let TargetKind::Shim { .. } = case.target.kind {
-            let (classified, shim) = target::shim::interpret(&observed, &self.norm);
+            let (classified, shim) = subject::shim::interpret(&observed, &self.norm);
             return Report::new(
                 case,
                 &observed,
@@ -188,6 +188,6 @@ impl Engine {
         if std::env::var_os("CGREPRO_SKIP_BUILD").is_some() || std::env::var_os("CARGO").is_none() {
             return Ok(());
         }
-        target::ensure_built(&self.root, self.drivers.bin_dir())
+        subject::ensure_built(&self.root, self.drivers.bin_dir())
     }
 }

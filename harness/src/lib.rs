@@ -8,7 +8,7 @@
 //!   the generated cgroupfs tree and /proc views of a host.
 //! * [`sandbox`] — making a subprocess see that host: namespaces, mounts, process
 //!   supervision, cleanup.
-//! * [`target`] — how code under test is driven: the driver protocol and plain commands.
+//! * [`subject`] — how the code under test is driven: the driver protocol and plain commands.
 //! * [`outcome`] — classification of what happened (the closed [`outcome::Outcome`] type),
 //!   signatures and normalisation.
 //! * [`report`] — snapshots, matrix tables and expectation checks, all rendered from a
@@ -34,4 +34,4 @@ pub mod sandbox;
 pub mod scenario;
 pub mod sweep;
 pub mod systemd;
-pub mod target;
+pub mod subject;

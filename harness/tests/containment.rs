@@ -480,13 +480,13 @@ fn targets_built_under_tmp_still_run() {
         .prefix("cgrepro-bins-")
         .tempdir_in("/tmp")
         .unwrap();
-    let from = cgrepro::target::Drivers::default_bin_dir();
+    let from = cgrepro::subject::Drivers::default_bin_dir();
     std::fs::copy(
         from.join("crasher-exit3"),
         bins.path().join("crasher-exit3"),
     )
     .unwrap();
-    engine.drivers = cgrepro::target::Drivers::discover(&root, bins.path().to_path_buf());
+    engine.drivers = cgrepro::subject::Drivers::discover(&root, bins.path().to_path_buf());
     let scenario = engine
         .load(&root.join("scenarios/crashers/exit3.toml"))
         .unwrap();

@@ -33,7 +33,7 @@ fn unsupported(engine: &Engine) -> Option<String> {
     if unsafe { libc::geteuid() } != 0 {
         return Some("checks the machine's own /run and mount table: needs root".into());
     }
-    let bin = cgrepro::target::shim::release_binary(&engine.drivers.kata_shim_dir, RELEASE);
+    let bin = cgrepro::subject::shim::release_binary(&engine.drivers.kata_shim_dir, RELEASE);
     (!bin.is_file()).then(|| {
         format!(
             "needs the real Kata shim {RELEASE} at {} (build it with ci/kata-shim.sh)",

@@ -21,7 +21,7 @@ use cgrepro::outcome::{Class, Outcome};
 use cgrepro::report::{artifacts, snapshot};
 use cgrepro::sandbox::interrupt;
 use cgrepro::scenario::TargetKind;
-use cgrepro::target;
+use cgrepro::subject;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// libtest accepts several filters (a test runs when its name contains any of them);
@@ -81,7 +81,7 @@ fn main() {
     // built them) only when one is missing, so that each process does not run cargo.
     let missing_driver = scenarios.iter().flat_map(|s| &s.cases).any(|c| {
         matches!(c.target.kind, TargetKind::Driver { .. })
-            && target::unavailable(c, &engine.drivers).is_some()
+            && subject::unavailable(c, &engine.drivers).is_some()
     });
     if args.list || std::env::var_os("NEXTEST").is_none() || missing_driver {
         if let Err(e) = engine.build_drivers() {

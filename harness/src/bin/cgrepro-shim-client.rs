@@ -1,6 +1,6 @@
 //! containerd's part for `[target] shim = ...` cases, run inside the case's sandbox: see
-//! `cgrepro::target::shim::client`.
+//! `cgrepro::subject::shim::client`.
 
 fn main() {
-    cgrepro::target::shim::client::main()
+    cgrepro::subject::shim::client::main()
 }

@@ -19,7 +19,7 @@ use crate::outcome::{describe_exit, Outcome};
 use crate::sandbox::syscall::{errno_name, SyscallFault, When};
 use crate::sandbox::{Effects, Observed};
 use crate::scenario::Case;
-use crate::target::shim::ShimEvidence;
+use crate::subject::shim::ShimEvidence;
 
 /// Lines of output kept in a snapshot.
 const TAIL_LINES: usize = 20;
@@ -168,7 +168,7 @@ impl Report {
         );
         self.shim = shim;
         if let crate::scenario::TargetKind::Shim { name, .. } = &case.target.kind {
-            if name == crate::target::shim::KATA {
+            if name == crate::subject::shim::KATA {
                 self.unstable_pids();
             }
         }

@@ -25,7 +25,7 @@ pub use error::ScenarioError;
 
 use crate::host::{ContentFault, Host, HostData};
 use crate::outcome::Class;
-use crate::target::Drivers;
+use crate::subject::Drivers;
 
 /// What a scenario needs to be validated against.
 pub struct Context<'a> {

@@ -529,7 +529,7 @@ fn resolve(
                 )
                 .hint("remove the others"))
         }
-        Some(name) if name != crate::target::shim::KATA && raw.target.version.is_some() => {
+        Some(name) if name != crate::subject::shim::KATA && raw.target.version.is_some() => {
             return Err(at
                 .at(
                     "target.version",
@@ -545,7 +545,7 @@ fn resolve(
                     .hint(suggest(name, "known shims", &known)));
             }
             if let Some(v) = &raw.target.version {
-                if !crate::target::shim::is_release(v) {
+                if !crate::subject::shim::is_release(v) {
                     return Err(at
                         .at("target.version", format!("`{v}` is not a Kata release"))
                         .hint("a release tag such as `3.13.0` (the binary is `containerd-shim-kata-v2-3.13.0` in the shim directory)"));
