@@ -123,7 +123,7 @@ impl Engine {
         };
         // A case whose snapshot was recorded on the cgroupfs model must not silently run on
         // the plain tree (its outcome would differ for a reason that is not the code's).
-        if case.host.cgroupfs == crate::sandbox::cgroupfs::CgroupfsKind::Model {
+        if case.host.cgroupfs == crate::evidence::CgroupfsKind::Model {
             if let Some(why) = session.model_unavailable() {
                 return Some(why.to_owned());
             }

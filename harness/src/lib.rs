@@ -24,6 +24,8 @@
 
 pub mod cli;
 pub mod engine;
+pub mod evidence;
+pub mod fault;
 pub mod fuzz;
 pub mod host;
 pub mod lane;
@@ -32,6 +34,6 @@ pub mod pool;
 pub mod report;
 pub mod sandbox;
 pub mod scenario;
+pub mod subject;
 pub mod sweep;
 pub mod systemd;
-pub mod subject;

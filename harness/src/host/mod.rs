@@ -66,7 +66,7 @@ pub struct HostSpec {
     /// Kernel config knobs, e.g. { memcg_v1 = false, rt_group_sched = true }.
     pub options: Option<BTreeMap<String, bool>>,
     /// How the cgroupfs is served: `model` (FUSE, default where available) or `tree`.
-    pub cgroupfs: Option<crate::sandbox::cgroupfs::CgroupfsKind>,
+    pub cgroupfs: Option<crate::evidence::CgroupfsKind>,
     /// Extra directories the target may write, private to the case (the rest of the
     /// machine's file system is read-only to it).
     pub writable: Option<Vec<String>>,
@@ -129,7 +129,7 @@ pub struct Host {
     /// `/proc/version`.
     pub proc_version: String,
     /// The cgroupfs asked for (a case that cannot have it is ignored, never moved).
-    pub cgroupfs: crate::sandbox::cgroupfs::CgroupfsKind,
+    pub cgroupfs: crate::evidence::CgroupfsKind,
     /// Directories private to the case and writable by its target (`[host] writable`),
     /// besides the sandbox's own (/tmp, /var/tmp, /run, /dev/shm).
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{Kernel, LaneError};
+use crate::fault::errno_label as errno_name;
 use crate::fuzz::Op;
 use crate::host::tree::Topology;
-use crate::sandbox::cgroupfs::errno_name;
 
 /// The cgroupfs layout the guest mounts: that of the simulated host.
 #[derive(Debug, Clone, Serialize)]

@@ -13,7 +13,7 @@ pub mod parse;
 
 use serde::Serialize;
 
-use crate::sandbox::{Exit, Observed};
+use crate::evidence::{Exit, Observed};
 use parse::{ChannelEvent, OpResult};
 
 /// Language runtime that produced a panic or crash report.

@@ -13,11 +13,11 @@ pub mod yaml;
 
 use serde_json::{json, Map, Value};
 
+use crate::evidence::{Effects, Observed};
+use crate::fault::{errno_name, SyscallFault, When};
 use crate::outcome::normalize::Normalizer;
 use crate::outcome::parse::{OpResult, OpStatus};
 use crate::outcome::{describe_exit, Outcome};
-use crate::sandbox::syscall::{errno_name, SyscallFault, When};
-use crate::sandbox::{Effects, Observed};
 use crate::scenario::Case;
 use crate::subject::shim::ShimEvidence;
 

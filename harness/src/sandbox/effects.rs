@@ -1,37 +1,19 @@
-//! A case's cgroupfs effects, read from its overlay upper layer.
+//! A case's cgroupfs effects ([`Effects`]), read from its overlay upper layer.
 //!
 //! Everything the target changed under /sys/fs/cgroup is in the upper layer: new
 //! directories (groups created), files written (copied up, with their final content),
 //! whiteouts (files or groups removed), opaque directories (removed and created again).
 //! Paths are relative to /sys/fs/cgroup, sorted, so the list is stable.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
-use serde::Serialize;
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Effects {
-    /// Directories that did not exist on the host (cgroups created).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub created: Vec<String>,
-    /// Files written, with their content afterwards (trimmed of one trailing newline).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub written: BTreeMap<String, String>,
-    /// Files and directories removed.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub removed: Vec<String>,
-}
+pub use crate::evidence::Effects;
 
 const CONTENT_LIMIT: usize = 512;
 
 impl Effects {
-    pub fn is_empty(&self) -> bool {
-        self.created.is_empty() && self.written.is_empty() && self.removed.is_empty()
-    }
-
     /// Compare `upper` with `lower` (the host's tree).
     pub fn diff(lower: &Path, upper: &Path) -> Effects {
         let mut e = Effects::default();

@@ -17,7 +17,7 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::spawn::Step;
 
@@ -187,16 +187,6 @@ pub fn read_only_steps(mounts: &[HostMount], covered: &[&Path]) -> Result<Vec<St
     Ok(steps)
 }
 
-/// Whether `path` is absolute and has no `.`, `..` or empty components.
-pub fn is_normal_absolute(path: &str) -> bool {
-    path.starts_with('/')
-        && !path.contains("//")
-        && Path::new(path)
-            .components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-        && !path.split('/').any(|c| c == "." || c == "..")
-}
-
 pub(crate) fn cstring(p: &Path) -> Result<CString, String> {
     CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string())
 }
@@ -279,20 +269,5 @@ mod tests {
         assert!(plan_writable(Path::new("/etc/hostname"))
             .unwrap_err()
             .contains("not a directory"));
-    }
-
-    #[test]
-    fn only_normal_absolute_paths_pass() {
-        assert!(is_normal_absolute("/var/lib/foo"));
-        for bad in [
-            "var/lib",
-            "/var/../etc",
-            "/var/./lib",
-            "/var//lib",
-            "",
-            "/a/..",
-        ] {
-            assert!(!is_normal_absolute(bad), "{bad}");
-        }
     }
 }

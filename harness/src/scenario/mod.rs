@@ -177,9 +177,9 @@ pub struct Case {
     pub runtime: serde_json::Value,
     pub faults: Vec<ContentFault>,
     /// Errno and delay faults applied by the syscall layer.
-    pub syscall_faults: Vec<crate::sandbox::syscall::SyscallFault>,
+    pub syscall_faults: Vec<crate::fault::SyscallFault>,
     /// Short writes and corrupted reads, which only the cgroupfs model can apply.
-    pub cgroupfs_faults: Vec<crate::sandbox::cgroupfs::ModelFault>,
+    pub cgroupfs_faults: Vec<crate::fault::ModelFault>,
     /// Faults of the simulated systemd's D-Bus methods (`[[fault]] dbus = ...`).
     pub dbus_faults: Vec<crate::systemd::DbusFault>,
     pub expect: Vec<Expect>,

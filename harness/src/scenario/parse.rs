@@ -17,10 +17,11 @@ use super::validate;
 use super::{
     Case, Context, Expect, Meta, Pod, Scenario, ScenarioInfo, Target, TargetKind, OPS, SHIM_OPS,
 };
+use crate::fault::{
+    parse_errno, FaultAction, FaultOp, FaultWhen, ModelFault, Op, SyscallFault, When,
+};
 use crate::host::{ContentAction, ContentFault, HostError, HostSpec};
 use crate::outcome::Class;
-use crate::sandbox::cgroupfs::{FaultAction, FaultOp, FaultWhen, ModelFault};
-use crate::sandbox::syscall::{parse_errno, Op, SyscallFault, When};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -928,9 +929,9 @@ fn dbus_fault(
             .hint("dot-separated names, e.g. org.freedesktop.systemd1.TransactionIsDestructive"));
     }
     let when = match syscall_when(f, at)? {
-        When::Always => crate::sandbox::cgroupfs::FaultWhen::Always,
-        When::Nth(n) => crate::sandbox::cgroupfs::FaultWhen::Nth(n),
-        When::After(n) => crate::sandbox::cgroupfs::FaultWhen::After(n),
+        When::Always => FaultWhen::Always,
+        When::Nth(n) => FaultWhen::Nth(n),
+        When::After(n) => FaultWhen::After(n),
         When::Probability { .. } => {
             return Err(at
                 .at("fault.when", "`dbus` faults take always, nth:N or after:N")

@@ -20,6 +20,7 @@
 //! | `pod.cpu_period`             | 1000–1000000 µs; `cpu_shares` 2–262144                  |
 //! | `pod.id`                     | 1–64 of `A-Z a-z 0-9 _ . -`, not `.` or `..`            |
 
+use std::path::{Component, Path};
 use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
@@ -206,7 +207,7 @@ pub fn device(name: &str) -> Result<(), (String, String)> {
 /// A `[host] writable` path. `Err`: message and hint.
 pub fn writable(path: &str) -> Result<(), (String, String)> {
     let hint = "an absolute directory without `.`, `..` or `//`, e.g. \"/var/lib/foo\"";
-    if !crate::sandbox::readonly::is_normal_absolute(path) || path == "/" {
+    if !is_normal_absolute(path) || path == "/" {
         return Err((
             format!("`{}` is not a writable directory path", shown(path)),
             hint.into(),
@@ -231,7 +232,7 @@ pub fn writable(path: &str) -> Result<(), (String, String)> {
 pub fn content_file(file: &str) -> Result<(), (String, String)> {
     let hint = "a content fault changes a simulated file: a path below /sys/fs/cgroup/ \
                 or one of the /proc views (e.g. \"/proc/self/mountinfo\")";
-    if !crate::sandbox::readonly::is_normal_absolute(file) {
+    if !is_normal_absolute(file) {
         return Err((
             format!(
                 "`{}` is not a normalized absolute path (no `.`, `..` or `//`)",
@@ -341,5 +342,35 @@ mod tests {
         assert!(content_file("/proc/self/mountinfo").is_ok());
         assert!(content_file("/etc/passwd").is_err());
         assert!(content_file("/sys/fs/cgroup/../../../etc/passwd").is_err());
+    }
+}
+
+/// Whether `path` is absolute and has no `.`, `..` or empty components.
+pub fn is_normal_absolute(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains("//")
+        && Path::new(path)
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && !path.split('/').any(|c| c == "." || c == "..")
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    #[test]
+    fn only_normal_absolute_paths_pass() {
+        assert!(is_normal_absolute("/var/lib/foo"));
+        for bad in [
+            "var/lib",
+            "/var/../etc",
+            "/var/./lib",
+            "/var//lib",
+            "",
+            "/a/..",
+        ] {
+            assert!(!is_normal_absolute(bad), "{bad}");
+        }
     }
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
 
-use crate::sandbox::cgroupfs::{FaultAction, FaultOp, FaultWhen, ModelFault};
-use crate::sandbox::syscall::{parse_errno, Op, SyscallFault, When};
+use crate::fault::{
+    parse_errno, FaultAction, FaultOp, FaultWhen, ModelFault, Op, SyscallFault, When,
+};
 use crate::scenario::Case;
 
 /// An operation of the op log the sweep can fail.

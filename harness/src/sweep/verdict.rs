@@ -19,9 +19,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::plan::{mode_of, Fault, Injection, Mode, SiteOp};
+use crate::evidence::Effects;
 use crate::host::CgroupMode;
 use crate::outcome::Outcome;
-use crate::sandbox::Effects;
 use crate::scenario::Pod;
 
 /// What the sweep concludes about one fault.
@@ -334,7 +334,7 @@ pub fn judge(ev: &Evidence) -> Verdict {
 /// Does an error message carry this errno: its name, its text (`Invalid argument`, any
 /// case: Rust and Go spell it differently) or its number (`os error 22`, `code: 22`)?
 pub fn mentions_errno(message: &str, name: &str) -> bool {
-    let Ok(n) = crate::sandbox::syscall::parse_errno(name) else {
+    let Ok(n) = crate::fault::parse_errno(name) else {
         return message.contains(name);
     };
     let text = std::io::Error::from_raw_os_error(n).to_string();

@@ -14,8 +14,8 @@ use zvariant::{OwnedValue, Value};
 use super::properties::{self, Format, Property, Table};
 use super::units::{self, join, Layout, UnitType};
 use super::{BusError, Cgroups, DbusFault};
+use crate::fault::FaultWhen;
 use crate::host::CgroupMode;
-use crate::sandbox::cgroupfs::FaultWhen;
 
 const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
 const UNIT_EXISTS: &str = "org.freedesktop.systemd1.UnitExists";

@@ -8,8 +8,8 @@
 
 use serde::Deserialize;
 
-use super::errno_name;
 use super::model::{Model, ROOT};
+use crate::fault::errno_label as errno_name;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

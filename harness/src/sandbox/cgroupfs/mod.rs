@@ -15,6 +15,7 @@ pub mod pids;
 pub mod server;
 pub mod values;
 
+pub use crate::evidence::CgroupfsKind;
 pub use faults::{FaultAction, FaultOp, FaultWhen, ModelFault};
 pub use model::{AnyPid, Model, Pids};
 
@@ -50,14 +51,7 @@ pub struct LogEntry {
     pub result: Result<(), i32>,
 }
 
-/// The errno's name (`EBUSY`), or its number: the syscall layer's table, one for the
-/// whole harness.
-pub fn errno_name(e: i32) -> String {
-    match crate::sandbox::syscall::errno_name(e) {
-        "E?" => format!("errno {e}"),
-        n => n.to_owned(),
-    }
-}
+pub use crate::fault::errno_label as errno_name;
 
 impl LogEntry {
     /// `write memory/x/memory.limit_in_bytes "268435456" -> ok`.
@@ -98,25 +92,5 @@ impl LogEntry {
             Err(e) => s += &format!(" -> {}", errno_name(e)),
         }
         s
-    }
-}
-
-/// Which cgroupfs a case got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CgroupfsKind {
-    /// The FUSE model (default where FUSE works).
-    #[default]
-    Model,
-    /// Plain files on an overlay (no semantics).
-    Tree,
-}
-
-impl CgroupfsKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            CgroupfsKind::Model => "model",
-            CgroupfsKind::Tree => "tree",
-        }
     }
 }

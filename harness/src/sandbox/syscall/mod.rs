@@ -137,8 +137,6 @@ pub struct SimKernel {
 pub enum SyscallError {
     #[error("unknown syscall `{0}` (x86_64)")]
     UnknownSyscall(String),
-    #[error("unknown errno `{0}`: expected a name like EINVAL or ENOSPC, or a number")]
-    UnknownErrno(String),
     #[error("bad path glob `{pattern}`: {why}")]
     BadGlob { pattern: String, why: String },
     #[error("bad /proc template `{template}`: {why}")]
@@ -151,6 +149,8 @@ pub enum SyscallError {
     },
     #[error("fault: {0}")]
     BadFault(String),
+    #[error(transparent)]
+    Fault(#[from] crate::fault::FaultError),
     #[error("the filter has {0} instructions, more than BPF allows (4096)")]
     FilterTooLong(usize),
     #[error("the syscall layer supports x86_64 only")]

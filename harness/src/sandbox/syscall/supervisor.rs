@@ -1,6 +1,6 @@
 //! The supervisor: receives the listener fd and answers notifications on a thread.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -13,6 +13,7 @@ use super::fault::{FaultHit, FaultState, Op};
 use super::procpath::{self, PidSpec};
 use super::remote::{self, read_cstr};
 use super::{magic, nr, SyscallPlan};
+pub use crate::evidence::{EndReason, SupervisorStats};
 
 /// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (6.6+), for `SECCOMP_IOCTL_NOTIF_SET_FLAGS`.
 const SYNC_WAKE_UP: u64 = 1;
@@ -63,46 +64,6 @@ impl Default for SupervisorOptions {
             fork_gate: None,
         }
     }
-}
-
-/// Why supervision ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EndReason {
-    /// Still running (a snapshot).
-    #[default]
-    Running,
-    /// Every process holding the filter is gone (listener POLLHUP).
-    Hangup,
-    /// [`Supervisor::stop`] was called.
-    Stopped,
-    /// No listener fd arrived (the child failed before sending it, or timed out).
-    NoListener,
-    /// An unexpected error on the listener; see `errors`.
-    Error,
-}
-
-/// What the supervisor did.
-#[derive(Debug, Clone, Default)]
-pub struct SupervisorStats {
-    pub ended: EndReason,
-    /// The pid (supervisor's namespace) of the process that sent the listener, if known.
-    pub target_pid: Option<u32>,
-    /// Whether `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` is in effect.
-    pub sync_wakeup: bool,
-    pub notifications: u64,
-    pub per_syscall: BTreeMap<&'static str, u64>,
-    /// Opens answered with a simulated /proc file.
-    pub redirected: u64,
-    /// uname/statfs/fstatfs answered with simulated data.
-    pub spoofed: u64,
-    /// Calls let through to the kernel unchanged.
-    pub continued: u64,
-    /// Refused attempts to mount a real cgroup filesystem, e.g. "mount cgroup2 on /x".
-    pub denied: Vec<String>,
-    pub faults_fired: Vec<FaultHit>,
-    /// Notifications whose caller was gone before the answer.
-    pub gone: u64,
-    pub errors: Vec<String>,
 }
 
 /// The supervising thread. Dropping it stops it too.

@@ -31,10 +31,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Drivers;
+use crate::evidence::{Captured, Exit, Observed};
 use crate::outcome::normalize::Normalizer;
 use crate::outcome::parse::OpStatus;
 use crate::outcome::{self, describe_exit, Classified, Outcome};
-use crate::sandbox::{Captured, Exit, Launch, Observed};
+use crate::sandbox::Launch;
 use crate::scenario::{Case, Pod};
 
 /// The scenario name of the real Kata shim.
