@@ -28,7 +28,7 @@ pub struct Engine {
     pub scenarios_root: PathBuf,
     pub hosts: Arc<HostData>,
     pub drivers: Drivers,
-    session: Result<Session, String>,
+    session: Result<Session, SessionError>,
     norm: Normalizer,
 }
 
@@ -60,10 +60,6 @@ impl Engine {
             drivers.kvm_node = subject::shim::make_kvm_node(s.path())
                 .map(|_| PathBuf::from(crate::sandbox::SANDBOX_DEVICES).join("kvm"));
         }
-        let session = session.map_err(|e| match e {
-            SessionError::Unsupported(why) => why,
-            other => other.to_string(),
-        });
         let norm = Normalizer::new(session.as_ref().ok().map(Session::path), Some(root));
         Ok(Engine {
             root: root.to_path_buf(),
@@ -119,7 +115,7 @@ impl Engine {
     pub fn ignore_reason(&self, case: &Case) -> Option<String> {
         let session = match &self.session {
             Ok(s) => s,
-            Err(why) => return Some(why.clone()),
+            Err(e) => return Some(no_sandbox(e)),
         };
         // A case whose snapshot was recorded on the cgroupfs model must not silently run on
         // the plain tree (its outcome would differ for a reason that is not the code's).
@@ -152,7 +148,7 @@ impl Engine {
     fn run_inner(&self, case: &Case, keep: bool, artifacts: Option<&Path>) -> Report {
         let session = match &self.session {
             Ok(s) => s,
-            Err(why) => return Report::harness_error(case, why.clone()),
+            Err(e) => return Report::harness_error(case, no_sandbox(e)),
         };
         let Some(mut launch) = subject::launch(case, &self.drivers, keep) else {
             let why = subject::unavailable(case, &self.drivers)
@@ -184,10 +180,18 @@ impl Engine {
 
     /// Build the workspace's drivers unless told not to (`CGREPRO_SKIP_BUILD`) or not
     /// running under cargo.
-    pub fn build_drivers(&self) -> Result<(), String> {
+    pub fn build_drivers(&self) -> Result<(), subject::BuildError> {
         if std::env::var_os("CGREPRO_SKIP_BUILD").is_some() || std::env::var_os("CARGO").is_none() {
             return Ok(());
         }
         subject::ensure_built(&self.root, self.drivers.bin_dir())
+    }
+}
+
+/// Why no case runs on this machine, as ignored cases and harness errors say it.
+fn no_sandbox(e: &SessionError) -> String {
+    match e {
+        SessionError::Unsupported(why) => why.clone(),
+        other => other.to_string(),
     }
 }

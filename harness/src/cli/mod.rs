@@ -216,51 +216,6 @@ fn say(out: &OutputArgs, l: &str) {
     }
 }
 
-fn select<'a>(scenario: &'a Scenario, cells: &[String]) -> Result<&'a Case, String> {
-    let mut wanted = Vec::new();
-    for c in cells {
-        let Some((k, v)) = c.split_once('=') else {
-            return Err(format!(
-                "--cell `{c}`: expected AXIS=VALUE, e.g. --cell target.version=0.2.9"
-            ));
-        };
-        if !scenario.axes.iter().any(|(a, _)| a == k) {
-            let axes: Vec<&str> = scenario.axes.iter().map(|(a, _)| a.as_str()).collect();
-            return Err(format!(
-                "--cell `{c}`: the scenario has no axis `{k}` (axes: {})",
-                axes.join(", ")
-            ));
-        }
-        let glob = globset::Glob::new(v)
-            .map_err(|e| format!("--cell `{c}`: {e}"))?
-            .compile_matcher();
-        wanted.push((k.to_owned(), glob));
-    }
-    let matching: Vec<&Case> = scenario
-        .cases
-        .iter()
-        .filter(|case| {
-            wanted
-                .iter()
-                .all(|(k, g)| case.cell.iter().any(|(a, v)| a == k && g.is_match(v)))
-        })
-        .collect();
-    match matching.as_slice() {
-        [one] => Ok(one),
-        [] => Err("no cell of the matrix matches the --cell selection".into()),
-        many => {
-            let mut msg = format!(
-                "{} cells match; choose one with --cell AXIS=VALUE:\n",
-                many.len()
-            );
-            for c in many {
-                msg.push_str(&format!("  {}\n", c.name));
-            }
-            Err(msg.trim_end().to_owned())
-        }
-    }
-}
-
 fn load_one(engine: &Engine, file: &std::path::Path) -> Result<Scenario, i32> {
     engine.load(file).map_err(|e| {
         eprintln!("{e}");
@@ -273,7 +228,7 @@ fn replay(engine: &mut Engine, file: &std::path::Path, cells: &[String], keep: b
         Ok(s) => s,
         Err(c) => return c,
     };
-    let case = match select(&scenario, cells) {
+    let case = match scenario.select_one(cells) {
         Ok(c) => c.clone(),
         Err(e) => {
             eprintln!("error: {e}");

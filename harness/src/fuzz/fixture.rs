@@ -30,8 +30,26 @@ pub struct Disagreement {
     pub op: Vec<Op>,
 }
 
+/// A disagreement fixture that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FixtureError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Toml {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+}
+
 impl Disagreement {
-    pub fn load_all(dir: &Path) -> Result<Vec<(PathBuf, Disagreement)>, String> {
+    pub fn load_all(dir: &Path) -> Result<Vec<(PathBuf, Disagreement)>, FixtureError> {
         let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(rd) => rd
                 .flatten()
@@ -44,10 +62,14 @@ impl Disagreement {
         files
             .into_iter()
             .map(|p| {
-                let text =
-                    std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-                let d: Disagreement =
-                    toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+                let text = match std::fs::read_to_string(&p) {
+                    Ok(t) => t,
+                    Err(source) => return Err(FixtureError::Read { path: p, source }),
+                };
+                let d: Disagreement = match toml::from_str(&text) {
+                    Ok(d) => d,
+                    Err(source) => return Err(FixtureError::Toml { path: p, source }),
+                };
                 Ok((p, d))
             })
             .collect()

@@ -62,25 +62,41 @@ fn leading_number(s: &str) -> Option<(u32, &str)> {
     Some((s[..end].parse().ok()?, &s[end..]))
 }
 
+/// A kernel version in a data file that is not `MAJOR.MINOR[.PATCH]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VersionError {
+    #[error("bad {part} in version `{version}`")]
+    BadPart { part: &'static str, version: String },
+    #[error("empty version `{0}`")]
+    Empty(String),
+    #[error("version `{0}` needs MAJOR.MINOR")]
+    NoMinor(String),
+    #[error("version `{0}` has more than three parts")]
+    TooManyParts(String),
+}
+
 impl FromStr for KernelVersion {
-    type Err = String;
+    type Err = VersionError;
     /// Strict short form used in data files: `5.14` or `5.14.3`.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, VersionError> {
         let mut parts = s.split('.');
-        let mut next = |what: &str| -> Result<Option<u32>, String> {
+        let mut next = |part: &'static str| {
             parts
                 .next()
                 .map(|p| {
-                    p.parse::<u32>()
-                        .map_err(|_| format!("bad {what} in version `{s}`"))
+                    p.parse::<u32>().map_err(|_| VersionError::BadPart {
+                        part,
+                        version: s.to_owned(),
+                    })
                 })
                 .transpose()
         };
-        let major = next("major")?.ok_or_else(|| format!("empty version `{s}`"))?;
-        let minor = next("minor")?.ok_or_else(|| format!("version `{s}` needs MAJOR.MINOR"))?;
+        let major = next("major")?.ok_or_else(|| VersionError::Empty(s.to_owned()))?;
+        let minor = next("minor")?.ok_or_else(|| VersionError::NoMinor(s.to_owned()))?;
         let patch = next("patch")?.unwrap_or(0);
         if parts.next().is_some() {
-            return Err(format!("version `{s}` has more than three parts"));
+            return Err(VersionError::TooManyParts(s.to_owned()));
         }
         Ok(KernelVersion {
             major,

@@ -13,6 +13,7 @@
 pub mod error;
 mod matrix;
 mod parse;
+pub mod select;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use error::ScenarioError;
+pub use select::CellError;
 
 use crate::host::{ContentFault, Host, HostData};
 use crate::outcome::Class;
@@ -80,12 +82,12 @@ pub struct Target {
     pub kind: TargetKind,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ops: Vec<String>,
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub grace: Duration,
     /// Shims: the deadline of each ttrpc call.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub call_timeout: Duration,
 }
 
@@ -111,15 +113,6 @@ impl Target {
                 version: None,
             } => format!("shim {name}"),
         }
-    }
-}
-
-mod humantime_serde_compat {
-    pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 }
 
@@ -176,10 +169,9 @@ pub struct Case {
     /// The `[runtime]` table, as JSON.
     pub runtime: serde_json::Value,
     pub faults: Vec<ContentFault>,
-    /// Errno and delay faults applied by the syscall layer.
-    pub syscall_faults: Vec<crate::fault::SyscallFault>,
-    /// Short writes and corrupted reads, which only the cgroupfs model can apply.
-    pub cgroupfs_faults: Vec<crate::fault::ModelFault>,
+    /// Faults on operations (`[[fault]]` with an `op`), numbered from 1 in file order:
+    /// errno, delay, short write, corrupted read.
+    pub op_faults: Vec<crate::fault::Fault>,
     /// Faults of the simulated systemd's D-Bus methods (`[[fault]] dbus = ...`).
     pub dbus_faults: Vec<crate::systemd::DbusFault>,
     pub expect: Vec<Expect>,

@@ -167,9 +167,20 @@ impl Drivers {
     }
 }
 
+/// Why the workspace's drivers could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    #[error("cannot run cargo to build the drivers: {0}")]
+    Cargo(#[source] std::io::Error),
+    /// cargo's stderr.
+    #[error("building the drivers failed:\n{0}")]
+    Failed(String),
+}
+
 /// Build every workspace binary (drivers, crashers) with the cargo that runs us, in the
 /// same profile. A no-op when they are up to date.
-pub fn ensure_built(root: &Path, bin_dir: &Path) -> Result<(), String> {
+pub fn ensure_built(root: &Path, bin_dir: &Path) -> Result<(), BuildError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
@@ -177,15 +188,12 @@ pub fn ensure_built(root: &Path, bin_dir: &Path) -> Result<(), String> {
     if bin_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run cargo to build the drivers: {e}"))?;
+    let out = cmd.output().map_err(BuildError::Cargo)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "building the drivers failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        Err(BuildError::Failed(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
         ))
     }
 }
@@ -249,7 +257,10 @@ pub(crate) fn environment(case: &Case) -> Vec<(String, String)> {
         ("HOME".into(), "/root".into()),
         ("LANG".into(), "C.UTF-8".into()),
         ("CGREPRO_CASE".into(), case.name.clone()),
-        ("CGREPRO_CHANNEL_FD".into(), CHANNEL_FD.to_string()),
+        (
+            cgrepro_driver::CHANNEL_FD_ENV.into(),
+            CHANNEL_FD.to_string(),
+        ),
     ]
 }
 
@@ -276,8 +287,7 @@ pub fn launch(case: &Case, drivers: &Drivers, keep: bool) -> Option<Launch> {
         timeout: case.target.timeout,
         grace: case.target.grace,
         keep,
-        syscall_faults: case.syscall_faults.clone(),
-        cgroupfs_faults: case.cgroupfs_faults.clone(),
+        faults: case.op_faults.clone(),
         dbus_faults: case.dbus_faults.clone(),
         expose: exe.parent().map(Path::to_path_buf).into_iter().collect(),
         capture: None,

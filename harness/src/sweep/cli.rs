@@ -9,7 +9,6 @@ use std::path::PathBuf;
 
 use super::{render, sweep_case, Options, Tables};
 use crate::engine::Engine;
-use crate::scenario::Case;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -35,32 +34,6 @@ pub struct Args {
     pub no_write: bool,
 }
 
-/// The cells of `cases` matching every `AXIS=GLOB`.
-pub fn select<'a>(cases: &'a [Case], cells: &[String]) -> Result<Vec<&'a Case>, String> {
-    let mut wanted = Vec::new();
-    for c in cells {
-        let (k, v) = c.split_once('=').ok_or_else(|| {
-            format!("--cell `{c}`: expected AXIS=VALUE, e.g. --cell target.version=0.3.4")
-        })?;
-        let g = globset::Glob::new(v)
-            .map_err(|e| format!("--cell `{c}`: {e}"))?
-            .compile_matcher();
-        wanted.push((k.to_owned(), g));
-    }
-    let out: Vec<&Case> = cases
-        .iter()
-        .filter(|case| {
-            wanted
-                .iter()
-                .all(|(k, g)| case.cell.iter().any(|(a, v)| a == k && g.is_match(v)))
-        })
-        .collect();
-    if out.is_empty() {
-        return Err("no cell of the scenario matches the --cell selection".into());
-    }
-    Ok(out)
-}
-
 pub fn main(engine: &Engine, args: &Args, jobs: usize) -> i32 {
     let scenario = match engine.load(&args.file) {
         Ok(s) => s,
@@ -69,7 +42,7 @@ pub fn main(engine: &Engine, args: &Args, jobs: usize) -> i32 {
             return 2;
         }
     };
-    let cases = match select(&scenario.cases, &args.cells) {
+    let cases = match scenario.select(&args.cells) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");

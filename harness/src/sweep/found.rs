@@ -11,7 +11,7 @@ use toml::{Table, Value};
 
 use super::plan::{Fault, Injection};
 use super::verdict::{self, Kind, Verdict};
-use super::{Judge, Tables};
+use super::{Judge, SweepError, Tables};
 use crate::engine::Engine;
 use crate::report::Report;
 use crate::scenario::Case;
@@ -60,11 +60,10 @@ fn label(v: &Value) -> String {
 
 /// The scenario document of one cell: `[matrix]` and `[[expect]]` gone, the cell's values
 /// set, `[target] ops` explicit.
-pub fn cell_document(case: &Case) -> Result<Table, String> {
+pub fn cell_document(case: &Case) -> Result<Table, SweepError> {
     let path = &case.scenario.path;
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut doc: Table = toml::from_str(&src).map_err(|e| format!("{}: {e}", path.display()))?;
+    let src = std::fs::read_to_string(path).map_err(SweepError::read(path))?;
+    let mut doc: Table = toml::from_str(&src).map_err(SweepError::toml(path))?;
     let matrix = doc.remove("matrix");
     doc.remove("expect");
     for (axis, value) in &case.cell {
@@ -94,27 +93,26 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new() -> Result<Scratch, String> {
+    fn new() -> Result<Scratch, SweepError> {
         let dir = std::env::temp_dir().join(format!("cgrepro-sweep-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(SweepError::write(&dir))?;
         Ok(Scratch {
             dir,
             n: std::cell::Cell::new(0),
         })
     }
 
-    fn case(&self, engine: &Engine, doc: &Table) -> Result<Case, String> {
+    fn case(&self, engine: &Engine, doc: &Table) -> Result<Case, SweepError> {
         let n = self.n.get() + 1;
         self.n.set(n);
         let p = self.dir.join(format!("try-{n}.toml"));
-        let text = toml::to_string(doc).map_err(|e| e.to_string())?;
-        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
-        let s = engine.load(&p).map_err(|e| e.to_string())?;
+        let text = toml::to_string(doc)?;
+        std::fs::write(&p, text).map_err(SweepError::write(&p))?;
+        let s = engine
+            .load(&p)
+            .map_err(|e| SweepError::Scenario(Box::new(e)))?;
         let _ = std::fs::remove_file(&p);
-        s.cases
-            .into_iter()
-            .next()
-            .ok_or_else(|| "the document has no case".to_string())
+        s.cases.into_iter().next().ok_or(SweepError::NoCase)
     }
 }
 
@@ -147,7 +145,7 @@ fn evaluate(
     scratch: &Scratch,
     doc: &Table,
     inj: Option<&Injection>,
-) -> Result<(Verdict, Report), String> {
+) -> Result<(Verdict, Report), SweepError> {
     let base = scratch.case(engine, doc)?;
     let baseline = engine.run(&base, false);
     let Some(inj) = inj else {
@@ -203,17 +201,16 @@ pub fn minimise_and_write(
     inj: Option<&Injection>,
     want: &Verdict,
     dir: &Path,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, SweepError> {
     let scratch = Scratch::new()?;
     let mut doc = cell_document(case)?;
     let (first, mut run) = evaluate(engine, tables, &scratch, &doc, inj)?;
     if !same(&first, want) {
-        return Err(format!(
-            "the fault alone in a scenario gives `{}` ({}), not `{}`",
-            first.kind.name(),
-            first.signature,
-            want.signature
-        ));
+        return Err(SweepError::NotReproduced {
+            kind: first.kind.name().to_owned(),
+            got: first.signature,
+            want: want.signature.clone(),
+        });
     }
     let ops_before = case.target.ops.clone();
     let faults_before = faults(&doc).len();
@@ -324,7 +321,7 @@ pub fn minimise_and_write(
         ),
         None => format!("{}-{}-without-fault", target_slug(case), want.kind.name()),
     };
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(SweepError::write(dir))?;
     let file = dir.join(format!("{name}.toml"));
     let rel = file
         .strip_prefix(&engine.root)
@@ -362,7 +359,7 @@ pub fn minimise_and_write(
         }
     );
     header += &format!("# Replay: cgrepro replay {rel}\n\n");
-    let body = toml::to_string(&ordered).map_err(|e| e.to_string())?;
-    std::fs::write(&file, header + &body).map_err(|e| format!("{}: {e}", file.display()))?;
+    let body = toml::to_string(&ordered)?;
+    std::fs::write(&file, header + &body).map_err(SweepError::write(&file))?;
     Ok(file)
 }

@@ -20,6 +20,7 @@
 //! state file is keyed by injection.
 
 pub mod cli;
+mod error;
 pub mod found;
 pub mod plan;
 pub mod verdict;
@@ -28,6 +29,8 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+pub use error::SweepError;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -91,10 +94,10 @@ pub struct Tables {
 }
 
 impl Tables {
-    pub fn load(root: &Path) -> Result<Tables, String> {
+    pub fn load(root: &Path) -> Result<Tables, SweepError> {
         let dir = root.join("fixtures/sweep");
         Ok(Tables {
-            errnos: ErrnoTable::load(&dir.join("errnos.toml")).map_err(|e| e.to_string())?,
+            errnos: ErrnoTable::load(&dir.join("errnos.toml"))?,
             limits: LimitFiles::load(&dir.join("limits.toml"))?,
         })
     }
@@ -213,18 +216,14 @@ pub fn sweep_case(
     case: &Case,
     opts: &Options,
     out: &mut dyn std::io::Write,
-) -> Result<TargetSweep, String> {
+) -> Result<TargetSweep, SweepError> {
     let start = Instant::now();
     let baseline = engine.run(case, false);
     if let crate::outcome::Outcome::HarnessError { message } = &baseline.outcome {
-        return Err(format!("the baseline run failed to start: {message}"));
+        return Err(SweepError::BaselineFailed(message.clone()));
     }
     if baseline.cgroupfs != Some("model") {
-        return Err(
-            "a sweep needs the cgroupfs model (its op log is the list of fault sites): \
-             run as root with /dev/fuse, and without `[host] cgroupfs = \"tree\"`"
-                .into(),
-        );
+        return Err(SweepError::NeedsModel);
     }
     let (sites, beyond_cap) = plan::sites(&baseline.cgroupfs_ops, opts.cap);
     let injections = plan::injections(&sites, &tables.errnos, case.host.cgroup, deadline(case));
@@ -245,14 +244,13 @@ pub fn sweep_case(
         let _ = std::fs::create_dir_all(d);
     }
     // Rewrite the file with the header and the rows kept, then append as results come.
-    let mut file = std::fs::File::create(&state)
-        .map_err(|e| format!("cannot write the state file {}: {e}", state.display()))?;
+    let mut file = std::fs::File::create(&state).map_err(SweepError::write(&state))?;
     let mut text = serde_json::to_string(&header).unwrap_or_default() + "\n";
     for r in done.values() {
         text += &(serde_json::to_string(r).unwrap_or_default() + "\n");
     }
     file.write_all(text.as_bytes())
-        .map_err(|e| format!("{}: {e}", state.display()))?;
+        .map_err(SweepError::write(&state))?;
     let file = Mutex::new(file);
 
     let _ = writeln!(

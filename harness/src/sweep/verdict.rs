@@ -88,10 +88,9 @@ pub struct LimitEntry {
 }
 
 impl LimitFiles {
-    pub fn load(path: &Path) -> Result<LimitFiles, String> {
-        let src = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        toml::from_str(&src).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<LimitFiles, super::SweepError> {
+        let src = std::fs::read_to_string(path).map_err(super::SweepError::read(path))?;
+        toml::from_str(&src).map_err(super::SweepError::toml(path))
     }
 
     /// The pod's limits that are set, with their files on this cgroup version.

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -43,11 +43,13 @@ const TTL: Duration = Duration::from_secs(1);
 
 /// `/dev/fuse`, opened close-on-exec. `Err` = FUSE is not available here.
 pub fn open_device() -> std::io::Result<OwnedFd> {
-    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    use nix::fcntl::{open, OFlag};
+    open(
+        "/dev/fuse",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
 }
 
 /// The `mount(2)` data for a FUSE mount on `fd`: files owned by (uid, gid) on the host
@@ -403,11 +405,21 @@ impl Filesystem for Fs {
     }
 }
 
+/// Why the FUSE session serving a model ended early.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FuseError {
+    #[error("FUSE handshake: {0}")]
+    Handshake(#[source] std::io::Error),
+    #[error("FUSE session: {0}")]
+    Session(#[source] std::io::Error),
+}
+
 /// A model being served on a FUSE fd.
 pub struct Served {
     model: Arc<Mutex<Model>>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<(), String>>>,
+    thread: Option<JoinHandle<Result<(), FuseError>>>,
 }
 
 /// Serve `model` on `fd` in a new thread; files are owned by `owner` (host ids).
@@ -434,6 +446,7 @@ pub fn serve(fd: OwnedFd, model: Model, owner: (u32, u32)) -> Served {
                     events: libc::POLLIN,
                     revents: 0,
                 };
+                // SAFETY: `p` is one live pollfd on the fd this thread owns.
                 let r = unsafe { libc::poll(&mut p, 1, 1) };
                 if r > 0 && p.revents & libc::POLLIN != 0 {
                     break;
@@ -453,12 +466,12 @@ pub fn serve(fd: OwnedFd, model: Model, owner: (u32, u32)) -> Served {
                 // The case ended before the handshake: nothing can have used the mount
                 // (every request waits for FUSE_INIT's answer).
                 Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return Ok(()),
-                Err(e) => return Err(format!("FUSE handshake: {e}")),
+                Err(e) => return Err(FuseError::Handshake(e)),
             };
             if dbg {
                 eprintln!("fuse {:?}: handshake done", std::thread::current().id());
             }
-            let r = session.run().map_err(|e| format!("FUSE session: {e}"));
+            let r = session.run().map_err(FuseError::Session);
             if dbg {
                 eprintln!(
                     "fuse {:?}: session ended {r:?}",
@@ -493,7 +506,7 @@ impl Served {
         if let Some(t) = self.thread.take() {
             if t.is_finished() {
                 if let Ok(Err(e)) = t.join() {
-                    err = Some(e);
+                    err = Some(e.to_string());
                 }
             }
         }

@@ -9,11 +9,12 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::fault::{FaultHit, FaultState, Op};
 use super::procpath::{self, PidSpec};
 use super::remote::{self, read_cstr};
 use super::{magic, nr, SyscallPlan};
 pub use crate::evidence::{EndReason, SupervisorStats};
+use crate::fault::engine::Rules;
+use crate::fault::{Effect, FaultHit, Layer, Op};
 
 /// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (6.6+), for `SECCOMP_IOCTL_NOTIF_SET_FLAGS`.
 const SYNC_WAKE_UP: u64 = 1;
@@ -26,6 +27,28 @@ struct OpenHow {
     flags: u64,
     mode: u64,
     resolve: u64,
+}
+
+/// Why the supervisor stopped answering (recorded in [`SupervisorStats::errors`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SupervisorError {
+    #[error("no seccomp listener fd received within {0:?}")]
+    NoListenerWithin(Duration),
+    #[error("poll on the fd socket: {0}")]
+    Poll(#[source] std::io::Error),
+    #[error("stopped before a seccomp listener fd arrived")]
+    StoppedBeforeListener,
+    #[error(
+        "the child closed the fd socket without sending a seccomp listener (failed before exec?)"
+    )]
+    ChildClosed,
+    #[error("recvmsg: {0}")]
+    Recvmsg(#[source] std::io::Error),
+    #[error("message on the fd socket carried no fd")]
+    NoFdInMessage,
+    #[error("SECCOMP_IOCTL_NOTIF_RECV: {0}")]
+    NotifRecv(#[source] std::io::Error),
 }
 
 /// How the supervisor runs.
@@ -204,14 +227,12 @@ fn recv_listener(
     sock: RawFd,
     stop: RawFd,
     timeout: Duration,
-) -> Result<(OwnedFd, Option<u32>), String> {
+) -> Result<(OwnedFd, Option<u32>), SupervisorError> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!(
-                "no seccomp listener fd received within {timeout:?}"
-            ));
+            return Err(SupervisorError::NoListenerWithin(timeout));
         }
         let mut fds = [
             libc::pollfd {
@@ -228,13 +249,10 @@ fn recv_listener(
         // SAFETY: fds is a valid array of 2 pollfds.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, left.as_millis().min(1000) as i32 + 1) };
         if r < 0 && errno() != libc::EINTR {
-            return Err(format!(
-                "poll on the fd socket: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(SupervisorError::Poll(std::io::Error::last_os_error()));
         }
         if fds[1].revents != 0 {
-            return Err("stopped before a seccomp listener fd arrived".into());
+            return Err(SupervisorError::StoppedBeforeListener);
         }
         if fds[0].revents != 0 {
             break;
@@ -263,9 +281,9 @@ fn recv_listener(
     };
     if n <= 0 {
         return Err(if n == 0 {
-            "the child closed the fd socket without sending a seccomp listener (failed before exec?)".into()
+            SupervisorError::ChildClosed
         } else {
-            format!("recvmsg: {}", std::io::Error::last_os_error())
+            SupervisorError::Recvmsg(std::io::Error::last_os_error())
         });
     }
     let mut listener = None;
@@ -290,7 +308,7 @@ fn recv_listener(
     }
     listener
         .map(|l| (l, pid))
-        .ok_or_else(|| "message on the fd socket carried no fd".into())
+        .ok_or(SupervisorError::NoFdInMessage)
 }
 
 fn run(
@@ -314,7 +332,7 @@ fn run(
         Ok(x) => x,
         Err(e) => {
             set(&|s| {
-                s.errors.push(e.clone());
+                s.errors.push(e.to_string());
                 s.ended = EndReason::NoListener;
             });
             return;
@@ -372,7 +390,8 @@ struct Ctx {
     fork_gate: Option<ForkGate>,
     listener: OwnedFd,
     names: Vec<Option<&'static str>>,
-    fault_state: Vec<FaultState>,
+    /// The plan's faults with this run's counters.
+    faults: Rules,
     /// Pids (supervisor namespace) known to be under the filter.
     known: HashSet<u32>,
     sup_pidns: Option<u64>,
@@ -416,11 +435,7 @@ impl Ctx {
             .collect();
         Ctx {
             fork_gate: None,
-            fault_state: plan
-                .faults
-                .iter()
-                .map(|f| FaultState::new(&f.fault))
-                .collect(),
+            faults: plan.faults.clone(),
             plan,
             listener,
             names,
@@ -481,7 +496,7 @@ impl Ctx {
             let rev = fds[0].revents;
             if rev & libc::POLLIN != 0 {
                 if let Err(e) = self.one(stats) {
-                    lock(stats).errors.push(e);
+                    lock(stats).errors.push(e.to_string());
                     return EndReason::Error;
                 }
                 continue;
@@ -510,7 +525,7 @@ impl Ctx {
     }
 
     /// Receive and answer one notification.
-    fn one(&mut self, stats: &Mutex<SupervisorStats>) -> Result<(), String> {
+    fn one(&mut self, stats: &Mutex<SupervisorStats>) -> Result<(), SupervisorError> {
         // SAFETY: the kernel requires a zeroed struct.
         let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
         // SAFETY: ioctl with a valid pointer to a seccomp_notif.
@@ -525,9 +540,8 @@ impl Ctx {
             return match errno() {
                 // The caller was interrupted/killed between poll and recv.
                 libc::ENOENT | libc::EINTR | libc::EAGAIN => Ok(()),
-                e => Err(format!(
-                    "SECCOMP_IOCTL_NOTIF_RECV: {}",
-                    std::io::Error::from_raw_os_error(e)
+                e => Err(SupervisorError::NotifRecv(
+                    std::io::Error::from_raw_os_error(e),
                 )),
             };
         }
@@ -692,43 +706,38 @@ impl Ctx {
         name: &'static str,
         stats: &Mutex<SupervisorStats>,
     ) -> Option<(Option<i32>, Option<Duration>)> {
-        if self.plan.faults.is_empty() {
+        if self.faults.is_empty() {
             return None;
         }
         let (op, first, second) = op_of(name, &n.data.args)?;
-        let plan = self.plan.clone();
-        let mut paths: Option<Vec<String>> = None;
-        for (i, f) in plan.faults.iter().enumerate() {
-            if f.fault.op != op {
-                continue;
-            }
-            let ps = paths.get_or_insert_with(|| {
-                [Some(first), second]
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|arg| self.target_path(n.pid, arg))
-                    .map(|p| String::from_utf8_lossy(&p).into_owned())
-                    .collect()
-            });
-            let Some(path) = ps.iter().find(|p| f.glob.is_match(p.as_str())) else {
-                continue;
-            };
-            if !self.fault_state[i].fires(f.fault.when) {
-                continue;
-            }
-            let hit = FaultHit {
-                fault: i,
-                op,
-                syscall: name,
-                path: path.clone(),
-                errno: f.fault.errno,
-                call: self.fault_state[i].count,
-                pid: n.pid,
-            };
-            lock(stats).faults_fired.push(hit);
-            return Some((f.fault.errno, f.fault.delay));
+        if !self.faults.faults().any(|f| f.op == op) {
+            return None;
         }
-        None
+        let paths: Vec<String> = [Some(first), second]
+            .into_iter()
+            .flatten()
+            .filter_map(|arg| self.target_path(n.pid, arg))
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+            .collect();
+        let fired = self.faults.next_hit(op, &paths, 0)?;
+        let f = fired.fault;
+        let errno = match f.effect {
+            Some(Effect::Errno(e)) => Some(e),
+            _ => None,
+        };
+        let hit = FaultHit {
+            fault: f.id,
+            layer: Layer::Syscall,
+            op,
+            syscall: name,
+            path: fired.path.to_owned(),
+            effect: f.effect.clone(),
+            call: fired.call,
+            pid: n.pid,
+        };
+        let delay = f.delay;
+        lock(stats).faults_fired.push(hit);
+        Some((errno, delay))
     }
 
     /// The target's root as the supervisor sees it, if it is not "/".

@@ -94,7 +94,7 @@ pub fn default_shim_dir() -> PathBuf {
     if let Some(d) = std::env::var_os(KATA_SHIM_DIR_ENV).filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         return PathBuf::from("/var/cache/cgrepro/kata-shims");
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
@@ -122,36 +122,71 @@ pub fn release_binary(dir: &Path, version: &str) -> PathBuf {
     dir.join(format!("{}-{version}", binary_name(KATA)))
 }
 
+/// Why a shim case's binary is not usable here (the case is then ignored with this).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShimUnavailable {
+    #[error(
+        "needs Kata {version}: no {} (build it with `ci/kata-shim.sh KATA_GIT_DIR {version}`, \
+         or point --shim-dir / {dir_env} at a directory holding it)",
+        path.display(),
+        dir_env = KATA_SHIM_DIR_ENV
+    )]
+    NoRelease { version: String, path: PathBuf },
+    #[error(
+        "the Kata shim {} does not exist (from --shim or {env})",
+        .0.display(),
+        env = KATA_SHIM_ENV
+    )]
+    NoSuchShim(PathBuf),
+    #[error(
+        "needs the real Kata shim, which is not on this machine: pass \
+         `--shim /path/to/containerd-shim-kata-v2` to cgrepro, or set \
+         {env}=/path/to/containerd-shim-kata-v2 (also for `cargo test`); \
+         `ci/kata-shim.sh` builds one from Kata's source",
+        env = KATA_SHIM_ENV
+    )]
+    NoKataShim,
+    #[error("fixture shim {} is not built (run `cargo build --workspace --bins`)", .0.display())]
+    FixtureNotBuilt(PathBuf),
+    #[error(
+        "the Kata shim {} is not readable and executable by others, as the sandbox's \
+         unprivileged root needs (chmod o+rx it)",
+        .0.display()
+    )]
+    NotExecutableByOthers(PathBuf),
+    #[error(
+        "the Kata shim {} is below {}, which others cannot enter: the sandbox's \
+         unprivileged root could not reach it. Put it elsewhere (e.g. {}), or chmod o+x {}",
+        shim.display(),
+        dir.display(),
+        default_shim_dir().display(),
+        dir.display()
+    )]
+    Unreachable { shim: PathBuf, dir: PathBuf },
+}
+
 /// The shim binary of a case, or why there is none here.
-pub fn binary(name: &str, version: Option<&str>, drivers: &Drivers) -> Result<PathBuf, String> {
+pub fn binary(
+    name: &str,
+    version: Option<&str>,
+    drivers: &Drivers,
+) -> Result<PathBuf, ShimUnavailable> {
     if name == KATA {
         let p = match (version, &drivers.kata_shim) {
             (Some(v), _) => {
                 let p = release_binary(&drivers.kata_shim_dir, v);
                 if !p.is_file() {
-                    return Err(format!(
-                        "needs Kata {v}: no {} (build it with `ci/kata-shim.sh KATA_GIT_DIR {v}`, \
-                         or point --shim-dir / {KATA_SHIM_DIR_ENV} at a directory holding it)",
-                        p.display()
-                    ));
+                    return Err(ShimUnavailable::NoRelease {
+                        version: v.to_owned(),
+                        path: p,
+                    });
                 }
                 p
             }
             (None, Some(p)) if p.is_file() => p.clone(),
-            (None, Some(p)) => {
-                return Err(format!(
-                    "the Kata shim {} does not exist (from --shim or {KATA_SHIM_ENV})",
-                    p.display()
-                ))
-            }
-            (None, None) => {
-                return Err(format!(
-                    "needs the real Kata shim, which is not on this machine: pass \
-                     `--shim /path/to/containerd-shim-kata-v2` to cgrepro, or set \
-                     {KATA_SHIM_ENV}=/path/to/containerd-shim-kata-v2 (also for `cargo test`); \
-                     `ci/kata-shim.sh` builds one from Kata's source"
-                ))
-            }
+            (None, Some(p)) => return Err(ShimUnavailable::NoSuchShim(p.clone())),
+            (None, None) => return Err(ShimUnavailable::NoKataShim),
         };
         reachable_by_sandbox(&p)?;
         return Ok(p);
@@ -160,10 +195,7 @@ pub fn binary(name: &str, version: Option<&str>, drivers: &Drivers) -> Result<Pa
     if p.is_file() {
         Ok(p)
     } else {
-        Err(format!(
-            "fixture shim {} is not built (run `cargo build --workspace --bins`)",
-            p.display()
-        ))
+        Err(ShimUnavailable::FixtureNotBuilt(p))
     }
 }
 
@@ -174,9 +206,9 @@ const BOUND_BACK: [&str; 4] = ["/tmp", "/run", "/dev/shm", "/var/tmp"];
 /// reach (a parent directory without search permission for others, such as root's home,
 /// or a binary not executable by others) would fail inside the sandbox for a reason
 /// that is not the shim's. Say so before the case runs.
-fn reachable_by_sandbox(p: &Path) -> Result<(), String> {
+fn reachable_by_sandbox(p: &Path) -> Result<(), ShimUnavailable> {
     use std::os::unix::fs::PermissionsExt;
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
     let bound_back = |d: &Path| BOUND_BACK.iter().any(|b| d.starts_with(b));
@@ -186,25 +218,17 @@ fn reachable_by_sandbox(p: &Path) -> Result<(), String> {
             .unwrap_or(0)
     };
     if mode(p) & 0o005 != 0o005 {
-        return Err(format!(
-            "the Kata shim {} is not readable and executable by others, as the sandbox's \
-             unprivileged root needs (chmod o+rx it)",
-            p.display()
-        ));
+        return Err(ShimUnavailable::NotExecutableByOthers(p.to_owned()));
     }
     for d in p.ancestors().skip(1) {
         if bound_back(d) {
             break;
         }
         if mode(d) & 0o001 == 0 {
-            return Err(format!(
-                "the Kata shim {} is below {}, which others cannot enter: the sandbox's \
-                 unprivileged root could not reach it. Put it elsewhere (e.g. {}), or chmod o+x {}",
-                p.display(),
-                d.display(),
-                default_shim_dir().display(),
-                d.display()
-            ));
+            return Err(ShimUnavailable::Unreachable {
+                shim: p.to_owned(),
+                dir: d.to_owned(),
+            });
         }
     }
     Ok(())
@@ -218,15 +242,21 @@ pub fn make_kvm_node(session: &Path) -> Option<PathBuf> {
     let dir = session.join("shim-dev");
     std::fs::create_dir_all(&dir).ok()?;
     let node = dir.join("kvm");
-    let c = std::ffi::CString::new(node.to_string_lossy().as_bytes()).ok()?;
-    let dev = libc::makedev(10, 232);
-    (unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, dev) } == 0).then_some(node)
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    mknod(
+        node.as_path(),
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o600),
+        makedev(10, 232),
+    )
+    .ok()
+    .map(|()| node)
 }
 
 /// Why a shim case cannot run here, if it cannot.
 pub fn unavailable(name: &str, version: Option<&str>, drivers: &Drivers) -> Option<String> {
     if let Err(why) = binary(name, version, drivers) {
-        return Some(why);
+        return Some(why.to_string());
     }
     let client = drivers.bin_dir().join(CLIENT_BIN);
     (!client.is_file()).then(|| {
@@ -331,8 +361,7 @@ pub fn launch(
         timeout: case.target.timeout,
         grace: case.target.grace,
         keep,
-        syscall_faults: case.syscall_faults.clone(),
-        cgroupfs_faults: case.cgroupfs_faults.clone(),
+        faults: case.op_faults.clone(),
         dbus_faults: case.dbus_faults.clone(),
         // The client, the fixture shims, and a real shim wherever it is.
         expose: [

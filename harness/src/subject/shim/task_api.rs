@@ -63,8 +63,13 @@ struct Params {
     protocol: String,
 }
 
+/// A task API version containerd does not speak (its wording).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported shim version ({0}): not implemented")]
+pub struct UnsupportedVersion(pub u32);
+
 /// containerd's `parseStartResponse`, on `start`'s stdout.
-pub fn parse(reply: &str) -> Result<Bootstrap, String> {
+pub fn parse(reply: &str) -> Result<Bootstrap, UnsupportedVersion> {
     let reply = reply.trim();
     let b = match serde_json::from_str::<Params>(reply) {
         Ok(p) if p.version >= 2 => Bootstrap {
@@ -81,10 +86,7 @@ pub fn parse(reply: &str) -> Result<Bootstrap, String> {
         },
     };
     if b.version > CURRENT {
-        return Err(format!(
-            "unsupported shim version ({}): not implemented",
-            b.version
-        ));
+        return Err(UnsupportedVersion(b.version));
     }
     Ok(b)
 }
@@ -124,9 +126,11 @@ mod tests {
 
     #[test]
     fn a_newer_version_is_refused_as_containerd_does() {
+        let e = parse(r#"{"version":4,"address":"unix:///s/x","protocol":"ttrpc"}"#).unwrap_err();
+        assert_eq!(e, UnsupportedVersion(4));
         assert_eq!(
-            parse(r#"{"version":4,"address":"unix:///s/x","protocol":"ttrpc"}"#),
-            Err("unsupported shim version (4): not implemented".into())
+            e.to_string(),
+            "unsupported shim version (4): not implemented"
         );
     }
 }
