@@ -1,6 +1,7 @@
 //! The seccomp syscall layer against real programs (coreutils, sh, python3, a static C
-//! binary). Needs root (or CAP_SYS_ADMIN) and seccomp user notification; otherwise each
-//! test says `ignored: <why>` and returns.
+//! binary). Needs root (or CAP_SYS_ADMIN) and seccomp user notification, some tests
+//! python3 or a static C toolchain; where those are missing the tests are reported ignored
+//! with the reason, and fail under `CI=true` (see `tests/support`).
 //!
 //! Nothing here touches the real /sys/fs/cgroup: statfs is only observed, the cgroup2
 //! mount attempt happens in a private mount namespace on a temp dir and is refused (and
@@ -15,42 +16,124 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::{need_program, need_root, Suite, Unmet};
+
+use cgrepro::fault::{Effect, Fault};
+
 use cgrepro::sandbox::syscall::{
     self, install_and_send, magic, parse_errno, Op, SimKernel, Supervisor, SupervisorOptions,
-    SupervisorStats, SyscallFault, SyscallPlan, When,
+    SupervisorStats, SyscallPlan, When,
 };
 
 const PY: &str = "/usr/bin/python3";
 
-fn skip_reason() -> Option<String> {
-    // SAFETY: plain syscall.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (seccomp filter without no_new_privs, mounts)".into());
-    }
+fn seccomp_notif() -> support::Need {
     match std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail") {
-        Ok(s) if s.split_whitespace().any(|a| a == "user_notif") => None,
-        Ok(s) => Some(format!(
+        Ok(s) if s.split_whitespace().any(|a| a == "user_notif") => Ok(()),
+        Ok(s) => Err(Unmet::ci_provides(format!(
             "kernel lacks seccomp user_notif (actions_avail: {})",
             s.trim()
-        )),
-        Err(e) => Some(format!("cannot read seccomp actions_avail: {e}")),
+        ))),
+        Err(e) => Err(Unmet::ci_provides(format!(
+            "cannot read seccomp actions_avail: {e}"
+        ))),
     }
 }
 
-macro_rules! require {
-    () => {
-        if let Some(why) = skip_reason() {
-            eprintln!("ignored: {why}");
-            return;
-        }
-    };
-    (python) => {
-        require!();
-        if !Path::new(PY).exists() {
-            eprintln!("ignored: {PY} not found");
-            return;
-        }
-    };
+/// Root and seccomp user notification.
+fn layer() -> support::Need {
+    need_root("seccomp filter without no_new_privs, mounts").and_then(|()| seccomp_notif())
+}
+
+fn python() -> support::Need {
+    layer().and_then(|()| need_program(PY))
+}
+
+/// A C compiler that links static (and threaded) programs.
+fn static_c() -> support::Need {
+    let dir = tempfile::tempdir().map_err(|e| Unmet::ci_provides(e.to_string()))?;
+    gcc_or_why(
+        dir.path(),
+        "probe",
+        "int main(void) { return 0; }",
+        &["-static", "-pthread"],
+    )
+    .map(drop)
+    .map_err(Unmet::ci_provides)
+}
+
+fn main() {
+    let mut suite = Suite::new();
+    let with_c = || layer().and_then(|()| static_c());
+    suite
+        .test_needing(
+            "uname_reports_the_simulated_release",
+            layer(),
+            uname_reports_the_simulated_release,
+        )
+        .test_needing(
+            "proc_files_are_redirected_for_processes_threads_and_relative_opens",
+            python(),
+            proc_files_are_redirected_for_processes_threads_and_relative_opens,
+        )
+        .test_needing(
+            "statfs_reports_the_simulated_filesystem_magic",
+            python(),
+            statfs_reports_the_simulated_filesystem_magic,
+        )
+        .test_needing(
+            "proc_files_are_redirected_in_a_procfs_mounted_elsewhere_or_detached",
+            python(),
+            proc_files_are_redirected_in_a_procfs_mounted_elsewhere_or_detached,
+        )
+        .test_needing(
+            "a_target_in_its_own_user_and_pid_namespace_is_supervised",
+            python(),
+            a_target_in_its_own_user_and_pid_namespace_is_supervised,
+        )
+        .test_needing(
+            "a_static_binary_sees_the_simulated_host",
+            with_c(),
+            a_static_binary_sees_the_simulated_host,
+        )
+        .test_needing(
+            "trapped_syscalls_survive_a_signal_storm",
+            with_c(),
+            trapped_syscalls_survive_a_signal_storm,
+        )
+        .test_needing(
+            "many_concurrent_processes_are_served",
+            layer(),
+            many_concurrent_processes_are_served,
+        )
+        .test_needing(
+            "syscalls_newer_than_the_simulated_kernel_fail_with_enosys",
+            python(),
+            syscalls_newer_than_the_simulated_kernel_fail_with_enosys,
+        )
+        .test_needing(
+            "a_write_fault_fires_on_exactly_the_nth_matching_call",
+            python(),
+            a_write_fault_fires_on_exactly_the_nth_matching_call,
+        )
+        .test_needing(
+            "mounting_a_real_cgroup_filesystem_is_refused_even_for_root",
+            python(),
+            mounting_a_real_cgroup_filesystem_is_refused_even_for_root,
+        )
+        .test(
+            "the_supervisor_reports_a_child_that_never_sends_the_listener",
+            the_supervisor_reports_a_child_that_never_sends_the_listener,
+        )
+        .test(
+            "bad_plans_are_rejected_with_a_reason",
+            bad_plans_are_rejected_with_a_reason,
+        )
+        // A micro-benchmark: run with `--ignored --nocapture bench`.
+        .opt_in("bench", with_c(), bench);
+    suite.run()
 }
 
 struct Run {
@@ -118,7 +201,7 @@ fn run(plan: &Arc<SyscallPlan>, argv: &[&str]) -> Run {
     run_with(plan, argv, SupervisorOptions::default(), None)
 }
 
-fn plan(sim: &SimKernel, faults: &[SyscallFault]) -> Arc<SyscallPlan> {
+fn plan(sim: &SimKernel, faults: &[Fault]) -> Arc<SyscallPlan> {
     Arc::new(SyscallPlan::new(sim, faults).expect("plan"))
 }
 
@@ -164,9 +247,7 @@ fn with_proc(dir: &Path, release: &str) -> SimKernel {
     k
 }
 
-#[test]
 fn uname_reports_the_simulated_release() {
-    require!();
     for release in [
         "3.10.0-1160.el7.x86_64",
         "4.19.0-27-amd64",
@@ -214,9 +295,7 @@ fn uname_reports_the_simulated_release() {
     assert_eq!(r.assert_ok().stdout().trim(), "sim-node");
 }
 
-#[test]
 fn proc_files_are_redirected_for_processes_threads_and_relative_opens() {
-    require!(python);
     let dir = tempfile::tempdir().unwrap();
     let k = with_proc(dir.path(), "5.10.0-28-amd64");
     let p = plan(&k, &[]);
@@ -311,9 +390,7 @@ print("\n".join(out))
     assert!(r.assert_ok().stdout().contains("Seccomp:"));
 }
 
-#[test]
 fn statfs_reports_the_simulated_filesystem_magic() {
-    require!(python);
     type Case<'a> = (&'a [(&'a str, i64)], &'a str, &'a str);
     let cases: [Case; 4] = [
         (
@@ -387,9 +464,10 @@ print(hex(int.from_bytes(buf.raw[:8], "little")))
     assert_eq!(r.assert_ok().stdout(), "0x63677270\n0x63677270\n");
 }
 
-fn gcc(dir: &Path, name: &str, src: &str, extra: &[&str]) -> Option<PathBuf> {
+/// Compile `src` with gcc (`extra` flags); the binary, or why not.
+fn gcc_or_why(dir: &Path, name: &str, src: &str, extra: &[&str]) -> Result<PathBuf, String> {
     let c = dir.join(format!("{name}.c"));
-    std::fs::write(&c, src).unwrap();
+    std::fs::write(&c, src).map_err(|e| format!("{}: {e}", c.display()))?;
     let bin = dir.join(name);
     let out = Command::new("gcc")
         .args(extra)
@@ -399,24 +477,21 @@ fn gcc(dir: &Path, name: &str, src: &str, extra: &[&str]) -> Option<PathBuf> {
         .arg(&c)
         .output();
     match out {
-        Ok(o) if o.status.success() => Some(bin),
-        Ok(o) => {
-            eprintln!(
-                "ignored: gcc {extra:?} failed (static libc missing? apt-get install libc6-dev):\n{}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            None
-        }
-        Err(e) => {
-            eprintln!("ignored: gcc not runnable: {e}");
-            None
-        }
+        Ok(o) if o.status.success() => Ok(bin),
+        Ok(o) => Err(format!(
+            "gcc {extra:?} failed (static libc missing? apt-get install libc6-dev):\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        )),
+        Err(e) => Err(format!("gcc not runnable: {e}")),
     }
 }
 
-#[test]
+/// Compile `src` (the test declared its need of a C toolchain: a failure is the test's).
+fn gcc(dir: &Path, name: &str, src: &str, extra: &[&str]) -> PathBuf {
+    gcc_or_why(dir, name, src, extra).unwrap_or_else(|why| panic!("{why}"))
+}
+
 fn proc_files_are_redirected_in_a_procfs_mounted_elsewhere_or_detached() {
-    require!(python);
     let dir = tempfile::tempdir().unwrap();
     let k = with_proc(dir.path(), "5.10.0-28-amd64");
     let mnt = dir.path().join("myproc");
@@ -523,9 +598,7 @@ fn user_mount_pid_ns() -> std::io::Result<()> {
     Ok(())
 }
 
-#[test]
 fn a_target_in_its_own_user_and_pid_namespace_is_supervised() {
-    require!(python);
     let dir = tempfile::tempdir().unwrap();
     let mut k = with_proc(dir.path(), "4.19.0-27-amd64");
     k.statfs_magic = vec![("/sys/fs/cgroup".into(), magic::CGROUP2)];
@@ -556,9 +629,7 @@ fn a_target_in_its_own_user_and_pid_namespace_is_supervised() {
     assert!(r.stats.errors.is_empty(), "{:?}", r.stats.errors);
 }
 
-#[test]
 fn a_static_binary_sees_the_simulated_host() {
-    require!();
     let dir = tempfile::tempdir().unwrap();
     let src = r#"
 #include <stdio.h>
@@ -574,9 +645,7 @@ int main(void) {
     return 0;
 }
 "#;
-    let Some(bin) = gcc(dir.path(), "static_probe", src, &["-static"]) else {
-        return;
-    };
+    let bin = gcc(dir.path(), "static_probe", src, &["-static"]);
     let file = Command::new("file")
         .arg(&bin)
         .output()
@@ -631,18 +700,14 @@ int main(void) {
 }
 "#;
 
-#[test]
 fn trapped_syscalls_survive_a_signal_storm() {
-    require!();
     let dir = tempfile::tempdir().unwrap();
-    let Some(bin) = gcc(
+    let bin = gcc(
         dir.path(),
         "storm",
         SIGNAL_STORM_C,
         &["-static", "-pthread"],
-    ) else {
-        return;
-    };
+    );
     let k = with_proc(dir.path(), "5.10.0-28-amd64");
     let r = run(&plan(&k, &[]), &[bin.to_str().unwrap()]);
     assert_eq!(
@@ -653,9 +718,7 @@ fn trapped_syscalls_survive_a_signal_storm() {
     );
 }
 
-#[test]
 fn many_concurrent_processes_are_served() {
-    require!();
     let dir = tempfile::tempdir().unwrap();
     let k = with_proc(dir.path(), "5.10.0-28-amd64");
     let r = run(
@@ -694,9 +757,7 @@ fn enosys_for(release: &str) -> Vec<String> {
     data.syscalls_newer_than(&data.resolve(&spec).expect("host"))
 }
 
-#[test]
 fn syscalls_newer_than_the_simulated_kernel_fail_with_enosys() {
-    require!(python);
     let mut k = kernel("5.4.0-182-generic");
     k.enosys = enosys_for(&k.release);
     let p = plan(&k, &[]);
@@ -739,15 +800,14 @@ print(" ".join(res[0::2]))
 print(" ".join(res[1::2]))
 "#;
 
-#[test]
 fn a_write_fault_fires_on_exactly_the_nth_matching_call() {
-    require!(python);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().canonicalize().unwrap();
-    let fault = SyscallFault {
+    let fault = Fault {
+        id: 1,
         op: Op::Write,
         path: format!("{}/*.txt", d.display()),
-        errno: Some(parse_errno("EINVAL").unwrap()),
+        effect: Some(Effect::Errno(parse_errno("EINVAL").unwrap())),
         when: When::Nth(3),
         delay: None,
     };
@@ -763,15 +823,15 @@ fn a_write_fault_fires_on_exactly_the_nth_matching_call() {
     assert_eq!(r.stats.faults_fired.len(), 1, "{:#?}", r.stats.faults_fired);
     let hit = &r.stats.faults_fired[0];
     assert_eq!(
-        (hit.op, hit.syscall, hit.call, hit.errno),
-        (Op::Write, "write", 3, Some(libc::EINVAL))
+        (hit.fault, hit.op, hit.syscall, hit.call, hit.effect.clone()),
+        (1, Op::Write, "write", 3, Some(Effect::Errno(libc::EINVAL)))
     );
     assert_eq!(hit.path, format!("{}/memory.max.txt", d.display()));
 
     // After(n) and a seeded probability: deterministic across runs.
-    let after = SyscallFault {
+    let after = Fault {
         when: When::After(4),
-        errno: Some(libc::ENOSPC),
+        effect: Some(Effect::Errno(libc::ENOSPC)),
         ..fault.clone()
     };
     let r = run(
@@ -782,7 +842,7 @@ fn a_write_fault_fires_on_exactly_the_nth_matching_call() {
         r.assert_ok().stdout().lines().next(),
         Some("ok ok ok ok E28 E28")
     );
-    let prob = SyscallFault {
+    let prob = Fault {
         when: When::Probability { p: 0.5, seed: 7 },
         ..fault.clone()
     };
@@ -794,10 +854,11 @@ fn a_write_fault_fires_on_exactly_the_nth_matching_call() {
     assert_eq!(calls(&a.stats), calls(&b.stats));
 
     // A pure delay on open: the call succeeds, later.
-    let delay = SyscallFault {
+    let delay = Fault {
+        id: 1,
         op: Op::Open,
         path: format!("{}/slow", d.display()),
-        errno: None,
+        effect: None,
         when: When::Always,
         delay: Some(Duration::from_millis(300)),
     };
@@ -833,9 +894,7 @@ fn private_mount_ns() -> std::io::Result<()> {
     Ok(())
 }
 
-#[test]
 fn mounting_a_real_cgroup_filesystem_is_refused_even_for_root() {
-    require!(python);
     let dir = tempfile::tempdir().unwrap();
     let script = r#"
 import ctypes, os, sys
@@ -874,10 +933,11 @@ print(mount(b"cgroup2"), mount(b"cgroup"), mount(b"cpuset"), fsopen(b"cgroup2"),
     );
 
     // A delay fault on mount only delays: the refusal still applies.
-    let delay = SyscallFault {
+    let delay = Fault {
+        id: 1,
         op: Op::Mount,
         path: "/**".into(),
-        errno: None,
+        effect: None,
         when: When::Always,
         delay: Some(Duration::from_millis(20)),
     };
@@ -897,7 +957,6 @@ print(mount(b"cgroup2"), mount(b"cgroup"), mount(b"cpuset"), fsopen(b"cgroup2"),
     assert_eq!(r.stats.faults_fired.len(), 4, "{:#?}", r.stats.faults_fired);
 }
 
-#[test]
 fn the_supervisor_reports_a_child_that_never_sends_the_listener() {
     let k = kernel("5.10.0");
     let p = plan(&k, &[]);
@@ -924,7 +983,6 @@ fn the_supervisor_reports_a_child_that_never_sends_the_listener() {
     assert_eq!(s.ended, syscall::EndReason::NoListener);
 }
 
-#[test]
 fn bad_plans_are_rejected_with_a_reason() {
     let k = SimKernel {
         enosys: vec!["no_such_call".into()],
@@ -942,10 +1000,11 @@ fn bad_plans_are_rejected_with_a_reason() {
         .unwrap_err()
         .to_string()
         .contains("below /proc"));
-    let f = SyscallFault {
+    let f = Fault {
+        id: 1,
         op: Op::Write,
         path: "[".into(),
-        errno: Some(5),
+        effect: Some(Effect::Errno(5)),
         when: When::Always,
         delay: None,
     };
@@ -999,14 +1058,9 @@ fn pin_cpu0() -> std::io::Result<()> {
     Ok(())
 }
 
-#[test]
-#[ignore = "micro-benchmark; run with --ignored --nocapture"]
 fn bench() {
-    require!();
     let dir = tempfile::tempdir().unwrap();
-    let Some(bin) = gcc(dir.path(), "bench", BENCH_C, &[]) else {
-        return;
-    };
+    let bin = gcc(dir.path(), "bench", BENCH_C, &[]);
     let n: usize = std::env::var("BENCH_N")
         .ok()
         .and_then(|s| s.parse().ok())

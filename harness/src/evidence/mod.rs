@@ -14,6 +14,8 @@ pub use syscalls::{EndReason, SupervisorStats};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::fault::{FaultHit, FaultId};
+
 /// The target's wait status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -84,8 +86,11 @@ pub struct Observed {
     pub kept: Option<PathBuf>,
     /// What the syscall layer did (faults fired, refusals).
     pub syscalls: Option<SupervisorStats>,
-    /// Path globs of the faults the cgroupfs model applied (rather than the syscall layer).
-    pub model_faults: Vec<String>,
+    /// The faults routed to the cgroupfs model (the others went to the syscall layer).
+    pub model_faults: Vec<FaultId>,
+    /// The calls the cgroupfs model's faults fired on (the syscall layer's are in
+    /// [`SupervisorStats::faults_fired`]).
+    pub model_hits: Vec<FaultHit>,
     /// The host's systemd answered on the case's sockets.
     pub systemd: bool,
 }

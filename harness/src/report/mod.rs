@@ -14,11 +14,11 @@ pub mod yaml;
 use serde_json::{json, Map, Value};
 
 use crate::evidence::{Effects, Observed};
-use crate::fault::{errno_name, SyscallFault, When};
+use crate::fault::Layer;
 use crate::outcome::normalize::Normalizer;
 use crate::outcome::parse::{OpResult, OpStatus};
 use crate::outcome::{describe_exit, Outcome};
-use crate::scenario::Case;
+use crate::scenario::{Case, Expect};
 use crate::subject::shim::ShimEvidence;
 
 /// Lines of output kept in a snapshot.
@@ -57,8 +57,9 @@ pub struct Report {
     pub artifacts: Option<std::path::PathBuf>,
     /// Failed `[[expect]]` checks.
     pub expectation_failures: Vec<String>,
-    /// The syscall layer's configured faults (with their seeds) and what fired.
-    pub syscall_faults: Vec<String>,
+    /// The case's faults on operations (with their seeds), each with the layer it was
+    /// routed to, and every call they fired on, by fault id.
+    pub faults: Vec<String>,
     pub faults_fired: Vec<String>,
     /// Calls the syscall layer refused (mounts of real cgroup filesystems).
     pub refused: Vec<String>,
@@ -74,7 +75,7 @@ impl Report {
     ) -> Report {
         let stdout_full = norm.apply(&observed.stdout.text());
         let stdout_tail = tail(&stdout_full);
-        let expectation_failures = check_expectations(case, &outcome, None, &stdout_full);
+        let expectation_failures = check_expectations(&case.expect, &outcome, None, &stdout_full);
         Report {
             case: case.name.clone(),
             scenario: case.scenario.name.clone(),
@@ -102,39 +103,30 @@ impl Report {
             kept: observed.kept.clone(),
             artifacts: None,
             expectation_failures,
-            syscall_faults: case
-                .syscall_faults
+            faults: case
+                .op_faults
                 .iter()
                 .map(|f| {
-                    let mut d = describe_fault(f);
-                    if observed.model_faults.contains(&f.path) {
-                        d.push_str(" (applied by the cgroupfs model: see cgroupfs_ops)");
+                    // A case that never ran routed nothing.
+                    let layer = observed.cgroupfs.map(|_| {
+                        if observed.model_faults.contains(&f.id) {
+                            Layer::Model
+                        } else {
+                            Layer::Syscall
+                        }
+                    });
+                    match layer {
+                        Some(l) => format!("{} ({})", f.describe(), l.name()),
+                        None => f.describe(),
                     }
-                    d
                 })
-                .chain(case.cgroupfs_faults.iter().map(|f| {
-                    format!(
-                        "{:?} {} {:?}, {:?} (applied by the cgroupfs model: see cgroupfs_ops)",
-                        f.op, f.glob, f.action, f.when
-                    )
-                }))
                 .collect(),
             faults_fired: observed
                 .syscalls
                 .iter()
                 .flat_map(|s| &s.faults_fired)
-                .map(|h| {
-                    let what = h
-                        .errno
-                        .map_or_else(|| "delayed".to_string(), |e| errno_name(e).to_string());
-                    norm.apply(&format!(
-                        "#{} {} {} -> {what} (call {})",
-                        h.fault + 1,
-                        h.syscall,
-                        h.path,
-                        h.call
-                    ))
-                })
+                .chain(&observed.model_hits)
+                .map(|h| norm.apply(&h.describe()))
                 .collect(),
             refused: observed
                 .syscalls
@@ -161,7 +153,7 @@ impl Report {
     /// check the expectations again with the client-side result.
     pub fn with_shim(mut self, case: &Case, shim: Option<ShimEvidence>) -> Report {
         self.expectation_failures = check_expectations(
-            case,
+            &case.expect,
             &self.outcome,
             Some(shim.as_ref().map_or("", |s| s.client.as_str())),
             &self.stdout_tail,
@@ -243,18 +235,11 @@ impl Report {
                 serde_json::to_value(&self.effects).unwrap_or(Value::Null),
             );
         }
-        if !self.syscall_faults.is_empty() {
+        if !self.faults.is_empty() {
             let mut o = Map::new();
-            o.insert("configured".into(), json!(self.syscall_faults));
-            if !self.faults_fired.is_empty()
-                || self
-                    .syscall_faults
-                    .iter()
-                    .any(|f| !f.contains("cgroupfs model"))
-            {
-                o.insert("fired".into(), json!(self.faults_fired));
-            }
-            m.insert("syscall_faults".into(), Value::Object(o));
+            o.insert("configured".into(), json!(self.faults));
+            o.insert("fired".into(), json!(self.faults_fired));
+            m.insert("faults".into(), Value::Object(o));
         }
         if !self.refused.is_empty() {
             m.insert("refused_by_syscall_layer".into(), json!(self.refused));
@@ -299,24 +284,6 @@ pub(crate) fn op_line(o: &OpResult) -> Value {
     json!(s)
 }
 
-/// `#1 write /sys/fs/cgroup/**/memory.max -> EINVAL, when p=0.5 (seed 7), delay 10ms`.
-fn describe_fault(f: &SyscallFault) -> String {
-    let mut s = format!("{} {}", f.op.name(), f.path);
-    if let Some(e) = f.errno {
-        s.push_str(&format!(" -> {}", errno_name(e)));
-    }
-    s.push_str(&match f.when {
-        When::Always => ", always".to_string(),
-        When::Nth(n) => format!(", call {n} only"),
-        When::After(n) => format!(", every call after {n}"),
-        When::Probability { p, seed } => format!(", with probability {p} (seed {seed})"),
-    });
-    if let Some(d) = f.delay {
-        s.push_str(&format!(", delay {}", humantime::format_duration(d)));
-    }
-    s
-}
-
 /// The last lines of a text, each cut to a sane width.
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -337,16 +304,16 @@ fn tail(text: &str) -> String {
     out
 }
 
-/// Check the case's `[[expect]]` blocks against an outcome (and, for shims, the
-/// client-side result); one message per failure.
+/// Check a case's `[[expect]]` blocks against an outcome (and, for shims, the
+/// client-side result); one message per failure, in block order.
 pub fn check_expectations(
-    case: &Case,
+    expect: &[Expect],
     outcome: &Outcome,
     client: Option<&str>,
     stdout: &str,
 ) -> Vec<String> {
     let mut failures = Vec::new();
-    for e in &case.expect {
+    for e in expect {
         if let Some(want) = &e.stdout {
             if !stdout.contains(want.as_str()) {
                 failures.push(format!("expected stdout containing `{want}` — {}", e.at));
@@ -443,3 +410,6 @@ fn pids_of(case: &Case, mut effects: Effects) -> Effects {
     }
     effects
 }
+
+#[cfg(test)]
+mod expect_tests;

@@ -1,14 +1,22 @@
 //! Making a subprocess see the simulated host, and nothing else.
 //!
-//! A [`Session`] owns one temporary directory per harness run: every distinct host is
-//! materialized there once, and every case gets a copy-on-write layer (overlayfs) over its
-//! host's tree, so the upper layer *is* the list of the case's cgroupfs effects
-//! ([`effects`]). [`Session::run`] starts the process chain of [`spawn`] (own mount, PID,
-//! network, UTS, IPC, cgroup and user namespaces; the real cgroup mounts detached; a
-//! fresh procfs with the simulated /proc views bound over it; a private /run and /tmp) and
-//! [`supervise`]s it: output capture, the driver channel, timeout escalation, Ctrl-C.
-//! Nothing outlives a case: the namespaces die with init, and the case directory is
-//! removed when the case is done (unless kept for inspection).
+//! A [`Session`] owns one temporary directory per harness run, where every distinct host
+//! is materialized once. Each case's `/sys/fs/cgroup` is, by default, the live
+//! [`cgroupfs`] model served over FUSE (kernel semantics, an op log, model faults); with
+//! `[host] cgroupfs = "tree"` it is a copy-on-write layer (overlayfs) over the host's
+//! plain tree, whose upper layer is the case's cgroupfs effects ([`effects`]). The
+//! [`syscall`] layer (seccomp user notification) answers uname/statfs and /proc reads as
+//! the simulated kernel would, injects syscall faults and refuses real cgroup mounts.
+//! [`Session::run`] starts the process chain of [`spawn`] (own mount, PID, network, UTS,
+//! IPC, cgroup and user namespaces; the real cgroup mounts detached; a fresh procfs with
+//! the simulated /proc views bound over it; a private /run and /tmp; the machine's file
+//! system read-only, see [`readonly`]) and supervises it: output capture, the driver
+//! channel, timeout escalation, Ctrl-C ([`interrupt`]). Nothing outlives a case: the
+//! namespaces die with init, and the case directory is removed when the case is done
+//! (unless kept for inspection); [`stale`] removes what a killed run left.
+//!
+//! What a case produces is [`crate::evidence`]; the faults it is given are
+//! [`crate::fault`]'s vocabulary, realised here.
 
 pub mod cgroupfs;
 pub mod effects;
@@ -42,11 +50,10 @@ pub struct Launch {
     pub grace: Duration,
     /// Leave the case directory (and the session's hosts) on disk.
     pub keep: bool,
-    /// Errno/delay faults. Those on /sys/fs/cgroup paths go to the cgroupfs model when
-    /// it serves the case (so its op log shows them), the rest to the syscall layer.
-    pub syscall_faults: Vec<syscall::SyscallFault>,
-    /// Short writes and corrupted reads: the cgroupfs model's own.
-    pub cgroupfs_faults: Vec<cgroupfs::ModelFault>,
+    /// Faults on operations: [`crate::fault::route`] gives those on /sys/fs/cgroup files
+    /// to the cgroupfs model when it serves the case (so its op log shows them), the rest
+    /// to the syscall layer.
+    pub faults: Vec<crate::fault::Fault>,
     /// Directories of the machine the case must still see (read-only) though they lie
     /// below a place the sandbox makes private (/tmp, /var/tmp, /dev/shm, /run): where the
     /// target's binaries are, e.g. a checkout under /tmp.

@@ -17,9 +17,7 @@ use super::validate;
 use super::{
     Case, Context, Expect, Meta, Pod, Scenario, ScenarioInfo, Target, TargetKind, OPS, SHIM_OPS,
 };
-use crate::fault::{
-    parse_errno, FaultAction, FaultOp, FaultWhen, ModelFault, Op, SyscallFault, When,
-};
+use crate::fault::{parse_errno, Effect, Fault, FaultId, Op, When};
 use crate::host::{ContentAction, ContentFault, HostError, HostSpec};
 use crate::outcome::Class;
 
@@ -752,8 +750,7 @@ fn resolve(
 
     // Faults.
     let mut faults = Vec::new();
-    let mut syscall_faults = Vec::new();
-    let mut cgroupfs_faults = Vec::new();
+    let mut op_faults = Vec::new();
     let mut dbus_faults = Vec::new();
     for (i, f) in raw.fault.iter().enumerate() {
         if let Some(method) = &f.dbus {
@@ -789,9 +786,11 @@ fn resolve(
         match (&f.file, &f.op) {
             (Some(file), None) => faults.push(content_fault(f, file, &pod.id, at)?),
             (None, Some(op)) if f.short.is_some() || f.corrupt.is_some() => {
-                cgroupfs_faults.push(model_fault(f, op, &pod.id, at)?)
+                op_faults.push(model_fault(f, op, &pod.id, at, next_id(&op_faults))?)
             }
-            (None, Some(op)) => syscall_faults.push(syscall_fault(f, op, &pod.id, at)?),
+            (None, Some(op)) => {
+                op_faults.push(syscall_fault(f, op, &pod.id, at, next_id(&op_faults))?)
+            }
             (Some(_), Some(_)) => {
                 return Err(at
                     .at("fault", "a fault has either `file` (a content fault) or `op` (a syscall fault), not both")
@@ -848,8 +847,7 @@ fn resolve(
         pod,
         runtime,
         faults,
-        syscall_faults,
-        cgroupfs_faults,
+        op_faults,
         dbus_faults,
         expect,
     })
@@ -928,16 +926,12 @@ fn dbus_fault(
             )
             .hint("dot-separated names, e.g. org.freedesktop.systemd1.TransactionIsDestructive"));
     }
-    let when = match syscall_when(f, at)? {
-        When::Always => FaultWhen::Always,
-        When::Nth(n) => FaultWhen::Nth(n),
-        When::After(n) => FaultWhen::After(n),
-        When::Probability { .. } => {
-            return Err(at
-                .at("fault.when", "`dbus` faults take always, nth:N or after:N")
-                .hint("count the calls of the method: nth:1 is the first"))
-        }
-    };
+    let when = syscall_when(f, at)?;
+    if let When::Probability { .. } = when {
+        return Err(at
+            .at("fault.when", "`dbus` faults take always, nth:N or after:N")
+            .hint("count the calls of the method: nth:1 is the first"));
+    }
     Ok(crate::systemd::DbusFault {
         method: method.to_owned(),
         error,
@@ -952,7 +946,8 @@ fn model_fault(
     op: &str,
     id: &str,
     at: &CellLocator,
-) -> Result<ModelFault, ScenarioError> {
+    fault_id: FaultId,
+) -> Result<Fault, ScenarioError> {
     let path = f.path.clone().unwrap_or_default().replace("{id}", id);
     if !path.starts_with("/sys/fs/cgroup/") {
         return Err(at
@@ -970,10 +965,10 @@ fn model_fault(
             "a `short` or `corrupt` fault takes only `op`, `path`, `when` and that field",
         ));
     }
-    let action =
+    let (op, effect) =
         match (op, f.short, &f.corrupt) {
-            ("write", Some(n), None) => FaultAction::Short(n),
-            ("read", None, Some(c)) => FaultAction::Corrupt(c.clone()),
+            ("write", Some(n), None) => (Op::Write, Effect::Short(n)),
+            ("read", None, Some(c)) => (Op::Read, Effect::Corrupt(c.clone())),
             _ => return Err(at
                 .at(
                     "fault.op",
@@ -981,19 +976,21 @@ fn model_fault(
                 )
                 .hint("one of them per fault")),
         };
-    let when = match syscall_when(f, at)? {
-        When::Always => FaultWhen::Always,
-        When::Nth(n) => FaultWhen::Nth(n),
-        When::After(n) => FaultWhen::After(n),
-        When::Probability { .. } => {
-            return Err(at.at(
-                "fault.when",
-                "`short` and `corrupt` faults take always, nth:N or after:N",
-            ))
-        }
-    };
-    let op = FaultOp::parse(op).expect("read or write");
-    Ok(ModelFault::new(op, &path, when, action))
+    let when = syscall_when(f, at)?;
+    if let When::Probability { .. } = when {
+        return Err(at.at(
+            "fault.when",
+            "`short` and `corrupt` faults take always, nth:N or after:N",
+        ));
+    }
+    Ok(Fault {
+        id: fault_id,
+        op,
+        path,
+        effect: Some(effect),
+        delay: None,
+        when,
+    })
 }
 
 fn content_fault(
@@ -1057,12 +1054,18 @@ fn content_fault(
     })
 }
 
+/// The number of the next fault on an operation.
+fn next_id(faults: &[Fault]) -> FaultId {
+    faults.len() as FaultId + 1
+}
+
 fn syscall_fault(
     f: &RawFault,
     op: &str,
     id: &str,
     at: &CellLocator,
-) -> Result<SyscallFault, ScenarioError> {
+    fault_id: FaultId,
+) -> Result<Fault, ScenarioError> {
     if f.action.is_some() || f.content.is_some() || f.lines.is_some() {
         return Err(at
             .at(
@@ -1100,16 +1103,17 @@ fn syscall_fault(
     if f.seed.is_some() && !matches!(when, When::Probability { .. }) {
         return Err(at.at("fault.seed", "`seed` only applies to `when = \"p=...\"`"));
     }
-    Ok(SyscallFault {
+    Ok(Fault {
+        id: fault_id,
         op: op_v,
         path: f
             .path
             .clone()
             .unwrap_or_else(|| "**".into())
             .replace("{id}", id),
-        errno,
-        when,
+        effect: errno.map(Effect::Errno),
         delay,
+        when,
     })
 }
 

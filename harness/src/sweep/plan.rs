@@ -9,9 +9,7 @@ use std::time::Duration;
 use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
 
-use crate::fault::{
-    parse_errno, FaultAction, FaultOp, FaultWhen, ModelFault, Op, SyscallFault, When,
-};
+use crate::fault::{parse_errno, Effect, Fault as OpFault, Op, When};
 use crate::scenario::Case;
 
 /// An operation of the op log the sweep can fail.
@@ -155,32 +153,22 @@ impl Injection {
             SiteOp::Write => Op::Write,
             SiteOp::Read => Op::Read,
         };
-        match &self.fault {
-            Fault::Errno(e) | Fault::OpenErrno(e) => c.syscall_faults.push(SyscallFault {
-                op: if matches!(self.fault, Fault::OpenErrno(_)) {
-                    Op::Open
-                } else {
-                    op
-                },
-                path: glob,
-                errno: parse_errno(e).ok(),
-                when: When::Always,
-                delay: None,
-            }),
-            Fault::Delay(d) => c.syscall_faults.push(SyscallFault {
-                op,
-                path: glob,
-                errno: None,
-                when: When::Always,
-                delay: Some(*d),
-            }),
-            Fault::Short(n) => c.cgroupfs_faults.push(ModelFault::new(
-                FaultOp::Write,
-                &glob,
-                FaultWhen::Always,
-                FaultAction::Short(*n),
-            )),
-        }
+        // The injected fault comes after the scenario's own.
+        let id = c.op_faults.len() as u32 + 1;
+        let (op, effect, delay) = match &self.fault {
+            Fault::Errno(e) => (op, parse_errno(e).ok().map(Effect::Errno), None),
+            Fault::OpenErrno(e) => (Op::Open, parse_errno(e).ok().map(Effect::Errno), None),
+            Fault::Delay(d) => (op, None, Some(*d)),
+            Fault::Short(n) => (Op::Write, Some(Effect::Short(*n)), None),
+        };
+        c.op_faults.push(OpFault {
+            id,
+            op,
+            path: glob,
+            effect,
+            delay,
+            when: When::Always,
+        });
         c
     }
 }
@@ -226,7 +214,31 @@ pub enum TableError {
     #[error("cannot read {path}: {err}")]
     Read { path: String, err: std::io::Error },
     #[error("{path}: {err}")]
-    Parse { path: String, err: String },
+    Parse {
+        path: String,
+        #[source]
+        err: RuleError,
+    },
+}
+
+/// A broken rule of `fixtures/sweep/errnos.toml` (or the file not being TOML).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleError {
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error("rule #{n}: unknown op `{op}` (mkdir, rmdir, write, read, open)")]
+    UnknownOp { n: usize, op: String },
+    #[error("rule #{n}: mode `{mode}`: expected v1, v2 or any")]
+    Mode { n: usize, mode: String },
+    #[error("rule #{n}: unknown errno `{errno}`")]
+    Errno { n: usize, errno: String },
+    #[error("rule #{n}: file glob: {source}")]
+    Glob {
+        n: usize,
+        #[source]
+        source: globset::Error,
+    },
 }
 
 impl ErrnoTable {
@@ -241,30 +253,35 @@ impl ErrnoTable {
         })
     }
 
-    pub fn parse(src: &str) -> Result<ErrnoTable, String> {
-        let raw: RawTable = toml::from_str(src).map_err(|e| e.to_string())?;
+    pub fn parse(src: &str) -> Result<ErrnoTable, RuleError> {
+        let raw: RawTable = toml::from_str(src)?;
         let mut rules = Vec::new();
         for (i, r) in raw.rule.into_iter().enumerate() {
             let n = i + 1;
             if !["mkdir", "rmdir", "write", "read", "open"].contains(&r.op.as_str()) {
-                return Err(format!(
-                    "rule #{n}: unknown op `{}` (mkdir, rmdir, write, read, open)",
-                    r.op
-                ));
+                return Err(RuleError::UnknownOp { n, op: r.op });
             }
             let mode = match r.mode.as_str() {
                 "any" => None,
                 "v1" => Some(Mode::V1),
                 "v2" => Some(Mode::V2),
-                m => return Err(format!("rule #{n}: mode `{m}`: expected v1, v2 or any")),
+                m => {
+                    return Err(RuleError::Mode {
+                        n,
+                        mode: m.to_owned(),
+                    })
+                }
             };
             for e in &r.errnos {
-                parse_errno(e).map_err(|_| format!("rule #{n}: unknown errno `{e}`"))?;
+                parse_errno(e).map_err(|_| RuleError::Errno {
+                    n,
+                    errno: e.clone(),
+                })?;
             }
             let file = GlobBuilder::new(&r.file)
                 .literal_separator(true)
                 .build()
-                .map_err(|e| format!("rule #{n}: file glob: {e}"))?
+                .map_err(|source| RuleError::Glob { n, source })?
                 .compile_matcher();
             rules.push(Rule {
                 op: r.op,
@@ -428,13 +445,13 @@ mod tests {
             ErrnoTable::parse("[[rule]]\nop='write'\nfile='*'\nmode='v3'\nerrnos=[]\nsource=''\n")
                 .err()
                 .unwrap();
-        assert!(e.contains("rule #1: mode `v3`"), "{e}");
+        assert!(e.to_string().contains("rule #1: mode `v3`"), "{e}");
         let e = ErrnoTable::parse(
             "[[rule]]\nop='write'\nfile='*'\nmode='v1'\nerrnos=['EWAT']\nsource=''\n",
         )
         .err()
         .unwrap();
-        assert!(e.contains("unknown errno `EWAT`"), "{e}");
+        assert!(e.to_string().contains("unknown errno `EWAT`"), "{e}");
     }
 
     #[test]

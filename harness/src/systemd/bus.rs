@@ -114,6 +114,7 @@ fn pending(fds: &[std::os::fd::RawFd; 2]) -> bool {
         events: libc::POLLIN,
         revents: 0,
     });
+    // SAFETY: `p` is a live array of pollfds; poll only reads and writes it.
     let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, 0) };
     n > 0 && p.iter().any(|x| x.revents & libc::POLLIN != 0)
 }

@@ -14,7 +14,7 @@ use zvariant::{OwnedValue, Value};
 use super::properties::{self, Format, Property, Table};
 use super::units::{self, join, Layout, UnitType};
 use super::{BusError, Cgroups, DbusFault};
-use crate::fault::FaultWhen;
+use crate::fault::When;
 use crate::host::CgroupMode;
 
 const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
@@ -166,9 +166,11 @@ impl Manager {
         let n = *n;
         for f in self.faults.iter().filter(|f| f.method == method) {
             let fires = match f.when {
-                FaultWhen::Always => true,
-                FaultWhen::Nth(k) => n == k,
-                FaultWhen::After(k) => n > k,
+                When::Always => true,
+                When::Nth(k) => n == k,
+                When::After(k) => n > k,
+                // The scenario parser refuses `p=` for D-Bus faults.
+                When::Probability { .. } => false,
             };
             if fires {
                 return Err(BusError::new(&f.error, f.message.clone()));

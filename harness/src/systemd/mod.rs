@@ -55,5 +55,5 @@ pub struct DbusFault {
     pub error: String,
     pub message: String,
     /// Which calls of that method fail (`always`, `nth:N`, `after:N`).
-    pub when: crate::fault::FaultWhen,
+    pub when: crate::fault::When,
 }

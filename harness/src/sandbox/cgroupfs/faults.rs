@@ -1,37 +1,26 @@
-//! The cgroupfs model's fault engine: compiled globs and counters over the scenario's
-//! [`ModelFault`]s (the vocabulary lives in `crate::fault`).
+//! The cgroupfs model's side of the fault engine: the faults routed to the model
+//! (`crate::fault::route`), matched on paths relative to /sys/fs/cgroup, with the hits
+//! recorded for the report.
 
 use std::time::Duration;
 
-use globset::{GlobBuilder, GlobMatcher};
-
-pub use crate::fault::{FaultAction, FaultOp, FaultWhen, ModelFault};
+use crate::fault::engine::Rules;
+use crate::fault::{Effect, Fault, FaultHit, Layer, Op};
 
 pub(crate) struct FaultSet {
-    rules: Vec<(ModelFault, Option<GlobMatcher>, u64)>,
+    rules: Rules,
     /// Delays fired by the current call, for the server to hold its answer.
     held: Duration,
+    hits: Vec<FaultHit>,
 }
 
 impl FaultSet {
-    pub fn new(faults: Vec<ModelFault>) -> FaultSet {
+    pub fn new(faults: Vec<Fault>) -> FaultSet {
         FaultSet {
-            rules: faults
-                .into_iter()
-                .map(|f| {
-                    let g = f
-                        .glob
-                        .trim_start_matches("/sys/fs/cgroup")
-                        .trim_start_matches('/');
-                    let m = GlobBuilder::new(g)
-                        .literal_separator(true)
-                        .build()
-                        .ok()
-                        .map(|g| g.compile_matcher());
-                    (f, m, 0)
-                })
-                .collect(),
+            // The scenario parser checked the globs.
+            rules: Rules::lenient(&faults, Some("/sys/fs/cgroup")),
             held: Duration::ZERO,
+            hits: Vec::new(),
         }
     }
 
@@ -40,26 +29,37 @@ impl FaultSet {
         std::mem::take(&mut self.held)
     }
 
-    /// The first fault that fires for this call. Delays add up in [`FaultSet::take_delay`]
-    /// (nothing sleeps here, under the model's lock) and the search goes on, so a delay
-    /// and an errno can combine.
-    pub fn fire(&mut self, op: FaultOp, path: &str) -> Option<FaultAction> {
-        for (f, m, n) in &mut self.rules {
-            if f.op != op || !m.as_ref().is_some_and(|m| m.is_match(path)) {
-                continue;
+    /// Every fault that fired, in order.
+    pub fn hits(&self) -> &[FaultHit] {
+        &self.hits
+    }
+
+    /// The effect of the first fault that fires for this call. Delays add up in
+    /// [`FaultSet::take_delay`] (nothing sleeps here, under the model's lock) and the
+    /// search goes on, so a delay and an errno can combine.
+    pub fn fire(&mut self, op: Op, path: &str) -> Option<Effect> {
+        let mut from = 0;
+        while let Some(fired) = self.rules.next_hit(op, &[path], from) {
+            let f = fired.fault;
+            self.hits.push(FaultHit {
+                fault: f.id,
+                layer: Layer::Model,
+                op,
+                syscall: op.name(),
+                // Absolute, as the scenario and the syscall layer name paths.
+                path: format!("/sys/fs/cgroup/{path}")
+                    .trim_end_matches('/')
+                    .to_owned(),
+                effect: f.effect.clone(),
+                call: fired.call,
+                pid: 0,
+            });
+            if let Some(d) = f.delay {
+                self.held += d;
             }
-            *n += 1;
-            let hit = match f.when {
-                FaultWhen::Always => true,
-                FaultWhen::Nth(k) => *n == k,
-                FaultWhen::After(k) => *n > k,
-            };
-            if !hit {
-                continue;
-            }
-            match &f.action {
-                FaultAction::Delay(d) => self.held += *d,
-                a => return Some(a.clone()),
+            match &f.effect {
+                Some(e) => return Some(e.clone()),
+                None => from = fired.index + 1,
             }
         }
         None

@@ -16,7 +16,6 @@ pub mod server;
 pub mod values;
 
 pub use crate::evidence::CgroupfsKind;
-pub use faults::{FaultAction, FaultOp, FaultWhen, ModelFault};
 pub use model::{AnyPid, Model, Pids};
 
 /// One operation on the cgroupfs, as the op log records it.

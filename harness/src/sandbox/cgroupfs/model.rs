@@ -7,9 +7,10 @@ use libc::{
     EACCES, EBUSY, EEXIST, EINVAL, ENOENT, ENOSPC, ENOTDIR, EOPNOTSUPP, EPERM, EROFS, ESRCH,
 };
 
-use super::faults::{FaultAction, FaultOp, FaultSet, ModelFault};
+use super::faults::FaultSet;
 use super::values::{self, Parse};
 use super::{LogEntry, LogOp};
+use crate::fault::{Effect, Fault, FaultHit, Op};
 use crate::host::data::KernelTables;
 use crate::host::tree::{self, files_for, Layer, Level, Node as PlanNode};
 use crate::host::{CgroupMode, ContentFault, Host, HostData, HostError, KernelVersion};
@@ -214,7 +215,7 @@ impl Model {
         host: &Host,
         data: &HostData,
         content_faults: &[ContentFault],
-        faults: Vec<ModelFault>,
+        faults: Vec<Fault>,
         pids: Box<dyn Pids>,
     ) -> Result<Model, HostError> {
         let plan = host.plan(data, content_faults)?;
@@ -433,8 +434,13 @@ impl Model {
     }
 
     /// A fault for this operation, if one fires (counts the call).
-    pub fn fault(&mut self, op: FaultOp, path: &str) -> Option<FaultAction> {
+    pub fn fault(&mut self, op: Op, path: &str) -> Option<Effect> {
         self.faults.fire(op, path)
+    }
+
+    /// Every fault that fired in this model, in order (the report prints them).
+    pub fn fault_hits(&self) -> &[FaultHit] {
+        self.faults.hits()
     }
 
     /// How long the answer to the last operation is to be held (its delay faults).
@@ -665,9 +671,9 @@ impl Model {
     /// Read a whole file (the FUSE layer serves offsets from it).
     pub fn read(&mut self, ino: Ino) -> Result<Vec<u8>, i32> {
         let path = self.path(ino);
-        let r = match self.fault(FaultOp::Read, &path) {
-            Some(FaultAction::Errno(e)) => Err(e),
-            Some(FaultAction::Corrupt(s)) => Ok(s),
+        let r = match self.fault(Op::Read, &path) {
+            Some(Effect::Errno(e)) => Err(e),
+            Some(Effect::Corrupt(s)) => Ok(s),
             _ => self.render(ino),
         };
         self.record(
@@ -683,8 +689,8 @@ impl Model {
     /// files all have a write method; writing to a read-only one then fails with EINVAL).
     pub fn open(&mut self, ino: Ino, write: bool) -> Result<(), i32> {
         let path = self.path(ino);
-        let r = match self.fault(FaultOp::Open, &path) {
-            Some(FaultAction::Errno(e)) => Err(e),
+        let r = match self.fault(Op::Open, &path) {
+            Some(Effect::Errno(e)) => Err(e),
             _ => match self.entry(ino).map(|e| &e.body) {
                 None => Err(ENOENT),
                 Some(Body::File { .. }) => Ok(()),
@@ -703,8 +709,8 @@ impl Model {
     /// read-only tmpfs above the v1 hierarchies says EROFS.
     pub fn create(&mut self, parent: Ino, name: &str) -> Result<Ino, i32> {
         let path = self.child_path(parent, name);
-        let r = match self.fault(FaultOp::Open, &path) {
-            Some(FaultAction::Errno(e)) => Err(e),
+        let r = match self.fault(Op::Open, &path) {
+            Some(Effect::Errno(e)) => Err(e),
             _ => match self.entry(parent).map(|e| &e.body) {
                 Some(Body::Top) => Err(EROFS),
                 Some(Body::Group(_)) => Err(EACCES),
@@ -732,8 +738,8 @@ impl Model {
 
     pub fn mkdir(&mut self, parent: Ino, name: &str) -> Result<Ino, i32> {
         let path = self.child_path(parent, name);
-        let r = match self.fault(FaultOp::Mkdir, &path) {
-            Some(FaultAction::Errno(e)) => Err(e),
+        let r = match self.fault(Op::Mkdir, &path) {
+            Some(Effect::Errno(e)) => Err(e),
             _ => self.do_mkdir(parent, name),
         };
         self.record(LogOp::Mkdir, path, None, r.map(|_| ()));
@@ -950,8 +956,8 @@ impl Model {
 
     pub fn rmdir(&mut self, parent: Ino, name: &str) -> Result<(), i32> {
         let path = self.child_path(parent, name);
-        let r = match self.fault(FaultOp::Rmdir, &path) {
-            Some(FaultAction::Errno(e)) => Err(e),
+        let r = match self.fault(Op::Rmdir, &path) {
+            Some(Effect::Errno(e)) => Err(e),
             _ => self.do_rmdir(parent, name),
         };
         self.record(LogOp::Rmdir, path, None, r);
@@ -993,10 +999,10 @@ impl Model {
     pub fn write(&mut self, ino: Ino, data: &[u8], caller: u32) -> Result<usize, i32> {
         let path = self.path(ino);
         let text = String::from_utf8_lossy(data).into_owned();
-        let fault = self.fault(FaultOp::Write, &path);
+        let fault = self.fault(Op::Write, &path);
         let r = match fault {
-            Some(FaultAction::Errno(e)) => Err(e),
-            Some(FaultAction::Short(n)) => self
+            Some(Effect::Errno(e)) => Err(e),
+            Some(Effect::Short(n)) => self
                 .do_write(ino, &data[..n.min(data.len())], caller)
                 .map(|_| n.min(data.len())),
             // A write of nothing returns 0 before any handler runs (seen on 6.1 and 6.12,

@@ -135,36 +135,39 @@ fn errno() -> i32 {
 /// Installs a seccomp filter on the calling thread: every syscall the filter notifies
 /// blocks until the listener is serviced (or closed).
 pub unsafe fn install(filter: &PreparedFilter) -> Result<RawFd, i32> {
-    let prog = libc::sock_fprog {
-        len: filter.prog.len() as u16,
-        filter: filter.prog.as_ptr() as *mut libc::sock_filter,
-    };
-    let mut flags =
-        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
-    let mut set_nnp = false;
-    loop {
-        let r = libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER as libc::c_ulong,
-            flags,
-            &prog as *const libc::sock_fprog,
-        );
-        if r >= 0 {
-            return Ok(r as RawFd);
-        }
-        let e = errno();
-        if e == libc::EINVAL && flags & libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV != 0 {
-            flags &= !libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
-            continue;
-        }
-        if e == libc::EACCES && !set_nnp {
-            set_nnp = true;
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                return Err(errno());
+    // SAFETY: the program outlives the calls that read it; prctl and seccomp get valid arguments; the caller accepts the filter on this thread (# Safety).
+    unsafe {
+        let prog = libc::sock_fprog {
+            len: filter.prog.len() as u16,
+            filter: filter.prog.as_ptr() as *mut libc::sock_filter,
+        };
+        let mut flags =
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+        let mut set_nnp = false;
+        loop {
+            let r = libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER as libc::c_ulong,
+                flags,
+                &prog as *const libc::sock_fprog,
+            );
+            if r >= 0 {
+                return Ok(r as RawFd);
             }
-            continue;
+            let e = errno();
+            if e == libc::EINVAL && flags & libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV != 0 {
+                flags &= !libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+                continue;
+            }
+            if e == libc::EACCES && !set_nnp {
+                set_nnp = true;
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(errno());
+                }
+                continue;
+            }
+            return Err(e);
         }
-        return Err(e);
     }
 }
 
@@ -177,58 +180,61 @@ pub unsafe fn install(filter: &PreparedFilter) -> Result<RawFd, i32> {
 /// # Safety
 /// `sock` and `fd` must be open file descriptors owned by the caller; `fd` is closed.
 pub unsafe fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), i32> {
-    let mut byte = [b'L'];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
-        iov_len: 1,
-    };
-    // CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct ucred)) = 24 + 32 on x86_64;
-    // u64s keep the buffer aligned.
-    let mut cbuf = [0u64; 8];
-    let rights = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
-    let creds = libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32) as usize;
-    let mut msg: libc::msghdr = std::mem::zeroed();
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = rights + creds;
-    let cmsg = libc::CMSG_FIRSTHDR(&msg);
-    (*cmsg).cmsg_level = libc::SOL_SOCKET;
-    (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-    (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
-    let cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-    (*cmsg).cmsg_level = libc::SOL_SOCKET;
-    (*cmsg).cmsg_type = libc::SCM_CREDENTIALS;
-    (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::ucred>() as u32) as usize;
-    let cred = libc::ucred {
-        pid: libc::getpid(),
-        uid: libc::getuid(),
-        gid: libc::getgid(),
-    };
-    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::ucred, cred);
-    let mut result = Err(libc::EIO);
-    for attempt in 0..2 {
-        if attempt == 1 {
-            // Credentials refused (EPERM: unmapped ids?): send the fd alone.
-            msg.msg_controllen = rights;
-        }
-        result = loop {
-            let r = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
-            if r >= 0 {
-                break Ok(());
-            }
-            let e = errno();
-            if e != libc::EINTR {
-                break Err(e);
-            }
+    // SAFETY: the message points to buffers on this stack that outlive sendmsg; `sock` and `fd` are the caller's (# Safety).
+    unsafe {
+        let mut byte = [b'L'];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+            iov_len: 1,
         };
-        if result != Err(libc::EPERM) {
-            break;
+        // CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct ucred)) = 24 + 32 on x86_64;
+        // u64s keep the buffer aligned.
+        let mut cbuf = [0u64; 8];
+        let rights = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        let creds = libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32) as usize;
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = rights + creds;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
+        let cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_CREDENTIALS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::ucred>() as u32) as usize;
+        let cred = libc::ucred {
+            pid: libc::getpid(),
+            uid: libc::getuid(),
+            gid: libc::getgid(),
+        };
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::ucred, cred);
+        let mut result = Err(libc::EIO);
+        for attempt in 0..2 {
+            if attempt == 1 {
+                // Credentials refused (EPERM: unmapped ids?): send the fd alone.
+                msg.msg_controllen = rights;
+            }
+            result = loop {
+                let r = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
+                if r >= 0 {
+                    break Ok(());
+                }
+                let e = errno();
+                if e != libc::EINTR {
+                    break Err(e);
+                }
+            };
+            if result != Err(libc::EPERM) {
+                break;
+            }
         }
+        libc::close(fd);
+        result
     }
-    libc::close(fd);
-    result
 }
 
 /// [`install`] then [`send_fd`]: what a `pre_exec` hook calls.
@@ -236,8 +242,11 @@ pub unsafe fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), i32> {
 /// # Safety
 /// See [`install`] and [`send_fd`].
 pub unsafe fn install_and_send(filter: &PreparedFilter, sock: RawFd) -> Result<(), i32> {
-    let fd = install(filter)?;
-    send_fd(sock, fd)
+    // SAFETY: the caller upholds both functions' contracts (# Safety).
+    unsafe {
+        let fd = install(filter)?;
+        send_fd(sock, fd)
+    }
 }
 
 #[cfg(test)]

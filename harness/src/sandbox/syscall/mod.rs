@@ -5,7 +5,7 @@
 //! Lifecycle (prepare, install, pass, supervise):
 //!
 //! 1. In the harness, before fork: [`SyscallPlan::new`] validates the [`SimKernel`] and the
-//!    scenario's [`SyscallFault`]s and compiles the BPF program ([`PreparedFilter`]). This
+//!    faults routed to this layer ([`crate::fault::Fault`]) and compiles the BPF program ([`PreparedFilter`]). This
 //!    is the only step that allocates.
 //! 2. In the child, after fork and mount setup, immediately before `execve`: [`install`]
 //!    (one `seccomp(2)` call; async-signal-safe) returns the listener fd, and [`send_fd`]
@@ -85,7 +85,6 @@
 //! * Faults on `read`/`write` trap every read/write of the target (about 8-10 µs each on
 //!   the project's VM); the fd's path comes from `/proc/<pid>/fd/<n>`.
 
-mod fault;
 mod filter;
 pub mod nr;
 mod procpath;
@@ -94,7 +93,13 @@ mod supervisor;
 
 use std::path::PathBuf;
 
-pub use fault::{errno_name, parse_errno, FaultHit, Op, SyscallFault, When};
+/// The faults routed to the syscall layer (`crate::fault::route`); the name stays for the
+/// sandbox's session code until its rewrite (issue 12) says `Fault`.
+pub use crate::fault::Fault as SyscallFault;
+pub use crate::fault::{errno_name, parse_errno, FaultHit, Op, When};
+
+use crate::fault::engine::Rules;
+use crate::fault::Fault;
 pub use filter::{install, install_and_send, send_fd, PreparedFilter};
 pub use supervisor::{EndReason, ForkGate, Supervisor, SupervisorOptions, SupervisorStats};
 
@@ -137,8 +142,6 @@ pub struct SimKernel {
 pub enum SyscallError {
     #[error("unknown syscall `{0}` (x86_64)")]
     UnknownSyscall(String),
-    #[error("bad path glob `{pattern}`: {why}")]
-    BadGlob { pattern: String, why: String },
     #[error("bad /proc template `{template}`: {why}")]
     BadProcTemplate { template: String, why: String },
     #[error("simulated file for {template}: {path}: {source}")]
@@ -147,8 +150,6 @@ pub enum SyscallError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("fault: {0}")]
-    BadFault(String),
     #[error(transparent)]
     Fault(#[from] crate::fault::FaultError),
     #[error("the filter has {0} instructions, more than BPF allows (4096)")]
@@ -161,7 +162,8 @@ pub enum SyscallError {
 #[derive(Debug)]
 pub struct SyscallPlan {
     pub(crate) kernel: SimKernel,
-    pub(crate) faults: Vec<fault::CompiledFault>,
+    /// The faults routed to this layer, compiled (each supervisor counts on a copy).
+    pub(crate) faults: Rules,
     pub(crate) templates: ProcTemplates,
     pub(crate) filter: PreparedFilter,
     /// Syscall numbers the filter sends to the supervisor.
@@ -176,7 +178,7 @@ pub const HANDLED: &[&str] = &[
 
 impl SyscallPlan {
     /// Validate the kernel model and faults and build the filter.
-    pub fn new(sim: &SimKernel, faults: &[SyscallFault]) -> Result<SyscallPlan, SyscallError> {
+    pub fn new(sim: &SimKernel, faults: &[Fault]) -> Result<SyscallPlan, SyscallError> {
         let templates = ProcTemplates::new(&sim.proc_files)?;
         for (template, path) in &sim.proc_files {
             std::fs::metadata(path).map_err(|source| SyscallError::ProcFile {
@@ -192,10 +194,7 @@ impl SyscallPlan {
                 enosys.push(nr);
             }
         }
-        let compiled = faults
-            .iter()
-            .map(fault::CompiledFault::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let compiled = Rules::new(faults, None)?;
         // Only trap what the plan needs: every trapped call costs a round trip.
         let mut wanted: Vec<&str> = vec!["mount", "fsopen"];
         if !sim.release.is_empty() || !sim.version.is_empty() || sim.nodename.is_some() {
@@ -218,8 +217,8 @@ impl SyscallPlan {
                 notified.push(nr);
             }
         }
-        for f in &compiled {
-            for name in f.fault.op.syscalls() {
+        for f in compiled.faults() {
+            for name in f.op.syscalls() {
                 let nr = nr::number(name).expect("known syscall");
                 if !notified.contains(&nr) {
                     notified.push(nr);

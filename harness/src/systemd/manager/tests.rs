@@ -189,7 +189,7 @@ fn a_dbus_fault_answers_the_nth_call_with_the_scenarios_error() {
         method: "StartTransientUnit".into(),
         error: "org.freedesktop.DBus.Error.TimedOut".into(),
         message: "Connection timed out".into(),
-        when: FaultWhen::Nth(2),
+        when: crate::fault::When::Nth(2),
     };
     let (mut m, model) = manager("debian-12", vec![fault]);
     assert!(m.start_transient_unit("a.scope", "replace", &[]).is_ok());
