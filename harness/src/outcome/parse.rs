@@ -1,59 +1,12 @@
 //! Reading evidence: driver channel events (see `fixtures/drivers/PROTOCOL.md`), Rust
 //! panic messages and Go panic traces on stderr.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::normalize::Normalizer;
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct PanicEvent {
-    pub message: String,
-    pub location: Option<String>,
-    #[serde(default)]
-    pub frames: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct SignalEvent {
-    #[allow(dead_code)]
-    pub signal: String,
-    #[serde(default)]
-    pub frames: Vec<String>,
-    #[serde(default)]
-    pub stack_overflow: bool,
-}
-
-#[derive(Debug, Clone)]
-pub enum ChannelEvent {
-    OpStart(String),
-    Op {
-        op: String,
-        ok: bool,
-        error: Option<String>,
-        value: Option<serde_json::Value>,
-    },
-    Panic(PanicEvent),
-    Signal(SignalEvent),
-}
-
-impl ChannelEvent {
-    pub fn parse(line: &str) -> Option<ChannelEvent> {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-        match v.get("event")?.as_str()? {
-            "op_start" => Some(ChannelEvent::OpStart(s("op")?)),
-            "op" => Some(ChannelEvent::Op {
-                op: s("op")?,
-                ok: s("status").as_deref() == Some("ok"),
-                error: s("error"),
-                value: v.get("value").cloned().filter(|v| !v.is_null()),
-            }),
-            "panic" => serde_json::from_value(v).ok().map(ChannelEvent::Panic),
-            "signal" => serde_json::from_value(v).ok().map(ChannelEvent::Signal),
-            _ => None,
-        }
-    }
-}
+/// A line of the driver channel: the protocol's one event type (`cgrepro-driver`).
+pub use cgrepro_driver::{Event as ChannelEvent, OpEvent, PanicEvent, SignalEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -80,23 +33,26 @@ impl OpResult {
         let mut ops: Vec<OpResult> = Vec::new();
         for e in events {
             match e {
-                ChannelEvent::OpStart(op) => ops.push(OpResult {
+                ChannelEvent::OpStart { op } => ops.push(OpResult {
                     op: op.clone(),
                     status: OpStatus::Running,
                     error: None,
                     value: None,
                 }),
-                ChannelEvent::Op {
+                ChannelEvent::Op(OpEvent {
                     op,
-                    ok,
+                    status,
                     error,
                     value,
-                } => {
+                }) => {
                     let result = OpResult {
                         op: op.clone(),
-                        status: if *ok { OpStatus::Ok } else { OpStatus::Error },
+                        status: match status {
+                            cgrepro_driver::Status::Ok => OpStatus::Ok,
+                            cgrepro_driver::Status::Error => OpStatus::Error,
+                        },
                         error: error.as_deref().map(|e| norm.apply(e)),
-                        value: value.clone(),
+                        value: value.clone().filter(|v| !v.is_null()),
                     };
                     match ops.last_mut() {
                         Some(last) if last.op == *op && last.status == OpStatus::Running => {

@@ -28,7 +28,7 @@
 //!    process group; every other process of the case killed; everything reaped.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
@@ -41,6 +41,8 @@ use containerd_shim_protos::api;
 use containerd_shim_protos::protobuf::Message;
 use serde_json::{json, Value};
 
+use cgrepro_driver::{channel, Channel, Event, CHANNEL_FD_ENV};
+
 use super::task_api::{self, Bootstrap};
 use super::{ClientConfig, ShimEvent};
 
@@ -48,35 +50,10 @@ const CONTAINERD_ADDRESS: &str = "/run/containerd/containerd.sock";
 /// The fd fixture shims find the channel on (`CGREPRO_CHANNEL_FD`).
 const SHIM_CHANNEL_FD: RawFd = 5;
 
-struct Channel(Option<RawFd>);
-
-impl Channel {
-    fn send(&self, v: &Value) {
-        let Some(fd) = self.0 else { return };
-        let mut line = serde_json::to_vec(v).unwrap_or_default();
-        line.push(b'\n');
-        let mut off = 0;
-        while off < line.len() {
-            let n = unsafe { libc::write(fd, line[off..].as_ptr().cast(), line.len() - off) };
-            if n <= 0 {
-                return;
-            }
-            off += n as usize;
-        }
-    }
-}
-
 /// The client's entry point.
 pub fn main() -> ! {
-    let chan_fd = std::env::var("CGREPRO_CHANNEL_FD")
-        .ok()
-        .and_then(|v| v.parse::<RawFd>().ok())
-        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
-    if let Some(fd) = chan_fd {
-        // The shim must not inherit the harness's channel by accident.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-    let chan = Channel(chan_fd);
+    // The protocol's channel (close-on-exec: the shim must not inherit it by accident).
+    let chan = channel();
     let mut input = String::new();
     let config: ClientConfig = match std::io::stdin()
         .read_to_string(&mut input)
@@ -96,7 +73,7 @@ pub fn main() -> ! {
             ev.phase("host", t);
             run(&config, &host, &chan, &mut ev)
         }
-        Err(e) => ev.setup_error = Some(e),
+        Err(e) => ev.setup_error = Some(e.to_string()),
     }
     teardown_everything(&mut ev);
     let mut v = serde_json::to_value(&ev).unwrap_or(Value::Null);
@@ -105,12 +82,26 @@ pub fn main() -> ! {
     std::process::exit(0)
 }
 
-fn errno_str(what: &str) -> String {
-    format!("{what}: {}", std::io::Error::last_os_error())
+/// A step of preparing the shim's host that failed: what was being done, and the OS error.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct HostSetupError {
+    what: String,
+    #[source]
+    source: std::io::Error,
 }
 
-fn cstr(s: &str) -> std::ffi::CString {
-    std::ffi::CString::new(s).unwrap_or_default()
+impl HostSetupError {
+    /// `what` failed with this I/O error.
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HostSetupError {
+        let what = what.into();
+        move |source| HostSetupError { what, source }
+    }
+
+    /// `what` failed with the calling thread's errno.
+    fn last_os(what: impl Into<String>) -> HostSetupError {
+        HostSetupError::io(what)(std::io::Error::last_os_error())
+    }
 }
 
 fn mount(
@@ -119,44 +110,42 @@ fn mount(
     fstype: &str,
     flags: libc::c_ulong,
     data: &str,
-) -> Result<(), String> {
-    let (s, t, f, d) = (cstr(src), cstr(target), cstr(fstype), cstr(data));
-    let r = unsafe {
-        libc::mount(
-            s.as_ptr(),
-            t.as_ptr(),
-            if fstype.is_empty() {
-                std::ptr::null()
-            } else {
-                f.as_ptr()
-            },
-            flags,
-            if data.is_empty() {
-                std::ptr::null()
-            } else {
-                d.as_ptr().cast()
-            },
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(errno_str(&format!("mount {fstype} {src} on {target}")))
-    }
+) -> Result<(), HostSetupError> {
+    nix::mount::mount(
+        Some(src),
+        target,
+        (!fstype.is_empty()).then_some(fstype),
+        nix::mount::MsFlags::from_bits_retain(flags),
+        (!data.is_empty()).then_some(data),
+    )
+    .map_err(|e| {
+        HostSetupError::io(format!("mount {fstype} {src} on {target}"))(std::io::Error::from(e))
+    })
 }
 
-fn touch(path: &str) -> Result<(), String> {
+/// An `O_PATH` handle on `path`, if it exists (kept across the mounts that cover it).
+fn path_fd(path: &str) -> Option<OwnedFd> {
+    use nix::fcntl::{open, OFlag};
+    open(
+        path,
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()
+}
+
+fn touch(path: &str) -> Result<(), HostSetupError> {
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
         .map(|_| ())
-        .map_err(|e| format!("creating {path}: {e}"))
+        .map_err(HostSetupError::io(format!("creating {path}")))
 }
 
-fn mkdir_p(path: &str) -> Result<(), String> {
-    std::fs::create_dir_all(path).map_err(|e| format!("creating {path}: {e}"))
+fn mkdir_p(path: &str) -> Result<(), HostSetupError> {
+    std::fs::create_dir_all(path).map_err(HostSetupError::io(format!("creating {path}")))
 }
 
 /// The shim's host, prepared.
@@ -167,51 +156,43 @@ struct Host {
 }
 
 impl Host {
-    fn prepare(config: &ClientConfig) -> Result<Host, String> {
+    fn prepare(config: &ClientConfig) -> Result<Host, HostSetupError> {
         // Our own simulated views, before anything changes.
         let mut views = Vec::new();
         for name in ["mountinfo", "cgroup"] {
             let text = std::fs::read_to_string(format!("/proc/self/{name}"))
-                .map_err(|e| format!("reading /proc/self/{name}: {e}"))?;
+                .map_err(HostSetupError::io(format!("reading /proc/self/{name}")))?;
             views.push((name.to_owned(), text));
         }
-        unsafe {
-            if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
-                return Err(errno_str("PR_SET_CHILD_SUBREAPER"));
-            }
-            if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET) != 0 {
-                return Err(errno_str("unshare(CLONE_NEWNS|CLONE_NEWNET)"));
-            }
-        }
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| HostSetupError::io("PR_SET_CHILD_SUBREAPER")(std::io::Error::from(e)))?;
+        use nix::sched::CloneFlags;
+        nix::sched::unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET).map_err(|e| {
+            HostSetupError::io("unshare(CLONE_NEWNS|CLONE_NEWNET)")(std::io::Error::from(e))
+        })?;
         mount("", "/", "", libc::MS_REC | libc::MS_PRIVATE, "")?;
+        // SAFETY: loopback_up makes two ioctls on a socket it opens and closes; it only
+        // needs to run in the network namespace to change (ours, just unshared).
         if unsafe { crate::sandbox::spawn::loopback_up() } != 0 {
-            return Err(errno_str("bringing up lo"));
+            return Err(HostSetupError::last_os("bringing up lo"));
         }
         // Device nodes of the real /dev, held before /dev is covered.
         let mut held = Vec::new();
         for n in ["null", "zero", "full", "random", "urandom", "tty"] {
-            let p = cstr(&format!("/dev/{n}"));
-            let fd = unsafe { libc::open(p.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-            if fd >= 0 {
-                held.push((n.to_owned(), unsafe { OwnedFd::from_raw_fd(fd) }));
+            if let Some(fd) = path_fd(&format!("/dev/{n}")) {
+                held.push((n.to_owned(), fd));
             }
         }
         let kvm_src = match &config.kvm_node {
-            Some(p) => {
-                let c = cstr(&p.to_string_lossy());
-                let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-                (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
-            }
+            Some(p) => path_fd(&p.to_string_lossy()),
             None => None,
         };
         let nosuid = libc::MS_NOSUID | libc::MS_NODEV;
         // The host's systemd sockets (crate::systemd) stay visible in the fresh /run.
         let mut sockets = Vec::new();
         for d in ["/run/systemd", "/run/dbus"] {
-            let c = cstr(d);
-            let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-            if fd >= 0 {
-                sockets.push((d, unsafe { OwnedFd::from_raw_fd(fd) }));
+            if let Some(fd) = path_fd(d) {
+                sockets.push((d, fd));
             }
         }
         mount("tmpfs", "/run", "tmpfs", nosuid, "mode=755")?;
@@ -272,19 +253,20 @@ impl Host {
         }
         drop(held);
         let syslog =
-            UnixDatagram::bind("/dev/log").map_err(|e| format!("binding /dev/log: {e}"))?;
+            UnixDatagram::bind("/dev/log").map_err(HostSetupError::io("binding /dev/log"))?;
         let _ = std::fs::set_permissions("/dev/log", std::fs::Permissions::from_mode(0o666));
         syslog
             .set_nonblocking(true)
-            .map_err(|e| format!("/dev/log: {e}"))?;
+            .map_err(HostSetupError::io("/dev/log"))?;
         // Configuration and placeholders.
         for f in &config.files {
             if let Some(dir) = Path::new(&f.path).parent() {
                 mkdir_p(&dir.to_string_lossy())?;
             }
-            std::fs::write(&f.path, &f.content).map_err(|e| format!("writing {}: {e}", f.path))?;
+            std::fs::write(&f.path, &f.content)
+                .map_err(HostSetupError::io(format!("writing {}", f.path)))?;
             std::fs::set_permissions(&f.path, std::fs::Permissions::from_mode(f.mode))
-                .map_err(|e| format!("chmod {}: {e}", f.path))?;
+                .map_err(HostSetupError::io(format!("chmod {}", f.path)))?;
         }
         mkdir_p("/run/containerd")?;
         // The bundle.
@@ -292,18 +274,20 @@ impl Host {
         mkdir_p(&format!("{}/rootfs", config.bundle))?;
         let spec = serde_json::to_string_pretty(&config.spec).unwrap_or_default();
         std::fs::write(format!("{}/config.json", config.bundle), spec)
-            .map_err(|e| format!("writing config.json: {e}"))?;
-        let fifo = cstr(&format!("{}/log", config.bundle));
-        if unsafe { libc::mkfifo(fifo.as_ptr(), 0o700) } != 0 {
-            return Err(errno_str("mkfifo log"));
-        }
+            .map_err(HostSetupError::io("writing config.json"))?;
+        let fifo = format!("{}/log", config.bundle);
+        nix::unistd::mkfifo(
+            fifo.as_str(),
+            nix::sys::stat::Mode::from_bits_truncate(0o700),
+        )
+        .map_err(|e| HostSetupError::io("mkfifo log")(std::io::Error::from(e)))?;
         // Read-write: never EOF before the shim opens it, never blocks.
         let log = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(format!("{}/log", config.bundle))
-            .map_err(|e| format!("opening the log FIFO: {e}"))?;
+            .map_err(HostSetupError::io("opening the log FIFO"))?;
         Ok(Host { views, syslog, log })
     }
 }
@@ -317,12 +301,18 @@ struct Collector {
 }
 
 impl Collector {
-    fn start(host: &Host) -> Result<Collector, String> {
+    fn start(host: &Host) -> Result<Collector, HostSetupError> {
         let log = Arc::new(Mutex::new(Vec::new()));
         let syslog = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let log_f = host.log.try_clone().map_err(|e| e.to_string())?;
-        let sys = host.syslog.try_clone().map_err(|e| e.to_string())?;
+        let log_f = host
+            .log
+            .try_clone()
+            .map_err(HostSetupError::io("cloning the log FIFO"))?;
+        let sys = host
+            .syslog
+            .try_clone()
+            .map_err(HostSetupError::io("cloning /dev/log"))?;
         let (l, s, st) = (Arc::clone(&log), Arc::clone(&syslog), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
@@ -340,8 +330,12 @@ impl Collector {
                         revents: 0,
                     },
                 ];
+                // SAFETY: `pfds` is a live array of two pollfds; the fds are ours (held open
+                // by `log_f` and `sys` for the whole loop).
                 unsafe { libc::poll(pfds.as_mut_ptr(), 2, if last { 0 } else { 5 }) };
                 loop {
+                    // SAFETY: reads into `buf`, a live buffer of `buf.len()` bytes, from an fd
+                    // `log_f` holds open.
                     let n = unsafe {
                         libc::read(log_f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
                     };
@@ -388,6 +382,7 @@ fn wait_timeout(pid: libc::pid_t, timeout: Duration) -> Option<i32> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut st = 0;
+        // SAFETY: waitpid writes the status into `st`, a live i32.
         let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
         if r == pid {
             return Some(st);
@@ -455,11 +450,8 @@ fn bootstrap(config: &ClientConfig, ev: &mut ShimEvent, timeout: Duration) -> Op
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped());
     if config.channel_to_shim {
-        cmd.env("CGREPRO_CHANNEL_FD", SHIM_CHANNEL_FD.to_string());
-        let chan = std::env::var("CGREPRO_CHANNEL_FD")
-            .ok()
-            .and_then(|v| v.parse::<RawFd>().ok());
-        if let Some(fd) = chan {
+        cmd.env(CHANNEL_FD_ENV, SHIM_CHANNEL_FD.to_string());
+        if let Some(fd) = channel().fd() {
             // SAFETY: dup2 is async-signal-safe; the new fd has no CLOEXEC.
             unsafe {
                 cmd.pre_exec(move || {
@@ -496,6 +488,7 @@ fn bootstrap(config: &ClientConfig, ev: &mut ShimEvent, timeout: Duration) -> Op
     loop {
         if status.is_none() {
             let mut st = 0;
+            // SAFETY: waitpid writes the status into `st`, a live i32.
             if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid {
                 status = Some(st);
                 exited = Some(Instant::now());
@@ -508,7 +501,10 @@ fn bootstrap(config: &ClientConfig, ev: &mut ShimEvent, timeout: Duration) -> Op
             break;
         }
         if status.is_none() && now >= deadline {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = wait_timeout(pid, Duration::from_secs(1));
             ev.teardown.push(format!(
                 "start did not finish within {}: killed",
@@ -524,12 +520,15 @@ fn bootstrap(config: &ClientConfig, ev: &mut ShimEvent, timeout: Duration) -> Op
                 revents: 0,
             })
             .collect();
+        // SAFETY: `pfds` is a live vector of pollfds on fds `out` and `err` hold open.
         unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as _, 1) };
         for p in &pfds {
             if p.revents == 0 {
                 continue;
             }
             let i = if p.fd == fds[0] { 0 } else { 1 };
+            // SAFETY: reads into `chunk`, a live buffer of `chunk.len()` bytes, from an fd
+            // `out` or `err` holds open.
             let n = unsafe { libc::read(p.fd, chunk.as_mut_ptr().cast(), chunk.len()) };
             if n <= 0 {
                 open[i] = false;
@@ -559,7 +558,7 @@ fn bootstrap(config: &ClientConfig, ev: &mut ShimEvent, timeout: Duration) -> Op
     // the task's creation there (the daemon is left to teardown).
     match task_api::parse(&ev.bootstrap_stdout) {
         Ok(b) => ev.task_api = Some(b),
-        Err(e) => ev.client = Some(e),
+        Err(e) => ev.client = Some(e.to_string()),
     }
     Some(pid)
 }
@@ -616,7 +615,7 @@ fn calls(
     let mut alive = client.is_some();
     if let Some(task) = &client {
         for op in &config.ops {
-            chan.send(&json!({ "event": "op_start", "op": op }));
+            chan.emit(&Event::op_start(op));
             let t = Instant::now();
             let mut r = call(task, op, config, timeout);
             ev.phase(op, t);
@@ -626,16 +625,10 @@ fn calls(
                 r = Ok(None);
             }
             match r {
-                Ok(value) => {
-                    let mut e = json!({ "event": "op", "op": op, "status": "ok" });
-                    if let Some(v) = value {
-                        e["value"] = v;
-                    }
-                    chan.send(&e);
-                }
+                Ok(value) => chan.emit(&Event::op_ok(op, value)),
                 Err(e) => {
                     let w = wording(&e);
-                    chan.send(&json!({ "event": "op", "op": op, "status": "error", "error": w }));
+                    chan.emit(&Event::op_error(op, &w));
                     alive = w != "ttrpc: closed";
                     ev.client = Some(w);
                     break;
@@ -673,10 +666,10 @@ fn kill_daemon(ev: &mut ShimEvent, daemon: i32, grace: Duration) {
         ev.killed_at_teardown = true;
         ev.teardown
             .push("still running after the grace period: SIGKILL".into());
-        unsafe {
-            libc::kill(-daemon, libc::SIGKILL);
-            libc::kill(daemon, libc::SIGKILL);
-        }
+        use nix::sys::signal::{kill, killpg, Signal};
+        use nix::unistd::Pid;
+        let _ = killpg(Pid::from_raw(daemon), Signal::SIGKILL);
+        let _ = kill(Pid::from_raw(daemon), Signal::SIGKILL);
         status = wait_timeout(daemon, Duration::from_secs(2));
     }
     ev.daemon_status = status;
@@ -752,10 +745,14 @@ fn call(
 fn teardown_everything(ev: &mut ShimEvent) {
     // Reap what already exited (e.g. a crashed daemon's children).
     let mut leftovers = 0;
-    unsafe { libc::kill(-1, libc::SIGKILL) };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(-1),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let mut st = 0;
+        // SAFETY: waitpid writes the status into `st`, a live i32.
         let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
         if r > 0 {
             if libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL {
