@@ -10,26 +10,18 @@
 //! real cgroups): `cargo test -p cgrepro --test fidelity -- --ignored --nocapture`.
 //! Figures go to BENCHMARKS.md. `CGREPRO_BENCH_N`: cases per strategy (default 100).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cgrepro::engine::Engine;
-use cgrepro::sandbox::cgroupfs::CgroupfsKind;
+use cgrepro::evidence::CgroupfsKind;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let Some((root, engine)) = support::bench_engine() else {
         return;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("repo root");
-    let engine = Engine::new(&root).expect("engine");
-    engine.build_drivers().expect("drivers build");
-    let n: usize = std::env::var("CGREPRO_BENCH_N")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100);
+    };
+    let n = support::env_count("CGREPRO_BENCH_N", 100);
 
     let ops = engine
         .load(&root.join("fixtures/bench/cgroupfs-ops.toml"))

@@ -23,6 +23,9 @@ use cgrepro::engine::Engine;
 use cgrepro::outcome::Class;
 use cgrepro::{pool, subject};
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 fn stats(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
     v.sort();
     let mean = v.iter().sum::<Duration>() / v.len() as u32;
@@ -30,22 +33,12 @@ fn stats(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` lists benches; nothing to list here.
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("repo root");
-    // Ctrl-C: running cases are killed, the assertion below fails, and unwinding drops the
-    // engine, which removes the session directory.
-    let _ = cgrepro::sandbox::interrupt::install();
-    let engine = Engine::new(&root).expect("engine");
-    engine.build_drivers().expect("drivers build");
-    let n: usize = std::env::var("CGREPRO_BENCH_N")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+    // `cargo test --benches` lists benches: nothing to list here. Ctrl-C: running cases
+    // are killed, the assertion below fails, and unwinding removes the session directory.
+    let Some((root, engine)) = support::bench_engine() else {
+        return;
+    };
+    let n = support::env_count("CGREPRO_BENCH_N", 300);
     let strategy = engine
         .session()
         .map(|s| format!("{:?}", s.strategy()))
@@ -191,7 +184,10 @@ fn systemd_unused(engine: &Engine, n: usize) {
             Path::new("/tmp")
         })
         .expect("tempdir");
-    let owner = unsafe { (libc::geteuid(), libc::getegid()) };
+    let owner = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     // Worked out once per host, as the session does.
     let layout = Layout::of(&host, &engine.hosts);

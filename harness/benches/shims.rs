@@ -7,11 +7,12 @@
 //! containerd part) and of the fixture shim. Without a real shim, its rows are skipped
 //! with the reason. Environment: `CGREPRO_BENCH_N` (runs per cell, default 30).
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cgrepro::engine::Engine;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use cgrepro::outcome::Class;
 use cgrepro::pool;
 use cgrepro::scenario::Case;
@@ -34,20 +35,10 @@ fn crash_cell(cases: &[Case]) -> &Case {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let Some((root, engine)) = support::bench_engine() else {
         return;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("repo root");
-    let _ = cgrepro::sandbox::interrupt::install();
-    let engine = Engine::new(&root).expect("engine");
-    engine.build_drivers().expect("drivers build");
-    let n: usize = std::env::var("CGREPRO_BENCH_N")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+    };
+    let n = support::env_count("CGREPRO_BENCH_N", 30);
     println!(
         "cgrepro shim benchmark ({} CPUs), {n} runs per cell",
         std::thread::available_parallelism().map_or(0, |n| n.get())

@@ -6,15 +6,11 @@
 //! nextest — and are never counted as passed; asked to run them anyway, they fail with
 //! the reason.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
+mod support;
+
+use support::root;
 
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -104,7 +100,7 @@ fn cases_that_cannot_run_are_ignored_when_listed() {
     // What `cgrepro list` says cannot run is exactly what libtest lists as ignored.
     let ignored = scenarios_list(&["--ignored"]);
     assert_eq!(ignored.iter().collect::<Vec<_>>(), cannot);
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         // As root here, only the real-shim cases cannot run (no Kata shim in the shim dir).
         assert!(!cannot.is_empty());
         for (n, why) in listed.iter().filter(|(_, w)| w.is_some()) {

@@ -8,18 +8,15 @@
 //! expectation reaches JSON and JUnit with its own `[[expect]]` line.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
+mod support;
+
+use support::root;
 
 fn cgrepro(root: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cgrepro"));
@@ -284,7 +281,11 @@ fn an_interrupted_run_lists_killed_and_never_started_cases_apart() {
     out.read_line(&mut first).unwrap();
     // The second case is running now.
     std::thread::sleep(Duration::from_millis(100));
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
     let status = child.wait().unwrap();
@@ -420,7 +421,7 @@ fn the_html_page_renders_in_a_real_browser() {
 #[test]
 fn a_non_root_user_runs_cases_or_fails_loudly() {
     use std::os::unix::fs::PermissionsExt;
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         eprintln!("not root: this test drops to nobody from root; nothing checked");
         return;
     }

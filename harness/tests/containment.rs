@@ -21,25 +21,50 @@ use std::time::{Duration, Instant};
 use cgrepro::engine::Engine;
 use cgrepro::outcome::Class;
 use cgrepro::sandbox::Strategy;
-use rstest::rstest;
 
 /// The tests compare machine-wide state (fixture processes, host cgroups, mounts): they
 /// must not overlap, or one sees the other's running case as a survivor.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
+mod support;
 
-/// Why these tests cannot run here, if they cannot.
-fn unsupported() -> Option<String> {
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("containment tests need root (they check the real host hierarchies)".into());
-    }
-    None
+use support::{need_root, root, Suite};
+
+fn main() {
+    let need = || need_root("the containment tests check the real host hierarchies");
+    let mut suite = Suite::new();
+    suite
+        .test_needing(
+            "hostile_root_target_cannot_touch_the_host::root_strategy",
+            need(),
+            || hostile_root_target_cannot_touch_the_host(Strategy::Root),
+        )
+        .test_needing(
+            "hostile_root_target_cannot_touch_the_host::user_namespace_strategy",
+            need(),
+            || hostile_root_target_cannot_touch_the_host(Strategy::UserNs),
+        )
+        .test_needing(
+            "ctrl_c_in_the_middle_of_a_run_kills_the_case_and_cleans_up",
+            need(),
+            ctrl_c_in_the_middle_of_a_run_kills_the_case_and_cleans_up,
+        )
+        .test_needing(
+            "a_killed_runs_session_dir_is_removed_by_the_next_run",
+            need(),
+            a_killed_runs_session_dir_is_removed_by_the_next_run,
+        )
+        .test_needing(
+            "targets_built_under_tmp_still_run",
+            need(),
+            targets_built_under_tmp_still_run,
+        )
+        .test_needing(
+            "writable_directories_are_private_to_the_case",
+            need(),
+            writable_directories_are_private_to_the_case,
+        );
+    suite.run()
 }
 
 /// What the machine's real cgroup hierarchies look like: every directory of every
@@ -234,15 +259,8 @@ fn host_listing(root: &Path) -> String {
     out
 }
 
-#[rstest]
-#[case::root_strategy(Strategy::Root)]
-#[case::user_namespace_strategy(Strategy::UserNs)]
-fn hostile_root_target_cannot_touch_the_host(#[case] strategy: Strategy) {
+fn hostile_root_target_cannot_touch_the_host(strategy: Strategy) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(why) = unsupported() {
-        eprintln!("ignored: {why}");
-        return;
-    }
     let root = root();
     let world_writable = WorldWritable::make(&root);
     let listing = host_listing(&root);
@@ -360,13 +378,8 @@ fn run_until_the_hang_case_runs(
     (child, start)
 }
 
-#[test]
 fn ctrl_c_in_the_middle_of_a_run_kills_the_case_and_cleans_up() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(why) = unsupported() {
-        eprintln!("ignored: {why}");
-        return;
-    }
     let root = root();
     let tmp = tempfile::tempdir().unwrap();
     let before = host_fingerprint();
@@ -376,7 +389,11 @@ fn ctrl_c_in_the_middle_of_a_run_kills_the_case_and_cleans_up() {
         1,
         "a running case has its session dir"
     );
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
@@ -414,20 +431,15 @@ fn ctrl_c_in_the_middle_of_a_run_kills_the_case_and_cleans_up() {
 
 /// A `cgrepro` killed with SIGKILL cannot clean up: its session directory stays. The next
 /// run removes it, and says so; a session directory of a live run is left alone.
-#[test]
 fn a_killed_runs_session_dir_is_removed_by_the_next_run() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(why) = unsupported() {
-        eprintln!("ignored: {why}");
-        return;
-    }
     let root = root();
     let tmp = tempfile::tempdir().unwrap();
     let cgrepro = |args: &[&str]| cgrepro_in(&root, tmp.path(), args);
     let (mut child, start) = run_until_the_hang_case_runs(&root, tmp.path(), Stdio::null());
     let stale = session_dirs(tmp.path());
     assert_eq!(stale.len(), 1, "a running case has its session dir");
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.kill().unwrap();
     child.wait().unwrap();
     // The case dies with its parent (parent-death signal); its directory does not.
     while fixture_processes()
@@ -466,12 +478,7 @@ fn a_killed_runs_session_dir_is_removed_by_the_next_run() {
 
 /// A checkout under /tmp (as a CI runner's may be): the sandbox makes /tmp private, yet the
 /// target's binaries there still run — their directory is bound back, read-only.
-#[test]
 fn targets_built_under_tmp_still_run() {
-    if let Some(why) = unsupported() {
-        eprintln!("ignored: {why}");
-        return;
-    }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = root();
     let mut engine = Engine::new(&root).unwrap();
@@ -502,12 +509,7 @@ fn targets_built_under_tmp_still_run() {
 
 /// `[host] writable` directories are the case's own: the target writes them, the machine
 /// never sees them (one that did not exist is made in a copy-on-write layer).
-#[test]
 fn writable_directories_are_private_to_the_case() {
-    if let Some(why) = unsupported() {
-        eprintln!("ignored: {why}");
-        return;
-    }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = root();
     let missing = Path::new("/var/lib/cgrepro-writable");

@@ -12,7 +12,7 @@
 //! * afterwards the helper is killed and every group created is removed, deepest first; a
 //!   group that cannot be removed fails the test loudly, naming it.
 //!
-//! Run: `cargo test -p cgrepro --test fidelity -- --ignored --nocapture` (as root, on a
+//! Run: `cargo test -p cgrepro --test fidelity -- --nocapture` (as root, on a
 //! machine with cgroup v1 hierarchies mounted under /sys/fs/cgroup). Prints the agreement
 //! per op and the figure.
 
@@ -24,8 +24,21 @@ use cgrepro::host::{CgroupMode, HostData, HostSpec};
 use cgrepro::sandbox::cgroupfs::corpus::{fill, on_model, Corpus};
 use cgrepro::sandbox::cgroupfs::{errno_name, Model, Pids};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+mod support;
+
+use support::{available_only, need_root, root, Suite};
+
+fn main() {
+    let mut suite = Suite::new();
+    suite
+        .test("corpus_has_at_least_100_ops", corpus_has_at_least_100_ops)
+        .test_needing(
+            "model_agrees_with_the_real_kernel",
+            need_root("creates groups in the real cgroup hierarchies")
+                .and_then(|()| available_only(v1_hierarchies())),
+            model_agrees_with_the_real_kernel,
+        );
+    suite.run()
 }
 
 fn load_corpus() -> Vec<Corpus> {
@@ -45,7 +58,6 @@ fn load_corpus() -> Vec<Corpus> {
         .collect()
 }
 
-#[test]
 fn corpus_has_at_least_100_ops() {
     let n: usize = load_corpus().iter().map(|c| c.op.len()).sum();
     assert!(n >= 100, "{n} ops");
@@ -97,15 +109,12 @@ fn own_groups() -> BTreeMap<String, String> {
     out
 }
 
-fn why_not_here() -> Option<String> {
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (creates groups in the real cgroup hierarchies)".into());
-    }
+fn v1_hierarchies() -> Result<(), String> {
     let h = real_hierarchies();
     if !h.contains_key("memory") || !h.contains_key("cpuset") {
-        return Some("needs cgroup v1 hierarchies (memory, cpuset) mounted".into());
+        return Err("needs cgroup v1 hierarchies (memory, cpuset) mounted".into());
     }
-    None
+    Ok(())
 }
 
 fn errno() -> i32 {
@@ -140,6 +149,7 @@ impl Real {
         };
         match op {
             "mkdir" => {
+                // SAFETY: `c` is a NUL-terminated path that outlives the call (checked by `guard`).
                 let r = unsafe { libc::mkdir(c.as_ptr(), 0o755) };
                 if r == 0 {
                     self.created.push(path.to_owned());
@@ -147,21 +157,26 @@ impl Real {
                 res(r)
             }
             "rmdir" => {
+                // SAFETY: as for mkdir.
                 let r = unsafe { libc::rmdir(c.as_ptr()) };
                 if r == 0 {
                     self.created.retain(|p| p != path);
                 }
                 res(r)
             }
+            // SAFETY: as for mkdir.
             "unlink" => res(unsafe { libc::unlink(c.as_ptr()) }),
             "read" => {
+                // SAFETY: as for mkdir; the fd is closed below.
                 let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
                 if fd < 0 {
                     return format!("open {}", errno_name(errno()));
                 }
                 let mut buf = vec![0u8; 65536];
+                // SAFETY: reads into `buf`, live and `buf.len()` bytes long, from our open fd.
                 let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
                 let e = errno();
+                // SAFETY: closes the fd opened above, used by nothing else.
                 unsafe { libc::close(fd) };
                 if n < 0 {
                     return errno_name(e);
@@ -181,12 +196,15 @@ impl Real {
                 } else {
                     libc::O_WRONLY
                 } | libc::O_CLOEXEC;
+                // SAFETY: as for mkdir; the fd is closed below.
                 let fd = unsafe { libc::open(c.as_ptr(), flags, 0o666) };
                 if fd < 0 {
                     return format!("open {}", errno_name(errno()));
                 }
+                // SAFETY: writes `value`, live and `value.len()` bytes long, to our open fd.
                 let n = unsafe { libc::write(fd, value.as_ptr().cast(), value.len()) };
                 let e = errno();
+                // SAFETY: closes the fd opened above, used by nothing else.
                 unsafe { libc::close(fd) };
                 if n < 0 {
                     errno_name(e)
@@ -208,6 +226,7 @@ impl Real {
             let c = CString::new(p.as_os_str().as_encoded_bytes()).expect("path");
             let mut ok = false;
             for _ in 0..50 {
+                // SAFETY: `c` is a NUL-terminated path that outlives the call.
                 if unsafe { libc::rmdir(c.as_ptr()) } == 0 || errno() == libc::ENOENT {
                     ok = true;
                     break;
@@ -232,8 +251,11 @@ impl Pids for OnePid {
 /// The model as this machine's host: its kernel release, hybrid, name=systemd mounted
 /// (systemd), swap accounting as the memory hierarchy shows it, RT group scheduling.
 fn model_for_this_machine(data: &HostData, helper: u32) -> Model {
+    // SAFETY: utsname is plain old data (arrays of c_char): all zeroes is a valid value.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills `uts`, a live utsname.
     unsafe { libc::uname(&mut uts) };
+    // SAFETY: uname NUL-terminates `release` (zeroed before, so even a failed call does).
     let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) }
         .to_string_lossy()
         .into_owned();
@@ -265,14 +287,9 @@ fn model_dir(m: &Model, key: &str) -> String {
     panic!("the model has no hierarchy `{key}`");
 }
 
-/// Runs where it can (root, real v1 hierarchies mounted); says why it is skipped elsewhere.
-/// It touches the real hierarchies only inside its throwaway child groups.
-#[test]
+/// Runs where it can (root, real v1 hierarchies mounted); ignored with the reason
+/// elsewhere. It touches the real hierarchies only inside its throwaway child groups.
 fn model_agrees_with_the_real_kernel() {
-    if let Some(why) = why_not_here() {
-        eprintln!("fidelity check skipped: {why}");
-        return;
-    }
     let data = HostData::load(&root().join("fixtures")).expect("host data");
     let hier = real_hierarchies();
     let own = own_groups();
@@ -291,6 +308,7 @@ fn model_agrees_with_the_real_kernel() {
     let (results, leftovers) = std::thread::scope(|s| {
         s.spawn(|| {
             assert_eq!(
+                // SAFETY: unshare touches no memory; this thread alone gets the new namespace.
                 unsafe { libc::unshare(libc::CLONE_NEWCGROUP) },
                 0,
                 "unshare(CLONE_NEWCGROUP)"

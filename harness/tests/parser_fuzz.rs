@@ -16,17 +16,14 @@
 // ScenarioError is large by design (it carries the source line); as in `scenario`.
 #![allow(clippy::result_large_err)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cgrepro::engine::Engine;
 use cgrepro::scenario;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
+mod support;
+
+use support::root;
 
 fn seeds(root: &Path) -> Vec<String> {
     let mut files = scenario::discover(&root.join("scenarios"));

@@ -109,7 +109,7 @@ fn not_here(engine: &Engine, run: &Path) -> Option<String> {
 
 /// Why the suite cannot run on this machine's real kernel, if it cannot.
 fn real_not_here() -> Option<String> {
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return Some("the real-kernel run needs root (it creates throwaway cgroups)".into());
     }
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

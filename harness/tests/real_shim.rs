@@ -13,7 +13,7 @@
 //! root, each test is reported ignored, with the reason.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cgrepro::engine::Engine;
 use cgrepro::outcome::Class;
@@ -22,15 +22,12 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 const RELEASE: &str = "3.13.0";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
+mod support;
+
+use support::root;
 
 fn unsupported(engine: &Engine) -> Option<String> {
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return Some("checks the machine's own /run and mount table: needs root".into());
     }
     let bin = cgrepro::subject::shim::release_binary(&engine.drivers.kata_shim_dir, RELEASE);

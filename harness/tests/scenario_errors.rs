@@ -2,17 +2,14 @@
 //! hint — never a panic, never a silent pass. Each file in `fixtures/bad-scenarios/` is
 //! one mistake a user makes; its rendered error is snapshotted.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cgrepro::engine::Engine;
 use rstest::rstest;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
+mod support;
+
+use support::root;
 
 #[rstest]
 fn malformed_scenarios_get_located_errors(
@@ -30,7 +27,28 @@ fn malformed_scenarios_get_located_errors(
     };
     let rendered = err.to_string().replace(&format!("{}/", root.display()), "");
     let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-    assert!(err.line >= 1 && err.col >= 1);
+    // Each case file says where its error is (its last line), as ui_test's cases do.
+    let src = std::fs::read_to_string(&path).unwrap();
+    let declared = src
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("# This file is a test case: its error is at "))
+        .and_then(|r| r.strip_suffix(" (line:column)."))
+        .and_then(|p| p.split_once(':'))
+        .map(|(l, c)| (l.parse::<usize>().unwrap(), c.parse::<usize>().unwrap()))
+        .unwrap_or_else(|| {
+            panic!(
+                "{} does not say where its error is: end it with \
+                 `# This file is a test case: its error is at LINE:COL (line:column).`",
+                path.display()
+            )
+        });
+    assert_eq!(
+        (err.line, err.col),
+        declared,
+        "{}: the error is not where the file says\n{rendered}",
+        path.display()
+    );
     assert!(
         rendered.contains(&format!(
             "fixtures/bad-scenarios/{stem}.toml:{}:{}",
@@ -74,7 +92,7 @@ fn each_failing_expectation_cites_its_own_block() {
     let outcome = cgrepro::outcome::Outcome::Killed {
         signal: "SIGKILL".into(),
     };
-    let failures = cgrepro::report::check_expectations(case, &outcome, None, "");
+    let failures = cgrepro::report::check_expectations(&case.expect, &outcome, None, "");
     assert_eq!(failures.len(), 3, "{failures:?}");
     for (f, l) in failures.iter().zip(&lines) {
         assert!(f.ends_with(&format!(":{l}")), "{f}");

@@ -175,6 +175,17 @@ fn main() {
             })
         });
     }
+    // Cases selected (by the filters) that will run, and those that cannot run here.
+    let selected = trials.iter().filter(|t| !args.is_filtered_out(t));
+    let (will_run, cannot_run) = selected.fold((0usize, 0usize), |(r, c), t| {
+        if !args.is_ignored(t) {
+            (r + 1, c)
+        } else if reasons.contains_key(t.name()) {
+            (r, c + 1)
+        } else {
+            (r, c)
+        }
+    });
     if !args.list {
         // Say loudly which selected cases will not run, and why (libtest only says "ignored").
         let mut why: std::collections::BTreeMap<&str, usize> = Default::default();
@@ -190,6 +201,19 @@ fn main() {
         }
     }
     let conclusion = libtest_mimic::run(&args, trials);
+    // A run in which every selected case was ignored proved nothing: red, not green
+    // (README, "Running the scenarios"). A filter that selects no case (`cargo test
+    // some_unit_test` reaches this binary too) is not that.
+    let nothing_ran = !args.list && will_run == 0 && cannot_run > 0;
+    if nothing_ran && std::env::var_os("CGREPRO_ALLOW_IGNORED").is_none_or(|v| v.is_empty()) {
+        eprintln!(
+            "error: all {cannot_run} selected scenario case(s) were ignored: this machine cannot \
+             run them (reasons above). Run as root (or where user namespaces work), or set \
+             CGREPRO_ALLOW_IGNORED=1 to accept a run that proves nothing."
+        );
+        drop(engine);
+        std::process::exit(1);
+    }
     drop(engine);
     if interrupt::interrupted() {
         eprintln!("interrupted: running cases were killed");

@@ -511,3 +511,6 @@ mod short_tests {
         assert_eq!(short("odd &{ never closed"), "odd &{ never closed");
     }
 }
+
+#[cfg(test)]
+mod tests;
