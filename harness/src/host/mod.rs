@@ -8,12 +8,10 @@
 //! /proc/cgroups, osrelease, version). Content faults from the scenario are applied at
 //! materialization, so they are part of the host's identity ([`Host::key`]).
 //!
-//! INTERFACE CONTRACT (used by scenario/, sandbox/, report/): keep these names and
-//! signatures; add fields freely.
-//!
 //! Submodules: [`version`] (kernel releases), [`data`] (the fixture files), `resolve`
 //! (spec -> host), [`tree`] (hierarchies, groups, interface files -> [`Plan`]), `procfs`
-//! (/proc views), `faults` (content faults on a plan), `materialize` (a plan on disk).
+//! (/proc views), `sysfs` (the /sys entries a host shows), `faults` (content faults on a
+//! plan), `materialize` (a plan on disk).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

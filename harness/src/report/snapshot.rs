@@ -1,4 +1,5 @@
-//! Where a case's snapshot lives, and comparing with it outside of insta (the CLI).
+//! Where a case's snapshot lives, and comparing with it outside of insta's assertions
+//! (the CLI), through insta's own snapshot API.
 //!
 //! Snapshots are insta `.snap` files under `scenarios/snapshots/<group>/`, one per case,
 //! named by [`crate::scenario::Case::snapshot_name`]. Tests write and compare them through
@@ -6,6 +7,9 @@
 //! reads them.
 
 use std::path::{Path, PathBuf};
+
+use insta::internals::TextSnapshotContents;
+use insta::TextSnapshotKind;
 
 use crate::scenario::Case;
 
@@ -29,19 +33,22 @@ pub enum Comparison {
     Changed(String),
 }
 
-/// The content of a stored `.snap` file (after insta's `---` header).
-pub fn stored_content(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let body = text.strip_prefix("---\n")?;
-    let end = body.find("\n---\n")?;
-    Some(body[end + 5..].to_owned())
+/// The content of a stored `.snap` file, read by insta.
+pub fn stored(path: &Path) -> Option<TextSnapshotContents> {
+    let snap = insta::Snapshot::from_file(path).ok()?;
+    snap.contents().as_text().cloned()
 }
 
+/// Compare a rendered report with the case's stored snapshot, as insta compares them.
 pub fn compare(scenarios_root: &Path, case: &Case, rendered: &str) -> Comparison {
-    match stored_content(&file(scenarios_root, case)) {
-        None => Comparison::New,
-        Some(s) if s.trim_end() == rendered.trim_end() => Comparison::Same,
-        Some(s) => Comparison::Changed(s),
+    let Some(stored) = stored(&file(scenarios_root, case)) else {
+        return Comparison::New;
+    };
+    let new = TextSnapshotContents::new(rendered.to_owned(), TextSnapshotKind::File);
+    if stored.matches_latest(&new) {
+        Comparison::Same
+    } else {
+        Comparison::Changed(stored.to_string())
     }
 }
 

@@ -25,6 +25,7 @@ pub(crate) struct Reaper {
 fn reap(pid: libc::pid_t) {
     let mut st = 0;
     loop {
+        // SAFETY: waitpid writes the status into `st`, a live i32.
         let r = unsafe { libc::waitpid(pid, &mut st, 0) };
         if r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             break;

@@ -121,7 +121,7 @@ mod tests {
             .unwrap();
         let pid = child.id();
         assert!(start_time(pid).is_some());
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        child.kill().unwrap();
         // Not reaped yet: a zombie, which owns nothing any more.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while start_time(pid).is_some() {
