@@ -39,6 +39,154 @@ pub struct Args {
     /// Seconds before a boot is abandoned.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// Run this program in each kernel × mode instead of op sequences (its directory goes
+    /// along, with the libraries it loads): e.g. the peer suite's runner,
+    /// target/peer-suite/cgroups-rs-0.3.4/run. Prints its libtest verdicts as a
+    /// `[lane."<series>-<mode>"]` table for fixtures/peer/.
+    #[arg(long)]
+    pub command: Option<PathBuf>,
+    /// Replay fixtures/kernels/disagreements/ of each kernel × mode on the kernel and
+    /// check it still answers what each records.
+    #[arg(long)]
+    pub check_fixtures: bool,
+}
+
+/// `--check-fixtures`.
+fn check_fixtures(
+    root: &Path,
+    data: &HostData,
+    a: &Args,
+    modes: &[crate::host::CgroupMode],
+    work: &Path,
+) -> i32 {
+    let cache = kernels::cache_dir();
+    let mut failed = false;
+    for series in &a.kernels {
+        let kernel = match kernels::find(&cache, series) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        for &mode in modes {
+            let m = mode_name(mode);
+            let dir = work.join(format!("{series}-{m}-fixtures"));
+            match differential::check_fixtures(
+                root,
+                data,
+                &kernel,
+                mode,
+                &dir,
+                Duration::from_secs(a.timeout),
+            ) {
+                Ok((release, checks)) => {
+                    let held = checks.iter().filter(|c| c.holds()).count();
+                    println!(
+                        "{series} {m} ({release}): {held}/{} fixtures get the kernel result they record",
+                        checks.len()
+                    );
+                    for c in &checks {
+                        let name = c.path.file_name().unwrap_or_default().to_string_lossy();
+                        if c.holds() {
+                            println!("  = {name}");
+                        } else {
+                            failed = true;
+                            println!(
+                                "  ≠ {name}: recorded {:?}, kernel now {:?}",
+                                c.recorded, c.kernel
+                            );
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {series} {m}: {e}");
+                    failed = true;
+                }
+            }
+        }
+    }
+    i32::from(failed)
+}
+
+/// `--command`: the program's output and libtest verdicts per kernel × mode.
+fn run_commands(
+    root: &Path,
+    data: &HostData,
+    a: &Args,
+    program: &Path,
+    modes: &[crate::host::CgroupMode],
+    work: &Path,
+) -> i32 {
+    let cache = kernels::cache_dir();
+    let mut failed = false;
+    for series in &a.kernels {
+        let kernel = match kernels::find(&cache, series) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        for &mode in modes {
+            let m = mode_name(mode);
+            eprintln!(
+                "== {series} ({}) {m}: booting with {}",
+                kernel.release,
+                program.display()
+            );
+            let dir = work.join(format!("{series}-{m}-command"));
+            let r = match differential::run_command(
+                root,
+                data,
+                &kernel,
+                mode,
+                program,
+                &dir,
+                Duration::from_secs(a.timeout),
+            ) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {series} {m}: {e}");
+                    failed = true;
+                    continue;
+                }
+            };
+            let _ = std::fs::write(dir.join("stdout.txt"), &r.out.stdout);
+            let _ = std::fs::write(dir.join("stderr.txt"), &r.out.stderr);
+            let verdicts = crate::report::libtest::verdicts(&r.out.stdout);
+            eprintln!(
+                "{series} {m} ({}): exit {}{}, {} verdicts, boot {:.1} s, VM total {:.1} s, prologue {}; output in {}",
+                r.release,
+                r.out.status,
+                if r.out.timed_out { " (timed out)" } else { "" },
+                verdicts.len(),
+                r.boot_time.as_secs_f64(),
+                r.vm_total.as_secs_f64(),
+                if r.prologue_agrees { "agrees" } else { "DIFFERS" },
+                dir.display()
+            );
+            if verdicts.is_empty() {
+                eprintln!("{}", r.out.stdout);
+                eprintln!("{}", r.out.stderr);
+                failed = true;
+                continue;
+            }
+            println!("[lane.\"{series}-{m}\"]");
+            println!(
+                "source = \"{} under QEMU (TCG), cgroup {m}: cgrepro real-kernel --kernel {series} --mode {m} --command {}\"",
+                r.release,
+                program.display()
+            );
+            println!("release = \"{}\"", r.release);
+            println!("\n[lane.\"{series}-{m}\".verdicts]");
+            for (t, v) in &verdicts {
+                println!("\"{t}\" = \"{v}\"");
+            }
+            println!();
+        }
+    }
+    i32::from(failed)
 }
 
 pub fn run(root: &Path, a: Args) -> i32 {
@@ -63,6 +211,12 @@ pub fn run(root: &Path, a: Args) -> i32 {
     let work = a.work.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("cgrepro-lane-{}", std::process::id()))
     });
+    if a.check_fixtures {
+        return check_fixtures(root, &data, &a, &modes, &work);
+    }
+    if let Some(program) = &a.command {
+        return run_commands(root, &data, &a, program, &modes, &work);
+    }
     let mut rows = Vec::new();
     let mut failed = false;
     for series in &a.kernels {

@@ -183,9 +183,9 @@ pub const RULES: &[(&str, Parse)] = &[
 /// The parser for a file name.
 /// kernel/sched/core.c, sched_prio_to_weight: the load weight of nice -20 … 19.
 const PRIO_TO_WEIGHT: [u64; 40] = [
-    88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916, 9548, 7620, 6100,
-    4904, 3906, 3121, 2501, 1991, 1586, 1277, 1024, 820, 655, 526, 423, 335, 272, 215, 172,
-    137, 110, 87, 70, 56, 45, 36, 29, 23, 18, 15,
+    88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916, 9548, 7620, 6100, 4904,
+    3906, 3121, 2501, 1991, 1586, 1277, 1024, 820, 655, 526, 423, 335, 272, 215, 172, 137, 110, 87,
+    70, 56, 45, 36, 29, 23, 18, 15,
 ];
 
 /// The shares of an idle task group (WEIGHT_IDLEPRIO).
@@ -581,7 +581,10 @@ mod tests {
         assert_eq!(nice_from_shares(WEIGHT_IDLEPRIO), 19);
         // Weights round-trip; nice values map through the weight table.
         assert_eq!(cgroup_weight_from_shares(shares_from_cgroup_weight(1)), 1);
-        assert_eq!(cgroup_weight_from_shares(shares_from_cgroup_weight(10_000)), 10_000);
+        assert_eq!(
+            cgroup_weight_from_shares(shares_from_cgroup_weight(10_000)),
+            10_000
+        );
         assert_eq!(nice_from_shares(shares_from_nice(-20)), -20);
         assert_eq!(nice_from_shares(shares_from_nice(5)), 5);
         assert_eq!(cgroup_weight_from_shares(shares_from_nice(19)), 1);
