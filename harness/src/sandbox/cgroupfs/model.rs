@@ -1478,13 +1478,17 @@ impl Model {
         }
         // An exited task not yet reaped is still found by its pid, passes the checks
         // and is skipped by the migration (cgroup_migrate_add_task: PF_EXITING).
-        if !self.pids.exists(pid) || src == g {
+        if !self.pids.exists(pid) {
             return Ok(());
         }
-        self.charge_pids_peak(g, 1);
+        // A move to the group the task is in (its root, when the model has not seen it
+        // yet) charges nothing and keeps its place in the list.
+        if src != g {
+            self.charge_pids_peak(g, 1);
+            self.arrivals += 1;
+            self.arrival.insert((h, pid), self.arrivals);
+        }
         self.member.insert((h, pid), g);
-        self.arrivals += 1;
-        self.arrival.insert((h, pid), self.arrivals);
         Ok(())
     }
 
