@@ -1459,7 +1459,8 @@ impl Model {
             if !self.is_valid_domain(self.domain_of(g)) {
                 return Err(EOPNOTSUPP);
             }
-            if !(self.can_be_thread_root(g) || grp.threaded) && !grp.subtree.is_empty() {
+            let takes_any = self.can_be_thread_root(g) || grp.threaded;
+            if !takes_any && !grp.subtree.is_empty() {
                 return Err(EBUSY);
             }
             // A thread cannot leave its threaded domain.
