@@ -151,15 +151,13 @@ pub struct Boot {
 }
 
 /// The static `/init`: `target/x86_64-unknown-linux-gnu/<profile>/cgrepro-lane-init`,
-/// built with cargo when absent.
+/// brought up to date with cargo (a no-op build when it is): a stale `/init` would not
+/// know what the harness asks of it.
 pub fn payload(root: &Path) -> Result<PathBuf, LaneError> {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let bin = target_dir.join("x86_64-unknown-linux-gnu/debug/cgrepro-lane-init");
-    if bin.is_file() && std::env::var_os("CGREPRO_LANE_REBUILD").is_none() {
-        return Ok(bin);
-    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(root)

@@ -10,6 +10,8 @@ use libc::{EINVAL, ERANGE};
 
 /// Page size of the simulated machine.
 pub const PAGE: u64 = 4096;
+/// `PAGE_COUNTER_MAX` (64-bit): LONG_MAX / PAGE_SIZE pages.
+const PAGE_COUNTER_MAX: u64 = i64::MAX as u64 / PAGE;
 /// v1 "unlimited" as the kernel prints it: `PAGE_COUNTER_MAX * PAGE_SIZE`.
 pub const V1_UNLIMITED: u64 = 9_223_372_036_854_771_712;
 /// CPUs and memory nodes of the simulated machine (like the captures: 0-1, node 0).
@@ -374,8 +376,13 @@ pub fn parse(p: Parse, v: &str) -> Result<Option<String>, i32> {
             if v == "max" {
                 return line("max".into());
             }
+            // page_counter_memparse: pages, at most PAGE_COUNTER_MAX, which reads `max`.
             let n = memparse(v).ok_or(EINVAL)?;
-            line((n / PAGE * PAGE).to_string())
+            let pages = (n / PAGE).min(PAGE_COUNTER_MAX);
+            if pages == PAGE_COUNTER_MAX {
+                return line("max".into());
+            }
+            line((pages * PAGE).to_string())
         }
         Parse::V1Bytes => {
             if v == "-1" {
