@@ -46,8 +46,8 @@ fn main() {
 
 /// A seeded sequence of ~120 ops on a real 6.1 kernel in v2 mode: the guest answers every
 /// op, the root's controllers are enabled as on the model, and the model agrees with the
-/// kernel on at least 90 % of the ops (the measured figures per kernel × mode, from the
-/// 2,000-op runs, are in BENCHMARKS.md).
+/// kernel on at least 98 % of the ops (the measured figures per kernel × mode, from the
+/// 2,000-op runs, are in BENCHMARKS.md: 100 % on the held-out seed).
 fn the_model_is_judged_against_a_real_6_1_kernel_booted_under_qemu() {
     let data = HostData::load(&root().join("fixtures")).expect("host data");
     let kernel = kernels::find(&kernels::cache_dir(), "6.1").expect("kernel");
@@ -96,7 +96,7 @@ fn the_model_is_judged_against_a_real_6_1_kernel_booted_under_qemu() {
         o.boot_time.as_secs_f64()
     );
     assert!(
-        o.percent() >= 90.0,
+        o.percent() >= 98.0,
         "agreement {:.1} %:\n{report}",
         o.percent()
     );

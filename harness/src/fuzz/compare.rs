@@ -59,11 +59,37 @@ pub const VOLATILE: &[&str] = &[
 /// First pid the model gives helper `{p0}`.
 pub const MODEL_PID_BASE: u32 = 4000;
 
-/// The model's processes: the guest's /init (pid 1) and the helpers.
-pub struct LanePids(pub usize);
+/// The model's processes: the guest's /init (pid 1) and the helpers. A helper killed
+/// through `cgroup.kill` is gone for the cgroup core but, as the guest's /init reaps its
+/// helpers only at the end of a sequence, still a zombie charged to its pids group.
+pub struct LanePids {
+    helpers: usize,
+    killed: std::sync::Mutex<std::collections::BTreeSet<u32>>,
+}
+
+impl LanePids {
+    pub fn new(helpers: usize) -> LanePids {
+        LanePids {
+            helpers,
+            killed: Default::default(),
+        }
+    }
+}
+
 impl Pids for LanePids {
     fn exists(&self, pid: u32) -> bool {
-        pid == 1 || (MODEL_PID_BASE..MODEL_PID_BASE + self.0 as u32).contains(&pid)
+        self.charged(pid) && !self.killed.lock().is_ok_and(|k| k.contains(&pid))
+    }
+    fn charged(&self, pid: u32) -> bool {
+        pid == 1 || (MODEL_PID_BASE..MODEL_PID_BASE + self.helpers as u32).contains(&pid)
+    }
+    fn kill(&self, pid: u32) {
+        // The guest's /init is the writer; a kill never reaches it (it stays at the roots).
+        if pid != 1 {
+            if let Ok(mut k) = self.killed.lock() {
+                k.insert(pid);
+            }
+        }
     }
 }
 

@@ -126,7 +126,7 @@ impl Side<'_> {
             self.data,
             &[],
             Vec::new(),
-            Box::new(LanePids(HELPERS)),
+            Box::new(LanePids::new(HELPERS)),
         )?;
         let r = self
             .prologue
@@ -210,6 +210,133 @@ pub fn replay_on_model(
     Ok(normalise(last, r.last().map(String::as_str).unwrap_or("")))
 }
 
+/// What a command run in the guest gave (see [`crate::lane::command`]).
+#[derive(Debug, Clone)]
+pub struct CommandRun {
+    pub release: String,
+    pub boot_time: Duration,
+    pub vm_total: Duration,
+    pub prologue_agrees: bool,
+    pub out: lane::command::CommandOut,
+}
+
+/// Boot `kernel` in `mode` (the simulated host's layout, the root's controllers enabled as
+/// for the op sequences) and run `program` there: its directory is the guest's
+/// `/payload`, with the libraries it loads and a static busybox as `/bin`.
+pub fn run_command(
+    root: &Path,
+    data: &HostData,
+    kernel: &Kernel,
+    mode: CgroupMode,
+    program: &Path,
+    work: &Path,
+    timeout: Duration,
+) -> Result<CommandRun, LaneError> {
+    let s = side(&root.join("fixtures"), data, kernel, mode)?;
+    let init = lane::boot::payload(root)?;
+    let dir = program.parent().unwrap_or(Path::new("."));
+    let name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (_, model_prologue) = s.fresh_model()?;
+    let job = Job {
+        layout: s.layout.clone(),
+        prologue: s.prologue.clone(),
+        sequences: Vec::new(),
+        command: Some(lane::command::CommandSpec {
+            argv: vec![format!("/{}/{name}", lane::command::GUEST_DIR)],
+            timeout_secs: timeout.as_secs().saturating_sub(60).max(30),
+        }),
+        files: lane::command::entries(dir)?,
+    };
+    let boot = lane::boot(kernel, &init, &job, work, timeout)?;
+    let out = boot
+        .command
+        .ok_or_else(|| LaneError::Guest("no command output from the guest".into()))?;
+    Ok(CommandRun {
+        release: boot.release,
+        boot_time: boot.boot_time,
+        vm_total: boot.total_time,
+        prologue_agrees: boot.prologue == model_prologue,
+        out,
+    })
+}
+
+/// A disagreement fixture replayed on a real kernel: what the kernel answers now.
+#[derive(Debug, Clone)]
+pub struct FixtureCheck {
+    pub path: std::path::PathBuf,
+    pub recorded: String,
+    pub kernel: String,
+}
+
+impl FixtureCheck {
+    pub fn holds(&self) -> bool {
+        self.recorded == self.kernel
+    }
+}
+
+/// Replay every fixture of `kernel`'s series and `mode` on the kernel, in one boot: each
+/// must still get the kernel result it records (the kernel is the truth the fixtures
+/// hold the model to; a hand-reduced one is checked this way too).
+pub fn check_fixtures(
+    root: &Path,
+    data: &HostData,
+    kernel: &Kernel,
+    mode: CgroupMode,
+    work: &Path,
+    timeout: Duration,
+) -> Result<(String, Vec<FixtureCheck>), LaneError> {
+    let fixtures = root.join("fixtures");
+    let dir = fixtures.join("kernels/disagreements");
+    let all = Disagreement::load_all(&dir).map_err(|e| LaneError::Data {
+        file: dir.clone(),
+        msg: e.to_string(),
+    })?;
+    let mine: Vec<(std::path::PathBuf, Disagreement)> = all
+        .into_iter()
+        .filter(|(_, d)| d.series == kernel.series && d.mode == mode_name(mode))
+        .collect();
+    let s = side(&fixtures, data, kernel, mode)?;
+    let init = lane::boot::payload(root)?;
+    let job = Job {
+        layout: s.layout.clone(),
+        prologue: s.prologue.clone(),
+        sequences: mine
+            .iter()
+            .enumerate()
+            .map(|(i, (_, d))| Sequence {
+                id: i as u64,
+                helpers: HELPERS,
+                ops: d.op.iter().map(|o| o.in_group(&format!("s{i}"))).collect(),
+            })
+            .collect(),
+        command: None,
+        files: Vec::new(),
+    };
+    let boot = lane::boot(kernel, &init, &job, work, timeout)?;
+    let checks = mine
+        .into_iter()
+        .enumerate()
+        .map(|(i, (path, d))| {
+            let last = d.op.last().expect("a fixture has ops");
+            let kernel = boot
+                .results
+                .get(&(i as u64))
+                .and_then(|r| r.last())
+                .map(|r| normalise(last, r))
+                .unwrap_or_else(|| "(no result from the guest)".into());
+            FixtureCheck {
+                path,
+                recorded: normalise(last, &d.kernel),
+                kernel,
+            }
+        })
+        .collect();
+    Ok((boot.release, checks))
+}
+
 /// Run one kernel × mode.
 pub fn run(
     root: &Path,
@@ -255,6 +382,8 @@ pub fn run(
                     .collect(),
             })
             .collect(),
+        command: None,
+        files: Vec::new(),
     };
     let boot = lane::boot(kernel, &init, &job, &work.join("run"), cfg.timeout)?;
     let mut verdicts = Vec::new();
@@ -350,6 +479,8 @@ fn minimise_all(
                     ops: ops.iter().map(|o| o.in_group(&format!("s{id}"))).collect(),
                 })
                 .collect(),
+            command: None,
+            files: Vec::new(),
         };
         // A failed boot ends the minimisation (what is reduced so far is kept), not the run.
         let boot = match lane::boot(

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::command::{CommandOut, CommandSpec, InitrdEntry};
 use super::{Kernel, LaneError};
 use crate::fault::errno_label as errno_name;
 use crate::fuzz::Op;
@@ -91,6 +92,12 @@ pub struct Job {
     /// Ops run once before the sequences (e.g. enabling controllers at the v2 root).
     pub prologue: Vec<Op>,
     pub sequences: Vec<Sequence>,
+    /// A program `/init` runs after the prologue (and the sequences), its output sent back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandSpec>,
+    /// What else the initramfs holds (the command's files).
+    #[serde(skip)]
+    pub files: Vec<InitrdEntry>,
 }
 
 /// The result of one op on the real kernel, as the guest reported it.
@@ -122,6 +129,7 @@ struct Line {
     results: Option<Vec<Res>>,
     micros: Option<u64>,
     error: Option<String>,
+    command: Option<CommandOut>,
 }
 
 /// What a boot gave.
@@ -138,18 +146,18 @@ pub struct Boot {
     pub prologue: Vec<String>,
     /// Sequence id → rendered results.
     pub results: BTreeMap<u64, Vec<String>>,
+    /// The command's output, when the job had one.
+    pub command: Option<CommandOut>,
 }
 
 /// The static `/init`: `target/x86_64-unknown-linux-gnu/<profile>/cgrepro-lane-init`,
-/// built with cargo when absent.
+/// brought up to date with cargo (a no-op build when it is): a stale `/init` would not
+/// know what the harness asks of it.
 pub fn payload(root: &Path) -> Result<PathBuf, LaneError> {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let bin = target_dir.join("x86_64-unknown-linux-gnu/debug/cgrepro-lane-init");
-    if bin.is_file() && std::env::var_os("CGREPRO_LANE_REBUILD").is_none() {
-        return Ok(bin);
-    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(root)
@@ -186,7 +194,7 @@ pub fn initramfs(init: &[u8], job: &Job) -> Result<Vec<u8>, LaneError> {
     let file = |name: &str, mode: u32, data: Vec<u8>| {
         (Builder::new(name).mode(0o100000 | mode), Cursor::new(data))
     };
-    let entries = vec![
+    let mut entries = vec![
         dir("dev"),
         dir("proc"),
         dir("sys"),
@@ -194,6 +202,16 @@ pub fn initramfs(init: &[u8], job: &Job) -> Result<Vec<u8>, LaneError> {
         file("init", 0o755, init.to_vec()),
         file("lane.json", 0o644, json),
     ];
+    for e in &job.files {
+        entries.push(match e {
+            InitrdEntry::Dir(p) => dir(p),
+            InitrdEntry::File { path, mode, data } => file(path, *mode, data.clone()),
+            InitrdEntry::Symlink { path, target } => (
+                Builder::new(path).mode(0o120777),
+                Cursor::new(target.clone().into_bytes()),
+            ),
+        });
+    }
     cpio::write_cpio(entries.into_iter(), Vec::new())
         .map_err(LaneError::io("writing the initramfs"))
 }
@@ -252,19 +270,21 @@ fn boot_once(
     let console = work.join("console.log");
     let results = work.join("results.jsonl");
     let _ = std::fs::remove_file(&results);
+    // The initramfs is unpacked into RAM next to its own copy: room for both.
+    let payload_mb = job
+        .files
+        .iter()
+        .map(|e| match e {
+            InitrdEntry::File { data, .. } => data.len(),
+            _ => 0,
+        })
+        .sum::<usize>()
+        >> 20;
+    let memory = format!("{}", 512 + 3 * payload_mb);
     let start = Instant::now();
     let mut child = Command::new(qemu)
-        .args([
-            "-accel",
-            "tcg",
-            "-m",
-            "512",
-            "-smp",
-            "2",
-            "-nodefaults",
-            "-display",
-            "none",
-        ])
+        .args(["-accel", "tcg", "-m", &memory])
+        .args(["-smp", "2", "-nodefaults", "-display", "none"])
         .args(["-no-reboot", "-kernel"])
         .arg(&kernel.vmlinuz)
         .arg("-initrd")
@@ -322,6 +342,7 @@ fn boot_once(
         ops_time: Duration::ZERO,
         prologue: Vec::new(),
         results: BTreeMap::new(),
+        command: None,
     };
     let mut done = false;
     for l in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -330,6 +351,10 @@ fn boot_once(
         })?;
         if let Some(e) = line.error {
             return Err(LaneError::Guest(e));
+        }
+        if let Some(c) = line.command {
+            out.command = Some(c);
+            continue;
         }
         match (line.hello, line.seq, line.results) {
             (Some(h), _, _) if h == "done" => done = true,

@@ -6,8 +6,10 @@
 //! * [`kernels`]: the kernel cache (`ci/kernel-lane.sh` fills it; nothing is committed) and
 //!   the simulated host matching a kernel series × cgroup mode (`fixtures/kernels/lane.toml`).
 //! * [`boot`]: the initramfs (newc cpio, the `cpio` crate) and one QEMU boot.
+//! * [`command`]: a program run in the guest (the peer suite), with what it needs.
 
 pub mod boot;
+pub mod command;
 pub mod kernels;
 
 use std::path::PathBuf;

@@ -26,10 +26,19 @@ pub trait Pids: Send {
     fn exists(&self, pid: u32) -> bool;
     /// The thread group of a task id (itself for a process).
     fn tgid(&self, tid: u32) -> Option<u32> {
-        self.exists(tid).then_some(tid)
+        self.charged(tid).then_some(tid)
     }
     /// Send SIGKILL to the process (`cgroup.kill`). Without real processes: nothing to do.
     fn kill(&self, _pid: u32) {}
+    /// The task is still charged to its pids controller: alive, or exited and not yet
+    /// reaped (kernel/cgroup/pids.c uncharges in `pids_release`, when the zombie is reaped).
+    fn charged(&self, pid: u32) -> bool {
+        self.exists(pid)
+    }
+    /// The tasks (thread ids) of a process; a thread id answers itself.
+    fn threads(&self, pid: u32) -> Vec<u32> {
+        vec![pid]
+    }
 }
 
 /// Every pid exists (tests, fidelity check without processes).
@@ -54,6 +63,8 @@ const DYNAMIC: &[&str] = &[
     "cgroup.events",
     "cgroup.type",
     "cgroup.stat",
+    "pids.current",
+    "pids.peak",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +104,14 @@ struct Group {
     listed: Vec<String>,
     /// v2: cgroup.subtree_control.
     subtree: Vec<String>,
+    /// v2: `cgrp->dom_cgrp != cgrp` (cgroup_is_threaded).
     threaded: bool,
     frozen: bool,
+    /// v2: the `*.pressure` files hidden by `cgroup.pressure` 0 (kernfs_show off): out of
+    /// `children`, kept here until shown again.
+    psi_hidden: BTreeMap<String, Ino>,
+    /// `pids.peak`: the highest charge the group's pids counter reached.
+    pids_peak: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +146,11 @@ pub struct Model {
     kernel_v2_names: Vec<String>,
     /// (hierarchy, pid) → group.
     member: HashMap<(usize, u32), Ino>,
+    /// (hierarchy, pid) → when it arrived in its group: a v2 group lists its tasks in
+    /// arrival order (one css_set per group on cgroup2 alone, tasks appended as they
+    /// migrate in); v1 sorts its pidlists.
+    arrival: HashMap<(usize, u32), u64>,
+    arrivals: u64,
     pids: Box<dyn Pids>,
     faults: FaultSet,
     log: Vec<LogEntry>,
@@ -249,6 +271,8 @@ impl Model {
             v2_all,
             v2_implicit,
             member: HashMap::new(),
+            arrival: HashMap::new(),
+            arrivals: 0,
             pids,
             faults: FaultSet::new(faults),
             log: Vec::new(),
@@ -299,6 +323,8 @@ impl Model {
                 subtree: g.subtree.clone(),
                 threaded: false,
                 frozen: false,
+                psi_hidden: BTreeMap::new(),
+                pids_peak: 0,
             }));
             m.hiers[hier].root = ROOT;
         }
@@ -321,6 +347,8 @@ impl Model {
                             subtree: g.subtree.clone(),
                             threaded: false,
                             frozen: false,
+                            psi_hidden: BTreeMap::new(),
+                            pids_peak: 0,
                         }))
                     }
                     None => Body::Top,
@@ -347,6 +375,8 @@ impl Model {
             if let (Some(&ino), Some(h)) = (by_path.get(&g.rel()), m.hier_of_dir(&g.hierarchy)) {
                 for pid in g.procs.split_whitespace().filter_map(|p| p.parse().ok()) {
                     m.member.insert((h, pid), ino);
+                    m.arrivals += 1;
+                    m.arrival.insert((h, pid), m.arrivals);
                 }
             }
         }
@@ -537,7 +567,11 @@ impl Model {
             .filter(|((hh, pid), &gi)| *hh == h && gi == g && (!alive || self.pids.exists(*pid)))
             .map(|((_, pid), _)| *pid)
             .collect();
-        v.sort_unstable();
+        if self.hiers[h].layer == Layer::V2 {
+            v.sort_unstable_by_key(|p| (self.arrival.get(&(h, *p)).copied().unwrap_or(0), *p));
+        } else {
+            v.sort_unstable();
+        }
         v
     }
 
@@ -593,6 +627,10 @@ impl Model {
                     .map(|p| format!("{p}\n"))
                     .collect()
             }
+            // kernel/cgroup/pids.c: the counter charges every task of the subtree (zombies
+            // until reaped); the peak is its watermark.
+            "pids.current" => format!("{}\n", self.tasks_below(g)),
+            "pids.peak" => format!("{}\n", grp.pids_peak.max(self.tasks_below(g))),
             "cgroup.controllers" => words(&grp.listed),
             "cgroup.subtree_control" => words(&grp.subtree),
             "cgroup.events" => {
@@ -786,8 +824,12 @@ impl Model {
                 path,
                 listed,
                 subtree: Vec::new(),
-                threaded: layer == Layer::V2 && pg.threaded,
+                // A group is always created as a domain (init_cgroup_housekeeping sets
+                // dom_cgrp to itself); below a threaded parent it reads `domain invalid`.
+                threaded: false,
                 frozen: false,
+                psi_hidden: BTreeMap::new(),
+                pids_peak: 0,
             })),
         );
         self.add_files(ino, &attached, None);
@@ -869,6 +911,9 @@ impl Model {
                 })
                 .collect();
         for (name, mode, content) in entries {
+            if grp.psi_hidden.contains_key(&name) {
+                continue;
+            }
             let existing = self.entry(g).and_then(|e| e.children.get(&name)).copied();
             match existing {
                 // Content variants of core files (cpu.stat with/without cpu) replace.
@@ -980,9 +1025,10 @@ impl Model {
         if !self.alive_members(ino).is_empty() {
             return Err(EBUSY);
         }
-        let kids: Vec<Ino> = self
+        let mut kids: Vec<Ino> = self
             .entry(ino)
             .map_or(Vec::new(), |e| e.children.values().copied().collect());
+        kids.extend(grp.psi_hidden.values().copied());
         for k in kids {
             self.entries[k as usize] = None;
         }
@@ -1045,8 +1091,13 @@ impl Model {
                 Ok(())
             }
             "cgroup.kill" => {
-                if v != "1" {
-                    return Err(EINVAL);
+                // cgroup_kill_write: kstrtoint, ERANGE for anything but 1; a threaded group
+                // cannot be killed on its own.
+                if values::kstrtoint(v)? != 1 {
+                    return Err(libc::ERANGE);
+                }
+                if grp.threaded {
+                    return Err(EOPNOTSUPP);
                 }
                 // cgroup_kill: SIGKILL to every task of the group and its descendants.
                 let mut stack = vec![g];
@@ -1056,6 +1107,41 @@ impl Model {
                     }
                     stack.extend(self.child_groups(c));
                 }
+                Ok(())
+            }
+            // One kernel value behind cpu.weight, cpu.weight.nice, cpu.shares and cpu.idle:
+            // the task group's shares (kernel/sched/core.c, fair.c).
+            "cpu.weight" | "cpu.weight.nice" | "cpu.shares" | "cpu.idle" => {
+                let parsed = values::parse(values::rule(&name), v)?.unwrap_or_default();
+                let n: i64 = parsed.trim().parse().map_err(|_| EINVAL)?;
+                let idle = self
+                    .file_content(g, "cpu.idle")
+                    .is_some_and(|c| c.trim() == "1");
+                let shares = match name.as_str() {
+                    "cpu.idle" => {
+                        self.set_content(g, &name, parsed);
+                        // sched_group_set_idle: idle groups get the minimum weight.
+                        if n == 1 {
+                            values::WEIGHT_IDLEPRIO
+                        } else {
+                            1024
+                        }
+                    }
+                    // sched_group_set_shares refuses while the group is idle.
+                    _ if idle => return Err(EINVAL),
+                    "cpu.weight" => values::shares_from_cgroup_weight(n as u64),
+                    "cpu.weight.nice" => values::shares_from_nice(n),
+                    _ => n as u64,
+                };
+                self.set_cpu_shares(g, shares);
+                Ok(())
+            }
+            // 6.12+: a write resets the peak seen through that open file; nothing to store.
+            "memory.peak" | "memory.swap.peak" => Ok(()),
+            "cgroup.pressure" => {
+                let c = values::parse(values::rule(&name), v)?.unwrap_or_default();
+                self.show_psi_files(g, c.trim() == "1");
+                self.set_content(g, &name, c);
                 Ok(())
             }
             "memory.use_hierarchy" if self.version >= KernelVersion::new(5, 11, 0) => {
@@ -1155,6 +1241,9 @@ impl Model {
         }
     }
 
+    /// cgroup_type_write + cgroup_enable_threaded (kernel/cgroup/cgroup.c): only
+    /// `threaded` is accepted; a populated group or one with domain controllers enabled
+    /// cannot switch, and the parent's domain must be valid and able to be a thread root.
     fn set_type(&mut self, g: Ino, v: &str) -> Result<(), i32> {
         if v != "threaded" {
             return Err(EINVAL);
@@ -1166,20 +1255,97 @@ impl Model {
         if grp.threaded {
             return Ok(());
         }
-        let parent = self.parent(g);
-        let pg = self.group(parent).ok_or(EINVAL)?.clone();
-        let domain_enabled = pg
-            .subtree
-            .iter()
-            .any(|c| !THREADED_CONTROLLERS.contains(&c.as_str()));
-        let parent_root = pg.path.is_empty();
-        if !parent_root
-            && (domain_enabled || !self.alive_members(parent).is_empty() && !pg.threaded)
-        {
+        if self.populated(g) || Self::has_domain_controller(&grp.subtree) {
             return Err(EOPNOTSUPP);
         }
-        self.group_mut(g).threaded = true;
+        let dom = self.domain_of(self.parent(g));
+        if !self.is_valid_domain(dom) || !self.can_be_thread_root(dom) {
+            return Err(EOPNOTSUPP);
+        }
+        // cgroup_control: a threaded group gets only the threaded controllers; the domain
+        // ones' interface files go (cgroup_apply_control).
+        let (domain, kept): (Vec<String>, Vec<String>) = grp
+            .listed
+            .iter()
+            .cloned()
+            .partition(|c| !THREADED_CONTROLLERS.contains(&c.as_str()));
+        {
+            let gm = self.group_mut(g);
+            gm.threaded = true;
+            gm.listed = kept.clone();
+        }
+        if !domain.is_empty() {
+            for c in &domain {
+                self.remove_files_of(g, c);
+            }
+            let mut attached = kept;
+            attached.extend(self.v2_implicit.iter().cloned());
+            self.add_files(g, &attached, None);
+        }
         Ok(())
+    }
+
+    /// cgroup_pressure_write: the group's `{cpu,memory,io,irq}.pressure` files are shown or
+    /// hidden (cgroup_file_show): hidden, they are gone from lookups and listings.
+    fn show_psi_files(&mut self, g: Ino, show: bool) {
+        const PSI: [&str; 4] = [
+            "cpu.pressure",
+            "memory.pressure",
+            "io.pressure",
+            "irq.pressure",
+        ];
+        if show {
+            let hidden = std::mem::take(&mut self.group_mut(g).psi_hidden);
+            for (n, i) in hidden {
+                self.entry_mut(g).children.insert(n, i);
+            }
+        } else {
+            for n in PSI {
+                if let Some(i) = self.entry_mut(g).children.remove(n) {
+                    self.group_mut(g).psi_hidden.insert(n.to_owned(), i);
+                }
+            }
+        }
+    }
+
+    /// The files that show a task group's shares, from its value.
+    fn set_cpu_shares(&mut self, g: Ino, shares: u64) {
+        let shares = shares.clamp(2, 262_144);
+        if self.file_ino(g, "cpu.shares").is_some() {
+            self.set_content(g, "cpu.shares", format!("{shares}\n"));
+        }
+        if self.file_ino(g, "cpu.weight").is_some() {
+            let w = values::cgroup_weight_from_shares(shares);
+            self.set_content(g, "cpu.weight", format!("{w}\n"));
+        }
+        if self.file_ino(g, "cpu.weight.nice").is_some() {
+            let nice = values::nice_from_shares(shares);
+            self.set_content(g, "cpu.weight.nice", format!("{nice}\n"));
+        }
+    }
+
+    fn has_domain_controller(list: &[String]) -> bool {
+        list.iter()
+            .any(|c| !THREADED_CONTROLLERS.contains(&c.as_str()))
+    }
+
+    /// cgroup_can_be_thread_root: the root (mixable) always; otherwise a domain with no
+    /// populated domain child and no domain controller enabled.
+    fn can_be_thread_root(&self, g: Ino) -> bool {
+        let Some(grp) = self.group(g) else {
+            return false;
+        };
+        if grp.path.is_empty() {
+            return true;
+        }
+        if grp.threaded {
+            return false;
+        }
+        let populated_domain_child = self
+            .child_groups(g)
+            .into_iter()
+            .any(|c| self.group(c).is_some_and(|cg| !cg.threaded) && self.populated(c));
+        !populated_domain_child && !Self::has_domain_controller(&grp.subtree)
     }
 
     fn subtree_control(&mut self, g: Ino, v: &str) -> Result<(), i32> {
@@ -1210,40 +1376,37 @@ impl Model {
                 _ => return Err(EINVAL),
             }
         }
-        // Enabling needs the controller in this group's cgroup.controllers.
-        if enable.iter().any(|c| !grp.listed.contains(c)) {
-            return Err(ENOENT);
-        }
-        let enable: Vec<String> = enable
-            .into_iter()
-            .filter(|c| !grp.subtree.contains(c))
-            .collect();
-        let disable: Vec<String> = disable
-            .into_iter()
-            .filter(|c| grp.subtree.contains(c))
-            .collect();
-        // Disabling what a child still delegates further: EBUSY.
+        // Per controller in kernel order: enabling one this group's parent does not
+        // delegate is ENOENT, disabling one a child still delegates further is EBUSY;
+        // already enabled (disabled) ones are dropped.
         let kids = self.child_groups(g);
-        if disable.iter().any(|c| {
-            kids.iter()
-                .any(|&k| self.group(k).is_some_and(|kg| kg.subtree.contains(c)))
-        }) {
-            return Err(EBUSY);
+        let mut en = Vec::new();
+        let mut dis = Vec::new();
+        for c in self.kernel_v2_names.clone() {
+            if enable.contains(&c) {
+                if grp.subtree.contains(&c) {
+                    continue;
+                }
+                if !grp.listed.contains(&c) {
+                    return Err(ENOENT);
+                }
+                en.push(c);
+            } else if disable.contains(&c) {
+                if !grp.subtree.contains(&c) {
+                    continue;
+                }
+                if kids
+                    .iter()
+                    .any(|&k| self.group(k).is_some_and(|kg| kg.subtree.contains(&c)))
+                {
+                    return Err(EBUSY);
+                }
+                dis.push(c);
+            }
         }
-        // No internal processes: a non-root group with processes cannot enable a domain
-        // controller for its children.
-        let domain = enable
-            .iter()
-            .any(|c| !THREADED_CONTROLLERS.contains(&c.as_str()));
-        if !grp.path.is_empty() && domain && !self.alive_members(g).is_empty() {
-            return Err(EBUSY);
-        }
-        if domain
-            && kids
-                .iter()
-                .any(|&k| self.group(k).is_some_and(|kg| kg.threaded))
-        {
-            return Err(EOPNOTSUPP);
+        let (enable, disable) = (en, dis);
+        if !enable.is_empty() {
+            self.vet_subtree_control_enable(g, &enable)?;
         }
         let order = self.v2_all.clone();
         {
@@ -1281,7 +1444,7 @@ impl Model {
         let v2 = self.hiers[grp.hier].layer == Layer::V2;
         let pid: u32 = v.parse().map_err(|_| EINVAL)?;
         let pid = if pid == 0 { caller } else { pid };
-        if !self.pids.exists(pid) {
+        if !self.pids.charged(pid) {
             return Err(ESRCH);
         }
         let pid = if file == "cgroup.threads" {
@@ -1295,23 +1458,24 @@ impl Model {
             .get(&(h, pid))
             .copied()
             .unwrap_or(self.hiers[h].root);
-        if v2 {
-            if grp.threaded && file == "cgroup.procs" {
+        if v2 && !grp.path.is_empty() {
+            // cgroup_attach_permissions → cgroup_migrate_vet_dst: the destination's domain
+            // must be valid; a group that is or can become a thread root, or is threaded,
+            // takes anything; otherwise no internal processes (any controller enabled).
+            if !self.is_valid_domain(self.domain_of(g)) {
                 return Err(EOPNOTSUPP);
             }
+            let takes_any = self.can_be_thread_root(g) || grp.threaded;
+            if !takes_any && !grp.subtree.is_empty() {
+                return Err(EBUSY);
+            }
+            // A thread cannot leave its threaded domain.
             if file == "cgroup.threads" && self.domain_of(src) != self.domain_of(g) {
                 return Err(EOPNOTSUPP);
             }
-            // cgroup_migrate_vet_dst: the destination's domain must be a valid one.
-            if !grp.path.is_empty() && !self.is_valid_domain(self.domain_of(g)) {
+        } else if v2 {
+            if file == "cgroup.threads" && self.domain_of(src) != self.domain_of(g) {
                 return Err(EOPNOTSUPP);
-            }
-            let domain_enabled = grp
-                .subtree
-                .iter()
-                .any(|c| !THREADED_CONTROLLERS.contains(&c.as_str()));
-            if !grp.path.is_empty() && domain_enabled {
-                return Err(EBUSY);
             }
         } else if self.hiers[h].controllers.iter().any(|c| c == "cpuset") {
             let empty = |n: &str| self.file_content(g, n).is_none_or(|c| c.trim().is_empty());
@@ -1319,12 +1483,24 @@ impl Model {
                 return Err(ENOSPC);
             }
         }
+        // An exited task not yet reaped is still found by its pid, passes the checks
+        // and is skipped by the migration (cgroup_migrate_add_task: PF_EXITING).
+        if !self.pids.exists(pid) {
+            return Ok(());
+        }
+        // A move to the group the task is in (its root, when the model has not seen it
+        // yet) charges nothing and keeps its place in the list.
+        if src != g {
+            self.charge_pids_peak(g, 1);
+            self.arrivals += 1;
+            self.arrival.insert((h, pid), self.arrivals);
+        }
         self.member.insert((h, pid), g);
         Ok(())
     }
 
-    /// `cgroup_is_thread_root`: not threaded, and a threaded child (or processes with a
-    /// threaded controller enabled below).
+    /// `cgroup_is_thread_root`: a domain with threaded children, or with tasks and a
+    /// threaded controller enabled for its children.
     fn is_thread_root(&self, g: Ino) -> bool {
         let Some(grp) = self.group(g) else {
             return false;
@@ -1342,29 +1518,46 @@ impl Model {
                     .any(|c| THREADED_CONTROLLERS.contains(&c.as_str())))
     }
 
-    /// `cgroup_is_valid_domain`: not threaded, and no ancestor below the root is a thread
-    /// root or threaded: a plain sibling of a threaded group is `domain invalid`.
+    /// `cgroup_is_valid_domain`: not threaded, and no ancestor threaded or (unless it is
+    /// the root) a thread root: a plain sibling of a threaded group is `domain invalid`.
     fn is_valid_domain(&self, g: Ino) -> bool {
         if self.group(g).is_none_or(|x| x.threaded) {
             return false;
         }
         let mut c = g;
-        loop {
-            let Some(cg) = self.group(c) else {
-                return true;
-            };
-            if cg.path.is_empty() {
-                return true;
-            }
+        while self.group(c).is_some_and(|x| !x.path.is_empty()) {
             let p = self.parent(c);
             let Some(pg) = self.group(p) else {
                 return true;
             };
-            if pg.threaded || (!pg.path.is_empty() && self.is_thread_root(p)) {
+            if (!pg.path.is_empty() && self.is_thread_root(p)) || pg.threaded {
                 return false;
             }
             c = p;
         }
+        true
+    }
+
+    /// cgroup_vet_subtree_control_enable.
+    fn vet_subtree_control_enable(&self, g: Ino, enable: &[String]) -> Result<(), i32> {
+        let grp = self.group(g).ok_or(EINVAL)?;
+        if !self.is_valid_domain(self.domain_of(g)) {
+            return Err(EOPNOTSUPP);
+        }
+        if grp.path.is_empty() {
+            return Ok(());
+        }
+        if Self::has_domain_controller(enable) {
+            if self.is_thread_root(g) || grp.threaded {
+                return Err(EOPNOTSUPP);
+            }
+        } else if self.can_be_thread_root(g) || grp.threaded {
+            return Ok(());
+        }
+        if !self.alive_members(g).is_empty() {
+            return Err(EBUSY);
+        }
+        Ok(())
     }
 
     /// Task `tid` of the case forks or clones (kernel/cgroup/pids.c, pids_can_fork):
@@ -1425,15 +1618,47 @@ impl Model {
         Ok(())
     }
 
-    /// Tasks the model knows in `g` and every group below it.
+    /// Tasks the model knows charged in `g` and every group below it (the pids counter):
+    /// each member process with its threads (those not placed elsewhere on their own),
+    /// zombies included until reaped.
     fn tasks_below(&self, g: Ino) -> usize {
+        let Some(h) = self.group(g).map(|x| x.hier) else {
+            return 0;
+        };
         let mut n = 0;
         let mut stack = vec![g];
         while let Some(c) = stack.pop() {
-            n += self.alive_members(c).len();
+            for pid in self.members(c, false) {
+                if !self.pids.charged(pid) {
+                    continue;
+                }
+                n += self
+                    .pids
+                    .threads(pid)
+                    .into_iter()
+                    .filter(|&t| t == pid || !self.member.contains_key(&(h, t)))
+                    .count()
+                    .max(1);
+            }
             stack.extend(self.child_groups(c));
         }
         n
+    }
+
+    /// pids_can_attach: a task moving to `dst` is charged to `dst`'s pids group and every
+    /// ancestor below the root before it is uncharged from its old one, so each of those
+    /// counters passes its count plus one (the common ancestors' too): the watermark
+    /// (`pids.peak`) keeps it.
+    fn charge_pids_peak(&mut self, dst: Ino, tasks: usize) {
+        let mut c = dst;
+        while self.group(c).is_some_and(|x| !x.path.is_empty()) {
+            if self.file_ino(c, "pids.current").is_some() {
+                let new = self.tasks_below(c) + tasks;
+                let gm = self.group_mut(c);
+                gm.pids_peak = gm.pids_peak.max(new);
+            }
+            c = self.parent(c);
+        }
     }
 
     fn domain_of(&self, mut g: Ino) -> Ino {

@@ -50,6 +50,29 @@ impl Pids for CasePids {
         }
     }
 
+    fn charged(&self, pid: u32) -> bool {
+        // Alive or a zombie: either way still in the case's procfs until reaped.
+        self.proc_root.join(pid.to_string()).join("stat").exists()
+    }
+
+    fn threads(&self, pid: u32) -> Vec<u32> {
+        // A process's threads (`/proc/<pid>/task`); a thread id stands for itself.
+        if self.tgid(pid) != Some(pid) {
+            return vec![pid];
+        }
+        let mut v: Vec<u32> = std::fs::read_dir(self.proc_root.join(pid.to_string()).join("task"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if v.is_empty() {
+            v.push(pid);
+        }
+        v
+    }
+
     fn tgid(&self, tid: u32) -> Option<u32> {
         let s =
             std::fs::read_to_string(self.proc_root.join(tid.to_string()).join("status")).ok()?;

@@ -10,6 +10,8 @@ use libc::{EINVAL, ERANGE};
 
 /// Page size of the simulated machine.
 pub const PAGE: u64 = 4096;
+/// `PAGE_COUNTER_MAX` (64-bit): LONG_MAX / PAGE_SIZE pages.
+const PAGE_COUNTER_MAX: u64 = i64::MAX as u64 / PAGE;
 /// v1 "unlimited" as the kernel prints it: `PAGE_COUNTER_MAX * PAGE_SIZE`.
 pub const V1_UNLIMITED: u64 = 9_223_372_036_854_771_712;
 /// CPUs and memory nodes of the simulated machine (like the captures: 0-1, node 0).
@@ -181,6 +183,47 @@ pub const RULES: &[(&str, Parse)] = &[
 ];
 
 /// The parser for a file name.
+/// kernel/sched/core.c, sched_prio_to_weight: the load weight of nice -20 … 19.
+const PRIO_TO_WEIGHT: [u64; 40] = [
+    88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916, 9548, 7620, 6100, 4904,
+    3906, 3121, 2501, 1991, 1586, 1277, 1024, 820, 655, 526, 423, 335, 272, 215, 172, 137, 110, 87,
+    70, 56, 45, 36, 29, 23, 18, 15,
+];
+
+/// The shares of an idle task group (WEIGHT_IDLEPRIO).
+pub const WEIGHT_IDLEPRIO: u64 = 3;
+
+/// sched_weight_from_cgroup: `cpu.weight` (1..=10000) → shares.
+pub fn shares_from_cgroup_weight(w: u64) -> u64 {
+    (w * 1024 + 50) / 100
+}
+
+/// sched_weight_to_cgroup: shares → `cpu.weight`, clamped to 1..=10000.
+pub fn cgroup_weight_from_shares(shares: u64) -> u64 {
+    ((shares * 100 + 512) / 1024).clamp(1, 10_000)
+}
+
+/// cpu_weight_nice_write_s64: `cpu.weight.nice` (-20..=19) → shares.
+pub fn shares_from_nice(nice: i64) -> u64 {
+    PRIO_TO_WEIGHT[(nice.clamp(-20, 19) + 20) as usize]
+}
+
+/// cpu_weight_nice_read_s64: the nice value whose weight is closest to the shares (the
+/// first of a tie).
+pub fn nice_from_shares(shares: u64) -> i64 {
+    let mut last = u64::MAX;
+    let mut prio = 0;
+    while prio < PRIO_TO_WEIGHT.len() {
+        let delta = PRIO_TO_WEIGHT[prio].abs_diff(shares);
+        if delta >= last {
+            break;
+        }
+        last = delta;
+        prio += 1;
+    }
+    prio as i64 - 1 - 20
+}
+
 pub fn rule(name: &str) -> Parse {
     for (pat, p) in RULES {
         if let Some((pre, post)) = pat.split_once('*') {
@@ -333,8 +376,13 @@ pub fn parse(p: Parse, v: &str) -> Result<Option<String>, i32> {
             if v == "max" {
                 return line("max".into());
             }
+            // page_counter_memparse: pages, at most PAGE_COUNTER_MAX, which reads `max`.
             let n = memparse(v).ok_or(EINVAL)?;
-            line((n / PAGE * PAGE).to_string())
+            let pages = (n / PAGE).min(PAGE_COUNTER_MAX);
+            if pages == PAGE_COUNTER_MAX {
+                return line("max".into());
+            }
+            line((pages * PAGE).to_string())
         }
         Parse::V1Bytes => {
             if v == "-1" {
@@ -529,6 +577,25 @@ pub fn parse(p: Parse, v: &str) -> Result<Option<String>, i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_weight_nice_and_shares_convert_like_the_scheduler() {
+        // Default group: shares 1024, weight 100, nice 0.
+        assert_eq!(cgroup_weight_from_shares(1024), 100);
+        assert_eq!(nice_from_shares(1024), 0);
+        // An idle group (cpu.idle 1) reads weight 1, nice 19 (seen on 6.12).
+        assert_eq!(cgroup_weight_from_shares(WEIGHT_IDLEPRIO), 1);
+        assert_eq!(nice_from_shares(WEIGHT_IDLEPRIO), 19);
+        // Weights round-trip; nice values map through the weight table.
+        assert_eq!(cgroup_weight_from_shares(shares_from_cgroup_weight(1)), 1);
+        assert_eq!(
+            cgroup_weight_from_shares(shares_from_cgroup_weight(10_000)),
+            10_000
+        );
+        assert_eq!(nice_from_shares(shares_from_nice(-20)), -20);
+        assert_eq!(nice_from_shares(shares_from_nice(5)), 5);
+        assert_eq!(cgroup_weight_from_shares(shares_from_nice(19)), 1);
+    }
 
     #[test]
     fn net_cls_classid_takes_hex_octal_and_decimal_like_kstrtoull() {
