@@ -296,6 +296,9 @@ fn systemd_groups<'a>(data: &'a HostData, host: &Host) -> Vec<&'a super::data::S
 }
 
 pub fn topology(host: &Host, data: &HostData) -> Topology {
+    if let Some(c) = &host.captured {
+        return super::captured::topology(host, data, c);
+    }
     let tables = &data.kernels;
     let v = host.version();
     let avail = available(tables, host);
@@ -465,6 +468,17 @@ pub fn build(host: &Host, data: &HostData) -> Plan {
     let tables = &data.kernels;
     let v = host.version();
     let topo = topology(host, data);
+    if let Some(c) = &host.captured {
+        return Plan {
+            root_mode: c
+                .find("", "/")
+                .filter(|_| host.cgroup == CgroupMode::V2)
+                .and_then(|g| super::data::parse_mode(&g.mode))
+                .unwrap_or(0o755),
+            tree: super::captured::tree(c),
+            proc: procfs::views(host, data, &topo),
+        };
+    }
     let mut tree = BTreeMap::new();
     for m in &topo.v1 {
         for l in &m.symlinks {

@@ -93,6 +93,21 @@ pub struct Job {
     pub sequences: Vec<Sequence>,
 }
 
+/// A job that also records paths for `cgrepro capture --lane` (the guest's `dump`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptureJob {
+    #[serde(flatten)]
+    pub job: Job,
+    pub dump: Vec<DumpRoot>,
+}
+
+/// An absolute path the guest records: a directory to `depth` levels, a file, a link.
+#[derive(Debug, Clone, Serialize)]
+pub struct DumpRoot {
+    pub path: String,
+    pub depth: u32,
+}
+
 /// The result of one op on the real kernel, as the guest reported it.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "r", rename_all = "snake_case")]
@@ -122,6 +137,8 @@ struct Line {
     results: Option<Vec<Res>>,
     micros: Option<u64>,
     error: Option<String>,
+    #[serde(default)]
+    dump: Option<crate::capture::Recorded>,
 }
 
 /// What a boot gave.
@@ -138,6 +155,8 @@ pub struct Boot {
     pub prologue: Vec<String>,
     /// Sequence id → rendered results.
     pub results: BTreeMap<u64, Vec<String>>,
+    /// What the guest recorded for a [`CaptureJob`].
+    pub dump: Option<crate::capture::Recorded>,
 }
 
 /// The static `/init`: `target/x86_64-unknown-linux-gnu/<profile>/cgrepro-lane-init`,
@@ -174,7 +193,7 @@ pub fn payload(root: &Path) -> Result<PathBuf, LaneError> {
 }
 
 /// The initramfs: `/init`, `/lane.json` and the mount points.
-pub fn initramfs(init: &[u8], job: &Job) -> Result<Vec<u8>, LaneError> {
+pub fn initramfs(init: &[u8], job: &impl Serialize) -> Result<Vec<u8>, LaneError> {
     use cpio::newc::Builder;
     let json = serde_json::to_vec(job).expect("a job serialises");
     let dir = |name: &str| {
@@ -204,7 +223,7 @@ pub fn initramfs(init: &[u8], job: &Job) -> Result<Vec<u8>, LaneError> {
 pub fn boot(
     kernel: &Kernel,
     init: &Path,
-    job: &Job,
+    job: &impl Serialize,
     work: &Path,
     timeout: Duration,
 ) -> Result<Boot, LaneError> {
@@ -236,7 +255,7 @@ fn panicked(work: &Path) -> bool {
 fn boot_once(
     kernel: &Kernel,
     init: &Path,
-    job: &Job,
+    job: &impl Serialize,
     work: &Path,
     timeout: Duration,
 ) -> Result<Boot, LaneError> {
@@ -322,6 +341,7 @@ fn boot_once(
         ops_time: Duration::ZERO,
         prologue: Vec::new(),
         results: BTreeMap::new(),
+        dump: None,
     };
     let mut done = false;
     for l in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -330,6 +350,10 @@ fn boot_once(
         })?;
         if let Some(e) = line.error {
             return Err(LaneError::Guest(e));
+        }
+        if line.dump.is_some() {
+            out.dump = line.dump;
+            continue;
         }
         match (line.hello, line.seq, line.results) {
             (Some(h), _, _) if h == "done" => done = true,

@@ -8,6 +8,7 @@ pub mod junit;
 pub mod libtest;
 pub mod matrix;
 pub mod results;
+pub mod signatures;
 pub mod snapshot;
 pub mod yaml;
 

@@ -1160,6 +1160,10 @@ fn host_error(e: HostError, at: &CellLocator, spec: &HostSpec) -> ScenarioError 
         HostError::NoPresetSystemd { .. } => at
             .at("host.systemd", e.to_string())
             .hint("give the version (systemd = 252), or false for no systemd"),
+        HostError::HostFile { .. } => at
+            .at("host.file", e.to_string())
+            .hint("a host file is what `cgrepro capture -o FILE` writes; paths are relative to the repository root"),
+        HostError::CapturedOverride { field, .. } => at.at(&format!("host.{field}"), e.to_string()),
         _ => at.at("host", e.to_string()),
     }
 }
