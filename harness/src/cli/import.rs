@@ -130,6 +130,21 @@ fn replay(engine: &Engine, draft: &Path, facts: &import::Facts) -> Result<i32, I
             get("expect.client"),
             replay_client.unwrap_or_else(|| "-".into()),
         ),
+        (
+            "log",
+            get("expect.log"),
+            match facts.get("expect.log") {
+                Some(_)
+                    if r.expectation_failures
+                        .iter()
+                        .any(|f| f.contains("expected the target to log")) =>
+                {
+                    "not in the target's log".into()
+                }
+                Some(_) => "logged (in the shim's log / syslog lines)".into(),
+                None => "-".into(),
+            },
+        ),
     ];
     println!("\n{}{}replay", cell("", 10), cell("report", 48));
     for (k, a, b) in rows {
@@ -138,7 +153,7 @@ fn replay(engine: &Engine, draft: &Path, facts: &import::Facts) -> Result<i32, I
     let has_expect = !case.expect.is_empty();
     if has_expect && r.expectation_failures.is_empty() {
         println!(
-            "\nreproduced: the replay shows the report's crash ({:.2?})",
+            "\nreproduced: the replay shows the report's symptom ({:.2?})",
             r.duration
         );
         Ok(0)

@@ -207,7 +207,12 @@ pub fn write(
         }
         (None, Some(drv)) => {
             w.reported("target.driver", "driver", &quote(&drv.value), drv);
-            let known = driver_versions(&drv.value);
+            let mut known = driver_versions(&drv.value);
+            known.sort_by_key(|v| {
+                v.split('.')
+                    .map(|p| p.parse::<u32>().unwrap_or(0))
+                    .collect::<Vec<_>>()
+            });
             match get("target.version") {
                 Some(v) if known.contains(&v.value) || known.is_empty() => {
                     w.reported("target.version", "version", &quote(&v.value), v)
@@ -233,19 +238,41 @@ pub fn write(
                         None => w.reported("target.version", "version", &quote(&v.value), v),
                     }
                 }
-                None => w.todo(
-                    "target.version",
-                    "version",
-                    "\"0.3.4\"",
-                    "no library version in the report; the driver's default is used",
+                None => match known.first() {
+                    Some(oldest) => w.guessed(
+                        "target.version",
+                        "version",
+                        &quote(oldest),
+                        &format!(
+                            "the report names no version; the oldest cgrepro builds ({}), the likeliest to still have a bug fixed since",
+                            known.join(", ")
+                        ),
+                    ),
+                    None => w.todo(
+                        "target.version",
+                        "version",
+                        "\"0.3.4\"",
+                        "no library version in the report",
+                    ),
+                },
+            }
+            match get("target.ops.stats") {
+                Some(st) => {
+                    let _ = writeln!(w.d.text, "# report: {}", quote(&st.line));
+                    w.guessed(
+                        "target.ops",
+                        "ops",
+                        "[\"create\", \"apply\", \"add_task\", \"stats\", \"delete\"]",
+                        "a runtime's life cycle of one cgroup, with the stats the report reads",
+                    )
+                }
+                None => w.guessed(
+                    "target.ops",
+                    "ops",
+                    "[\"create\", \"apply\", \"add_task\", \"delete\"]",
+                    "a runtime's life cycle of one cgroup",
                 ),
             }
-            w.guessed(
-                "target.ops",
-                "ops",
-                "[\"create\", \"apply\", \"add_task\", \"delete\"]",
-                "a runtime's life cycle of one cgroup",
-            );
             w.guessed(
                 "target.timeout",
                 "timeout",
@@ -265,9 +292,8 @@ pub fn write(
     }
 
     // [runtime]
-    let is_shim = shim.is_some();
-    w.line("\n[runtime]");
-    if is_shim {
+    if shim.is_some() {
+        w.line("\n[runtime]");
         match get("runtime.hypervisor") {
             Some(h) => w.reported("runtime.hypervisor", "hypervisor", &quote(&h.value), h),
             None => w.todo(
@@ -323,6 +349,12 @@ pub fn write(
             "\"kubepods-besteffort-pod123.slice:cri-containerd:{id}\"",
             "the report uses the systemd cgroup driver but quotes no path: the slice:prefix:name shape kubelet gives a BestEffort pod",
         ),
+        (None, None) if driver.is_some() => w.guessed(
+            "pod.cgroups_path",
+            "cgroups_path",
+            "\"cgrepro/{id}\"",
+            "the report quotes no path; a relative one, as runtimes hand it to the library (an absolute one hits kata#4687 on cgroups-rs 0.2.9)",
+        ),
         (None, None) => w.todo(
             "pod.cgroups_path",
             "cgroups_path",
@@ -338,6 +370,10 @@ pub fn write(
     );
 
     // [[expect]]
+    if let Some(l) = get("expect.log") {
+        w.line("\n[[expect]]");
+        w.reported("expect.log", "log", &quote(&l.value), l);
+    }
     match get("expect.class") {
         Some(c) => {
             w.line("\n[[expect]]");
@@ -352,6 +388,7 @@ pub fn write(
                 w.reported("expect.client", "client", &quote(&cl.value), cl);
             }
         }
+        None if get("expect.log").is_some() => {}
         None => w.todo(
             "expect",
             "[[expect]] class",

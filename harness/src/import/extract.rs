@@ -45,6 +45,36 @@ fn line_at(text: &str, at: usize) -> String {
     l[..n].to_owned()
 }
 
+/// Every match of `pattern`; when they disagree, the first one whose paragraph or list
+/// item (from the match on) speaks of a panic or crash.
+fn near_the_crash(text: &str, pattern: &str) -> Option<Fact> {
+    let all: Vec<(usize, String)> = re(pattern)
+        .captures_iter(text)
+        .filter_map(|c| c.get(1))
+        .map(|m| (m.start(), m.as_str().to_owned()))
+        .collect();
+    let (first_at, first) = all.first()?.clone();
+    let pick = if all.iter().all(|(_, v)| *v == first) {
+        (first_at, first)
+    } else {
+        let crash = re(r"(?i)panic|crash|segfault|SIGSEGV|nil pointer");
+        all.iter()
+            .find(|(at, _)| {
+                // From the match to the end of its paragraph or list item.
+                let end = re(r"\n\s*\n|\n\s*(?:\d+\.|[-*]) ")
+                    .find(&text[*at..])
+                    .map_or(text.len(), |m| at + m.start());
+                crash.is_match(&text[*at..end])
+            })
+            .cloned()
+            .unwrap_or((first_at, first))
+    };
+    Some(Fact {
+        value: pick.1,
+        line: line_at(text, pick.0),
+    })
+}
+
 /// First capture group (or whole match) of `pattern`, with its line.
 fn find(text: &str, pattern: &str) -> Option<Fact> {
     let c = re(pattern).captures(text)?;
@@ -148,6 +178,7 @@ pub fn facts(text: &str, host_rules: &[HostRule]) -> Facts {
     );
     let cgroups_rs = find(text, r"(?i)cgroups-rs[-_ /:v]*(\d+\.\d+(?:\.(?:\d+|x))?)");
     let youki = find(text, r"(?i)\b(libcgroups|youki)\b");
+    let cgroups_rs_named = find(text, r"(?i)\b(cgroups-rs)\b");
     if let Some(v) = cgroups_rs {
         put(
             &mut f,
@@ -158,6 +189,15 @@ pub fn facts(text: &str, host_rules: &[HostRule]) -> Facts {
             }),
         );
         put(&mut f, "target.version", Some(v));
+    } else if let Some(n) = cgroups_rs_named {
+        put(
+            &mut f,
+            "target.driver",
+            Some(Fact {
+                value: "cgroups-rs".into(),
+                line: n.line,
+            }),
+        );
     } else if let Some(y) = youki {
         put(
             &mut f,
@@ -185,11 +225,12 @@ pub fn facts(text: &str, host_rules: &[HostRule]) -> Facts {
         put(&mut f, "target.version", version);
     }
 
-    // Runtime configuration.
+    // Runtime configuration. A report that tries both values names the crashing one in
+    // the paragraph about the crash.
     put(
         &mut f,
         "runtime.sandbox_cgroup_only",
-        find(text, r"(?i)sandbox_cgroup_only\s*[=:]\s*(true|false)"),
+        near_the_crash(text, r"(?i)sandbox_cgroup_only\s*[=:]\s*(true|false)"),
     );
     if let Some(h) = find(
         text,
@@ -230,6 +271,11 @@ pub fn facts(text: &str, host_rules: &[HostRule]) -> Facts {
         }),
     );
 
+    put(
+        &mut f,
+        "target.ops.stats",
+        find(text, r"(?i)\b(stats?|memory_stat|numa_stat)\b"),
+    );
     crash(text, &mut f);
     f
 }
@@ -272,29 +318,51 @@ fn crash(text: &str, f: &mut Facts) {
         );
         put(f, "expect.message", Some(stable_message(p)));
     } else if let Some(e) = error_line(text) {
-        put(
-            f,
-            "expect.class",
-            Some(Fact {
-                value: "error".into(),
-                line: e.line.clone(),
-            }),
-        );
-        put(f, "expect.message", Some(e));
+        // An error the target logs while tearing down, or a warning, is survived: the
+        // symptom is the log line, not how the call ended.
+        let survived = re(r#"(?i)level=warn|msg="failed to (?:delete|clean ?up|remove|destroy)"#)
+            .is_match(&e.line);
+        if survived {
+            put(f, "expect.log", Some(e));
+        } else {
+            put(
+                f,
+                "expect.class",
+                Some(Fact {
+                    value: "error".into(),
+                    line: e.line.clone(),
+                }),
+            );
+            put(f, "expect.message", Some(e));
+        }
     }
 }
 
 /// `path should be valid: "/kata_overhead/3f2a..."` -> `path should be valid`: the part of
-/// a message before the first quoted or id-like value, which a replay's ids change.
+/// a message before the first double-quoted or id-like value, which a replay's ids change.
 fn stable_message(mut p: Fact) -> Fact {
     let v = p.value.clone();
-    let cut = v
-        .find(['"', '`'])
-        .or_else(|| re(r"[0-9a-f]{16,}").find(&v).map(|m| m.start()))
-        .unwrap_or(v.len());
-    let s = v[..cut].trim_end().trim_end_matches(':').trim_end();
-    if !s.is_empty() {
-        p.value = s.to_owned();
+    if let Some(q) = v.find('"') {
+        let s = v[..q].trim_end().trim_end_matches(':').trim_end();
+        if !s.is_empty() {
+            p.value = s.to_owned();
+        }
+        return p;
+    }
+    // Ids (container ids, pod uids) change in a replay: keep the longer id-free end.
+    let ids: Vec<regex::Match> = re(r"[0-9a-f]{16,64}|pod[0-9a-f]{8}[_-][0-9a-f_-]{20,}")
+        .find_iter(&v)
+        .collect();
+    if let (Some(first), Some(last)) = (ids.first(), ids.last()) {
+        let head = v[..first.start()].trim_end();
+        let tail = &v[last.end()..];
+        // The end usually carries the error itself (`: no such file or directory`).
+        p.value = if tail.len() >= 12 || tail.len() >= head.len() {
+            tail
+        } else {
+            head
+        }
+        .to_owned();
     }
     p
 }
@@ -334,8 +402,21 @@ fn error_line(text: &str) -> Option<Fact> {
         r"(\S*memory\.\w+(?:\.\w+)*: no such file or directory)",
         r"(Error \{ kind: \w+)",
     ] {
-        if let Some(f) = find(text, pat) {
-            return Some(f);
+        // The same words may be in the title: prefer the log line that has them.
+        let all: Vec<Fact> = re(pat)
+            .captures_iter(text)
+            .filter_map(|c| c.get(1))
+            .map(|m| Fact {
+                value: m.as_str().to_owned(),
+                line: line_at(text, m.start()),
+            })
+            .collect();
+        if let Some(f) = all
+            .iter()
+            .find(|f| f.line.contains("level=") || f.line.contains("msg="))
+            .or(all.first())
+        {
+            return Some(stable_message(f.clone()));
         }
     }
     find(text, r#"level=error msg="([^"]+)""#).or_else(|| find(text, r"(?m)^Error: (.+)$"))

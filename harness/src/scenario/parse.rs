@@ -116,6 +116,7 @@ struct RawExpect {
     message: Option<String>,
     stdout: Option<String>,
     client: Option<String>,
+    log: Option<String>,
 }
 
 /// Maps dotted fields (and matrix values) back to spans in the source.
@@ -826,6 +827,7 @@ fn resolve(
                 message: e.message.clone(),
                 stdout: e.stdout.clone(),
                 client: e.client.clone(),
+                log: e.log.clone(),
                 at: format!("{}:{line} (expect #{})", at.loc.file.display(), i + 1),
             });
         }
