@@ -69,6 +69,8 @@ pub fn record(
             ("/proc/version", 0),
             ("/proc/self/mountinfo", 0),
             ("/proc/cgroups", 0),
+            // The listing of /sys/fs gives /sys/fs/cgroup's own mode.
+            ("/sys/fs", 0),
             ("/sys/fs/cgroup", 2),
             ("/sys/kernel/mm/hugepages", 0),
             ("/sys/devices/system/cpu/online", 0),

@@ -457,6 +457,10 @@ fn render(template: &str, g: &Group, topo: &Topology, v: KernelVersion) -> Strin
     };
     template
         .replace("{procs}", &g.procs)
+        .replace(
+            "{nr_procs}",
+            &g.procs.split_whitespace().count().to_string(),
+        )
         .replace("{controllers}", &words(&g.listed))
         .replace("{subtree_control}", &words(&g.subtree))
         .replace("{cgroup_stat_subsys}", &stat_subsys())
