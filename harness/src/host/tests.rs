@@ -59,7 +59,7 @@ fn fault(file: &str, action: ContentAction) -> ContentFault {
     }
 }
 
-const ALL_PRESETS: [&str; 18] = [
+const ALL_PRESETS: [&str; 19] = [
     "amazonlinux-2",
     "amazonlinux-2023",
     "amazonlinux-2023-6.12",
@@ -67,6 +67,7 @@ const ALL_PRESETS: [&str; 18] = [
     "debian-10",
     "debian-11",
     "debian-12",
+    "debian-12-lane",
     "debian-12-v1",
     "debian-13",
     "fedora-42",
@@ -95,6 +96,7 @@ fn every_preset_resolves_and_materializes(
         "debian-10",
         "debian-11",
         "debian-12",
+        "debian-12-lane",
         "debian-12-v1",
         "debian-13",
         "fedora-42",
