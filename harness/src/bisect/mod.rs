@@ -11,7 +11,11 @@ use crate::scenario::{Case, Scenario};
 /// What identifies an outcome for the search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum By {
-    /// The one-line signature (`SIGSEGV in resourcecontrol.NewSandboxResourceController`).
+    /// The signature without its source location: `SIGSEGV in
+    /// resourcecontrol.NewSandboxResourceController` at cgroups.go:203 in 3.13.0 and :204 in
+    /// 3.20.0 is the same bug moved by a line.
+    Frame,
+    /// The whole one-line signature, source location included.
     Signature,
     /// Only the class (`crash`, `panic`, `error`, `ok`, ...): a boundary where a bug stops
     /// crashing, however its message changed.
@@ -145,8 +149,30 @@ pub fn cases_along<'a>(
     Ok(out)
 }
 
+/// A signature without a trailing source location ` (path/file.go:203)` (or `:300:33`).
+pub fn without_location(signature: &str) -> String {
+    static LOC: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = LOC
+        .get_or_init(|| regex::Regex::new(r" \([^()]*:\d+(?::\d+)?\)").expect("a valid pattern"));
+    re.replace_all(signature, "").into_owned()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn locations_are_not_part_of_a_frame_key() {
+        assert_eq!(
+            super::without_location(
+                "SIGSEGV in resourcecontrol.NewSandboxResourceController (src/runtime/pkg/resourcecontrol/cgroups.go:204)"
+            ),
+            "SIGSEGV in resourcecontrol.NewSandboxResourceController"
+        );
+        assert_eq!(
+            super::without_location("error in apply: x"),
+            "error in apply: x"
+        );
+    }
+
     use super::*;
 
     fn vals(n: usize) -> Vec<String> {

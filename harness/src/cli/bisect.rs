@@ -17,13 +17,19 @@ pub struct Args {
     /// Fix another axis: AXIS=VALUE (repeatable). Unfixed axes take their first value.
     #[arg(long = "cell", value_name = "AXIS=VALUE")]
     cells: Vec<String>,
-    /// Compare outcomes by signature (default) or only by class.
-    #[arg(long, value_enum, default_value = "signature")]
+    /// Compare outcomes by signature without source location (default), whole
+    /// signature, or only by class.
+    #[arg(long, value_enum, default_value = "frame")]
     by: By,
 }
 
 fn key(r: &Report, by: By) -> String {
     match by {
+        By::Frame => format!(
+            "{}: {}",
+            r.outcome.class(),
+            bisect::without_location(&r.signature())
+        ),
         By::Signature => format!("{}: {}", r.outcome.class(), r.signature()),
         By::Class => r.outcome.class().to_string(),
     }
