@@ -422,10 +422,9 @@ pub fn topology(host: &Host, data: &HostData, c: &Captured) -> Topology {
         });
     }
     // Named hierarchies have no /proc/cgroups row: number them after the others.
-    let mut next = rows.iter().map(|r| r.1).max().unwrap_or(0) + 1;
-    for m in v1.iter_mut().filter(|m| m.id == 0) {
-        m.id = next;
-        next += 1;
+    let first_free = rows.iter().map(|r| r.1).max().unwrap_or(0) + 1;
+    for (id, m) in (first_free..).zip(v1.iter_mut().filter(|m| m.id == 0)) {
+        m.id = id;
     }
     v1.sort_by_key(|m| m.id);
     let v2_dir = c.cgroup2().map(|m| m.dir.clone());

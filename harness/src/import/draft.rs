@@ -138,7 +138,16 @@ pub fn write(
             (Some(c), Some(p)) if format!("{:?}", p.cgroup).to_ascii_lowercase() != c.value => {
                 w.reported("host.cgroup", "cgroup", &quote(&c.value), c)
             }
-            (Some(_), _) => {}
+            (Some(c), _) => {
+                let _ = writeln!(
+                    w.d.text,
+                    "# {:<18}= {:<40} # report: {} (the preset's own)",
+                    "cgroup",
+                    quote(&c.value),
+                    quote(&c.line)
+                );
+                w.d.from_report.push("host.cgroup".into());
+            }
             (None, _) => w.todo(
                 "host.cgroup",
                 "cgroup",
@@ -150,7 +159,16 @@ pub fn write(
             (Some(s), _, Some(p)) if p.systemd.map(|v| v.to_string()) != Some(s.value.clone()) => {
                 w.reported("host.systemd", "systemd", &s.value, s)
             }
-            (Some(_), _, _) => {}
+            (Some(s), _, _) => {
+                let _ = writeln!(
+                    w.d.text,
+                    "# {:<18}= {:<40} # report: {} (the preset's own)",
+                    "systemd",
+                    s.value,
+                    quote(&s.line)
+                );
+                w.d.from_report.push("host.systemd".into());
+            }
             (None, Some(o), Some(p)) if p.systemd.is_none_or(|v| v >= 230) => {
                 let _ = writeln!(w.d.text, "# report: {}", quote(&o.line));
                 w.guessed(
