@@ -303,3 +303,105 @@ fn this_machine_captured_replays_as_a_host_file() {
         "the target saw the captured release:\n{t}"
     );
 }
+
+/// A matrix with two distinct failures, two cells each: the run ends with them grouped.
+#[test]
+fn a_run_groups_its_failing_cells_by_signature() {
+    let repo = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(root().join("fixtures"), repo.path().join("fixtures")).unwrap();
+    std::fs::create_dir_all(repo.path().join("scenarios")).unwrap();
+    std::fs::write(
+        repo.path().join("scenarios/two-bugs.toml"),
+        "[scenario]\ntitle = \"two bugs, two hosts\"\n\n[target]\ndriver = \"crasher-abort\"\n\n\
+         [matrix]\n\"host.preset\" = [\"debian-12\", \"amazonlinux-2\"]\n\
+         \"target.driver\" = [\"crasher-abort\", \"crasher-exit3\"]\n",
+    )
+    .unwrap();
+    let o = cgrepro()
+        .current_dir(repo.path())
+        .args(["matrix", "scenarios/two-bugs.toml", "--allow-ignored"])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    if t.contains("ignored (4 cell(s))") {
+        eprintln!("skipping: the cases cannot run here:\n{t}");
+        return;
+    }
+    assert!(
+        t.contains("4 failing cell(s), 2 distinct signature(s):"),
+        "{t}"
+    );
+    let lines: Vec<&str> = t.lines().filter(|l| l.contains("  2 cells: ")).collect();
+    assert_eq!(lines.len(), 2, "{t}");
+    assert!(lines.iter().any(|l| l.contains("SIGABRT")), "{t}");
+}
+
+/// The captures of real Debian boots (the real-kernel lane) equal the presets they stand
+/// for, file by file, after the documented normalisation.
+#[test]
+fn lane_captures_match_their_presets() {
+    let cache = std::env::var_os("CGREPRO_LANE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/cgrepro/lane")
+        });
+    let qemu = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .any(|d| d.join("qemu-system-x86_64").is_file());
+    for (series, like) in [
+        ("6.1", "debian-12"),
+        ("6.12", "debian-13"),
+        ("6.1", "debian-12-v1"),
+    ] {
+        if !qemu || !cache.join("kernels").join(series).join("vmlinuz").is_file() {
+            eprintln!("skipping {series}: no QEMU or no lane kernel (bash ci/kernel-lane.sh)");
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let o = cgrepro()
+            .args([
+                "capture",
+                "--lane",
+                series,
+                "--like",
+                like,
+                "--compare",
+                like,
+                "-o",
+            ])
+            .arg(dir.path().join("lane.toml"))
+            .output()
+            .unwrap();
+        let t = text(&o);
+        assert!(o.status.success(), "{series} as {like}:\n{t}");
+        assert!(t.contains(" 0 difference(s)"), "{series} as {like}:\n{t}");
+    }
+}
+
+/// A host file given to import becomes the draft's host (`[host] file`), quoted as such;
+/// with no code under test named, the draft is not run.
+#[test]
+fn a_capture_imports_as_the_drafts_host() {
+    let host = root().join("fixtures/hosts/debian-12-lane.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("draft.toml");
+    let o = cgrepro()
+        .args(["import", "--no-run", "-o"])
+        .arg(&out)
+        .arg(&host)
+        .output()
+        .unwrap();
+    let draft = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        draft.contains(&format!(
+            "file                = {:?}",
+            host.display().to_string()
+        )),
+        "{draft}"
+    );
+    assert!(draft.contains("the report is a host file written by `cgrepro capture`"));
+    assert!(
+        text(&o).contains("names no code under test"),
+        "{}",
+        text(&o)
+    );
+}

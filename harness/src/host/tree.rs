@@ -457,10 +457,6 @@ fn render(template: &str, g: &Group, topo: &Topology, v: KernelVersion) -> Strin
     };
     template
         .replace("{procs}", &g.procs)
-        .replace(
-            "{nr_procs}",
-            &g.procs.split_whitespace().count().to_string(),
-        )
         .replace("{controllers}", &words(&g.listed))
         .replace("{subtree_control}", &words(&g.subtree))
         .replace("{cgroup_stat_subsys}", &stat_subsys())
@@ -509,7 +505,14 @@ pub fn build(host: &Host, data: &HostData) -> Plan {
                 Level::Root => e.root_content.as_deref().unwrap_or(&e.content),
                 Level::Child => &e.content,
             };
-            let content = render(template, g, &topo, v);
+            let mut content = render(template, g, &topo, v);
+            // A group the host starts with tasks in (init.scope holds pid 1) counts them,
+            // as the real kernel does (seen in the lane's 6.1 boot). Not a placeholder in
+            // files-v2.toml: the cgroupfs model copies those contents into the groups the
+            // target creates, which start empty.
+            if matches!(e.name.as_str(), "pids.current" | "pids.peak") && !g.procs.is_empty() {
+                content = format!("{}\n", g.procs.split_whitespace().count());
+            }
             tree.insert(
                 join(&rel, &e.name),
                 Node::File {
