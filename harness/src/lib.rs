@@ -25,15 +25,20 @@
 //! * [`sweep`] — fault sweeps: every plausible kernel failure at every cgroupfs op of a
 //!   case, judged, with minimised scenarios for the bugs.
 //! * [`cli`] — the `cgrepro` subcommands.
+//! * [`capture`], [`import`], [`bisect`] — from a bug report to a replayable case: a real
+//!   node's host file, a scenario draft from a report's text, the boundary on an axis.
 //! * [`lane`] and [`fuzz`] — the real-kernel lane (real kernels under QEMU) and the
 //!   differential op fuzzing that judges the cgroupfs model against it.
 
+pub mod bisect;
+pub mod capture;
 pub mod cli;
 pub mod engine;
 pub mod evidence;
 pub mod fault;
 pub mod fuzz;
 pub mod host;
+pub mod import;
 pub mod lane;
 pub mod outcome;
 pub mod pool;

@@ -164,6 +164,10 @@ fn warn(r: std::io::Result<()>, path: &Path) {
 /// `--allow-ignored`); else 0.
 pub fn summary(run: &Run, opts: &OutputArgs, say: impl Fn(&str)) -> i32 {
     let t = Tally::of(&run.results);
+    let failing = report::signatures::failing(run.results.iter().filter_map(|r| r.report.as_ref()));
+    if let Some(block) = report::signatures::render(&failing) {
+        say(&format!("\n{block}"));
+    }
     say(&format!(
         "\n{} passed, {} failed, {} ignored ({} cases in {:.2?})",
         t.passed,

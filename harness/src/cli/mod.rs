@@ -6,7 +6,10 @@
 //! cell); 3 selected cases cannot run on this machine (unless `--allow-ignored`);
 //! 130 interrupted; 141 stdout was closed (`| head`), quietly.
 
+mod bisect;
+mod capture;
 mod exec;
+mod import;
 mod output;
 
 use std::path::PathBuf;
@@ -87,6 +90,15 @@ enum Command {
     /// Fail every cgroupfs op of a case with every errno the kernel can give there; judge
     /// and tabulate what the target does; write minimised scenarios for the bugs.
     Sweep(crate::sweep::cli::Args),
+    /// Read this node's host (kernel, cgroup mounts and tree, systemd, devices) into a host
+    /// file that `[host] file = "..."` replays. Read-only; writes only FILE.
+    Capture(capture::Args),
+    /// Turn a bug report (issue text, containerd/kubelet/journal log, kata-collect-data
+    /// output, a panic) into a scenario draft, run it, and compare report and replay.
+    Import(import::Args),
+    /// Find the first value of an ordered axis whose outcome signature differs from the
+    /// first value's, in log2 runs.
+    Bisect(bisect::Args),
     /// Differential op fuzzing of the cgroupfs model against real kernels booted under QEMU
     /// (kernels from `bash ci/kernel-lane.sh`); prints the agreement per kernel × mode.
     RealKernel(real_kernel::Args),
@@ -103,6 +115,11 @@ pub fn main() -> i32 {
 
 fn main_inner() -> i32 {
     let cli = Cli::parse();
+    // A capture runs on the node a report came from: no repository, no sandbox session,
+    // nothing written but its output.
+    if let Command::Capture(args) = &cli.command {
+        return capture::run(args);
+    }
     if let Err(e) = interrupt::install() {
         eprintln!("warning: cannot install the Ctrl-C handler: {e}");
     }
@@ -139,6 +156,15 @@ fn main_inner() -> i32 {
             crate::sweep::cli::main(&engine, &args, jobs(args.jobs))
         }
         Command::RealKernel(args) => real_kernel::run(&engine.root, args),
+        Command::Capture(_) => unreachable!("handled before the engine exists"),
+        Command::Import(args) => {
+            prepare(&engine);
+            import::run(&engine, &args, jobs(None))
+        }
+        Command::Bisect(args) => {
+            prepare(&engine);
+            bisect::run(&engine, &args)
+        }
     };
     if output::broken_pipe() {
         return 141;

@@ -231,11 +231,18 @@ pub struct VersionTemplate {
     pub template: String,
 }
 
-/// One `fixtures/hosts/<name>.toml`.
+/// One `fixtures/hosts/<name>.toml`, or a host file (`[host] file`): the same keys, plus
+/// `schema` and `[captured]` when `cgrepro capture` wrote it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Preset {
+    /// `cgrepro-host/1` in captured host files.
+    #[serde(default)]
+    pub schema: Option<String>,
     pub description: String,
+    /// Where the preset's facts come from (a capture, a distro's documentation).
+    #[serde(default)]
+    pub source: Option<String>,
     pub kernel: String,
     pub proc_version: String,
     pub cgroup: CgroupMode,
@@ -245,6 +252,16 @@ pub struct Preset {
     pub devices: Vec<String>,
     #[serde(default)]
     pub options: BTreeMap<String, bool>,
+    /// What a capture read on the node (see `host::captured`).
+    #[serde(default, deserialize_with = "shared_capture")]
+    pub captured: Option<std::sync::Arc<super::captured::Captured>>,
+}
+
+/// `[captured]` behind an `Arc`: every case of a host shares one copy.
+fn shared_capture<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::sync::Arc<super::captured::Captured>>, D::Error> {
+    Ok(Option::<super::captured::Captured>::deserialize(d)?.map(std::sync::Arc::new))
 }
 
 /// Everything under `fixtures/kernels/`.
@@ -394,13 +411,10 @@ pub fn load_presets(dir: &Path) -> Result<BTreeMap<String, Preset>, HostError> {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            let preset: Preset = read_toml(&path)?;
-            if KernelVersion::parse_release(&preset.kernel).is_none() {
-                return Err(HostError::Data {
-                    path,
-                    why: format!("bad kernel release `{}`", preset.kernel),
-                });
-            }
+            let preset = super::captured::load_path(&path).map_err(|e| match e {
+                HostError::HostFile { path, why } => HostError::Data { path, why },
+                e => e,
+            })?;
             presets.insert(name, preset);
         }
     }

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod captured;
+pub mod compare;
 pub mod data;
 mod faults;
 mod materialize;
@@ -50,6 +52,9 @@ pub enum CgroupMode {
 #[serde(deny_unknown_fields)]
 pub struct HostSpec {
     pub preset: Option<String>,
+    /// A host file (what `cgrepro capture` writes), relative to the repository root or
+    /// absolute. Used like a preset; a captured host's tree replays as captured.
+    pub file: Option<String>,
     /// Kernel release, e.g. "5.10.230" or "5.4.0-182-generic".
     pub kernel: Option<String>,
     pub cgroup: Option<CgroupMode>,
@@ -68,6 +73,18 @@ pub struct HostSpec {
     /// Extra directories the target may write, private to the case (the rest of the
     /// machine's file system is read-only to it).
     pub writable: Option<Vec<String>>,
+}
+
+/// `0o644` -> `rw-r--r--`.
+pub fn captured_mode(mode: u32) -> String {
+    let mut s = String::with_capacity(9);
+    for shift in [6, 3, 0] {
+        let b = (mode >> shift) & 7;
+        s.push(if b & 4 != 0 { 'r' } else { '-' });
+        s.push(if b & 2 != 0 { 'w' } else { '-' });
+        s.push(if b & 1 != 0 { 'x' } else { '-' });
+    }
+    s
 }
 
 /// `systemd = true` as [`HostSpec::systemd`] stores it: the preset's version.
@@ -132,6 +149,12 @@ pub struct Host {
     /// besides the sandbox's own (/tmp, /var/tmp, /run, /dev/shm).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub writable: Vec<std::path::PathBuf>,
+    /// The capture a host file carried: its tree replaces the generated one.
+    #[serde(skip)]
+    pub captured: Option<std::sync::Arc<captured::Captured>>,
+    /// [`captured::Captured::digest`] of it (part of [`Host::key`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub captured_digest: Option<String>,
 }
 
 /// Errors resolving a host spec. `field` is the `[host]` key at fault.
@@ -155,6 +178,10 @@ pub enum HostError {
     NoPresetSystemd { preset: String },
     #[error("host data in {path}: {why}")]
     Data { path: PathBuf, why: String },
+    #[error("host file {path}: {why}")]
+    HostFile { path: PathBuf, why: String },
+    #[error("`{field}` cannot be combined with `file`: a captured host's tree is what the node had; {hint}")]
+    CapturedOverride { field: String, hint: String },
     #[error("materializing the host in {path}: {source}")]
     Io {
         path: PathBuf,
@@ -207,6 +234,15 @@ impl HostData {
     /// from 5.10 on (v1 below), no systemd, swap accounting from 5.8 on, no devices.
     pub fn resolve(&self, spec: &HostSpec) -> Result<Host, HostError> {
         resolve::resolve(self, spec)
+    }
+    /// The host a loaded preset or host file stands for (`name` for reports).
+    pub fn resolve_preset(&self, name: &str, preset: &data::Preset) -> Result<Host, HostError> {
+        resolve::resolve_with(
+            self,
+            &HostSpec::default(),
+            Some(name.to_owned()),
+            Some(preset),
+        )
     }
     /// Names of the syscalls (syscalls.toml) that the host's kernel does not have yet.
     pub fn syscalls_newer_than(&self, host: &Host) -> Vec<String> {
@@ -273,7 +309,10 @@ impl Host {
     ) -> Result<Layout, HostError> {
         let plan = self.plan(data, faults)?;
         let mut layout = materialize::write(&plan, dir, owner)?;
-        layout.sys_views = sysfs::write(&data.kernels.procfs.sysfs, dir, owner)?;
+        layout.sys_views = match &self.captured {
+            Some(c) => sysfs::write(&captured::sysfs(data, c), dir, owner)?,
+            None => sysfs::write(&data.kernels.procfs.sysfs, dir, owner)?,
+        };
         Ok(layout)
     }
 }

@@ -19,9 +19,17 @@ pub const VIEWS: [(&str, &str); 5] = [
 
 pub fn views(host: &Host, data: &HostData, topo: &Topology) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    out.insert(VIEWS[0].0.to_owned(), mountinfo(host, data, topo));
+    match &host.captured {
+        Some(c) => {
+            out.insert(VIEWS[0].0.to_owned(), super::captured::mountinfo(data, c));
+            out.insert(VIEWS[2].0.to_owned(), c.proc_cgroups.clone());
+        }
+        None => {
+            out.insert(VIEWS[0].0.to_owned(), mountinfo(host, data, topo));
+            out.insert(VIEWS[2].0.to_owned(), cgroups(topo));
+        }
+    }
     out.insert(VIEWS[1].0.to_owned(), self_cgroup(topo));
-    out.insert(VIEWS[2].0.to_owned(), cgroups(topo));
     out.insert(VIEWS[3].0.to_owned(), format!("{}\n", host.kernel));
     out.insert(VIEWS[4].0.to_owned(), format!("{}\n", host.proc_version));
     out

@@ -15,22 +15,64 @@ const CGROUP2_SINCE: KernelVersion = KernelVersion::new(4, 5, 0);
 const SWAP_DEFAULT_FROM: KernelVersion = KernelVersion::new(5, 8, 0);
 
 pub fn resolve(data: &HostData, spec: &HostSpec) -> Result<Host, HostError> {
-    let preset_name = match (&spec.preset, &spec.kernel) {
-        (Some(p), _) => Some(p.clone()),
-        (None, None) => Some(DEFAULT_PRESET.to_owned()),
-        (None, Some(_)) => None,
-    };
-    let preset = match &preset_name {
-        Some(name) => Some(
-            data.presets
-                .get(name)
-                .ok_or_else(|| HostError::UnknownPreset {
-                    name: name.clone(),
-                    known: data.presets(),
-                })?,
-        ),
-        None => None,
-    };
+    let from_file;
+    let (preset_name, preset) =
+        match &spec.file {
+            Some(file) => {
+                if spec.preset.is_some() {
+                    return Err(HostError::CapturedOverride {
+                        field: "preset".into(),
+                        hint: "a host file stands for the preset: drop one of them".into(),
+                    });
+                }
+                let repo = data.root.parent().unwrap_or(&data.root);
+                from_file = super::captured::load(repo, file)?;
+                (Some(format!("file:{file}")), Some(&from_file))
+            }
+            None => {
+                let preset_name = match (&spec.preset, &spec.kernel) {
+                    (Some(p), _) => Some(p.clone()),
+                    (None, None) => Some(DEFAULT_PRESET.to_owned()),
+                    (None, Some(_)) => None,
+                };
+                let preset =
+                    match &preset_name {
+                        Some(name) => Some(data.presets.get(name).ok_or_else(|| {
+                            HostError::UnknownPreset {
+                                name: name.clone(),
+                                known: data.presets(),
+                            }
+                        })?),
+                        None => None,
+                    };
+                (preset_name, preset)
+            }
+        };
+    resolve_with(data, spec, preset_name, preset)
+}
+
+/// Resolve `spec` on top of a preset already loaded (a named preset, a host file, or a
+/// capture just taken).
+pub fn resolve_with(
+    data: &HostData,
+    spec: &HostSpec,
+    preset_name: Option<String>,
+    preset: Option<&super::data::Preset>,
+) -> Result<Host, HostError> {
+    if preset.is_some_and(|p| p.captured.is_some()) {
+        for (field, given) in [
+            ("kernel", spec.kernel.is_some()),
+            ("cgroup", spec.cgroup.is_some()),
+            ("options", spec.options.is_some()),
+        ] {
+            if given {
+                return Err(HostError::CapturedOverride {
+                    field: field.into(),
+                    hint: format!("drop `{field}` (or use a generated preset to vary it)"),
+                });
+            }
+        }
+    }
 
     let kernel = spec
         .kernel
@@ -131,6 +173,8 @@ pub fn resolve(data: &HostData, spec: &HostSpec) -> Result<Host, HostError> {
             .flatten()
             .map(std::path::PathBuf::from)
             .collect(),
+        captured: preset.and_then(|p| p.captured.clone()),
+        captured_digest: preset.and_then(|p| p.captured.as_ref().map(|c| c.digest())),
     })
 }
 

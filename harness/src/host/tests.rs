@@ -59,20 +59,26 @@ fn fault(file: &str, action: ContentAction) -> ContentFault {
     }
 }
 
-const ALL_PRESETS: [&str; 13] = [
+const ALL_PRESETS: [&str; 19] = [
     "amazonlinux-2",
     "amazonlinux-2023",
+    "amazonlinux-2023-6.12",
     "centos-7",
     "debian-10",
     "debian-11",
     "debian-12",
+    "debian-12-lane",
     "debian-12-v1",
+    "debian-13",
+    "fedora-42",
+    "rhel-10",
     "rhel-8",
     "rhel-9",
     "sles-15-sp4",
     "ubuntu-20.04",
     "ubuntu-20.04-hwe",
     "ubuntu-22.04",
+    "ubuntu-24.04",
 ];
 
 #[test]
@@ -85,17 +91,23 @@ fn every_preset_resolves_and_materializes(
     #[values(
         "amazonlinux-2",
         "amazonlinux-2023",
+        "amazonlinux-2023-6.12",
         "centos-7",
         "debian-10",
         "debian-11",
         "debian-12",
+        "debian-12-lane",
         "debian-12-v1",
+        "debian-13",
+        "fedora-42",
+        "rhel-10",
         "rhel-8",
         "rhel-9",
         "sles-15-sp4",
         "ubuntu-20.04",
         "ubuntu-20.04-hwe",
-        "ubuntu-22.04"
+        "ubuntu-22.04",
+        "ubuntu-24.04"
     )]
     name: &str,
 ) {

@@ -296,6 +296,9 @@ fn systemd_groups<'a>(data: &'a HostData, host: &Host) -> Vec<&'a super::data::S
 }
 
 pub fn topology(host: &Host, data: &HostData) -> Topology {
+    if let Some(c) = &host.captured {
+        return super::captured::topology(host, data, c);
+    }
     let tables = &data.kernels;
     let v = host.version();
     let avail = available(tables, host);
@@ -465,6 +468,17 @@ pub fn build(host: &Host, data: &HostData) -> Plan {
     let tables = &data.kernels;
     let v = host.version();
     let topo = topology(host, data);
+    if let Some(c) = &host.captured {
+        return Plan {
+            root_mode: c
+                .find("", "/")
+                .filter(|_| host.cgroup == CgroupMode::V2)
+                .and_then(|g| super::data::parse_mode(&g.mode))
+                .unwrap_or(0o755),
+            tree: super::captured::tree(c),
+            proc: procfs::views(host, data, &topo),
+        };
+    }
     let mut tree = BTreeMap::new();
     for m in &topo.v1 {
         for l in &m.symlinks {
@@ -491,7 +505,14 @@ pub fn build(host: &Host, data: &HostData) -> Plan {
                 Level::Root => e.root_content.as_deref().unwrap_or(&e.content),
                 Level::Child => &e.content,
             };
-            let content = render(template, g, &topo, v);
+            let mut content = render(template, g, &topo, v);
+            // A group the host starts with tasks in (init.scope holds pid 1) counts them,
+            // as the real kernel does (seen in the lane's 6.1 boot). Not a placeholder in
+            // files-v2.toml: the cgroupfs model copies those contents into the groups the
+            // target creates, which start empty.
+            if matches!(e.name.as_str(), "pids.current" | "pids.peak") && !g.procs.is_empty() {
+                content = format!("{}\n", g.procs.split_whitespace().count());
+            }
             tree.insert(
                 join(&rel, &e.name),
                 Node::File {

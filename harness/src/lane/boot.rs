@@ -100,6 +100,39 @@ pub struct Job {
     pub files: Vec<InitrdEntry>,
 }
 
+/// What a boot takes: a [`Job`], alone or inside a [`CaptureJob`]; serialised as
+/// `/lane.json`, with the files it packs into the initramfs.
+pub trait LaneJob: Serialize {
+    fn files(&self) -> &[InitrdEntry];
+}
+
+impl LaneJob for Job {
+    fn files(&self) -> &[InitrdEntry] {
+        &self.files
+    }
+}
+
+impl LaneJob for CaptureJob {
+    fn files(&self) -> &[InitrdEntry] {
+        &self.job.files
+    }
+}
+
+/// A job that also records paths for `cgrepro capture --lane` (the guest's `dump`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptureJob {
+    #[serde(flatten)]
+    pub job: Job,
+    pub dump: Vec<DumpRoot>,
+}
+
+/// An absolute path the guest records: a directory to `depth` levels, a file, a link.
+#[derive(Debug, Clone, Serialize)]
+pub struct DumpRoot {
+    pub path: String,
+    pub depth: u32,
+}
+
 /// The result of one op on the real kernel, as the guest reported it.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "r", rename_all = "snake_case")]
@@ -130,6 +163,8 @@ struct Line {
     micros: Option<u64>,
     error: Option<String>,
     command: Option<CommandOut>,
+    #[serde(default)]
+    dump: Option<crate::capture::Recorded>,
 }
 
 /// What a boot gave.
@@ -148,6 +183,8 @@ pub struct Boot {
     pub results: BTreeMap<u64, Vec<String>>,
     /// The command's output, when the job had one.
     pub command: Option<CommandOut>,
+    /// What the guest recorded for a [`CaptureJob`].
+    pub dump: Option<crate::capture::Recorded>,
 }
 
 /// The static `/init`: `target/x86_64-unknown-linux-gnu/<profile>/cgrepro-lane-init`,
@@ -182,7 +219,7 @@ pub fn payload(root: &Path) -> Result<PathBuf, LaneError> {
 }
 
 /// The initramfs: `/init`, `/lane.json` and the mount points.
-pub fn initramfs(init: &[u8], job: &Job) -> Result<Vec<u8>, LaneError> {
+pub fn initramfs(init: &[u8], job: &impl LaneJob) -> Result<Vec<u8>, LaneError> {
     use cpio::newc::Builder;
     let json = serde_json::to_vec(job).expect("a job serialises");
     let dir = |name: &str| {
@@ -202,7 +239,7 @@ pub fn initramfs(init: &[u8], job: &Job) -> Result<Vec<u8>, LaneError> {
         file("init", 0o755, init.to_vec()),
         file("lane.json", 0o644, json),
     ];
-    for e in &job.files {
+    for e in job.files() {
         entries.push(match e {
             InitrdEntry::Dir(p) => dir(p),
             InitrdEntry::File { path, mode, data } => file(path, *mode, data.clone()),
@@ -222,7 +259,7 @@ pub fn initramfs(init: &[u8], job: &Job) -> Result<Vec<u8>, LaneError> {
 pub fn boot(
     kernel: &Kernel,
     init: &Path,
-    job: &Job,
+    job: &impl LaneJob,
     work: &Path,
     timeout: Duration,
 ) -> Result<Boot, LaneError> {
@@ -254,7 +291,7 @@ fn panicked(work: &Path) -> bool {
 fn boot_once(
     kernel: &Kernel,
     init: &Path,
-    job: &Job,
+    job: &impl LaneJob,
     work: &Path,
     timeout: Duration,
 ) -> Result<Boot, LaneError> {
@@ -272,7 +309,7 @@ fn boot_once(
     let _ = std::fs::remove_file(&results);
     // The initramfs is unpacked into RAM next to its own copy: room for both.
     let payload_mb = job
-        .files
+        .files()
         .iter()
         .map(|e| match e {
             InitrdEntry::File { data, .. } => data.len(),
@@ -343,6 +380,7 @@ fn boot_once(
         prologue: Vec::new(),
         results: BTreeMap::new(),
         command: None,
+        dump: None,
     };
     let mut done = false;
     for l in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -354,6 +392,10 @@ fn boot_once(
         }
         if let Some(c) = line.command {
             out.command = Some(c);
+            continue;
+        }
+        if line.dump.is_some() {
+            out.dump = line.dump;
             continue;
         }
         match (line.hello, line.seq, line.results) {

@@ -14,7 +14,7 @@ pub mod kernels;
 
 use std::path::PathBuf;
 
-pub use boot::{boot, Boot, Job, Layout, Res, Sequence};
+pub use boot::{boot, Boot, CaptureJob, DumpRoot, Job, Layout, Res, Sequence};
 pub use kernels::{Kernel, LaneHost};
 
 /// Why the lane could not run.

@@ -17,6 +17,7 @@ fn block() -> Expect {
         message: None,
         stdout: None,
         client: None,
+        log: None,
         at: AT.into(),
     }
 }
@@ -168,6 +169,7 @@ fn failures(v: &[&str]) -> Vec<String> {
         message: Some("nil pointer".into()),
         stdout: Some("ready".into()),
         client: Some("ok".into()),
+        log: None,
         at: AT.into(),
     }],
     error("no such file or directory"), Some("rpc error"), "",

@@ -8,6 +8,7 @@ pub mod junit;
 pub mod libtest;
 pub mod matrix;
 pub mod results;
+pub mod signatures;
 pub mod snapshot;
 pub mod yaml;
 
@@ -75,7 +76,9 @@ impl Report {
     ) -> Report {
         let stdout_full = norm.apply(&observed.stdout.text());
         let stdout_tail = tail(&stdout_full);
-        let expectation_failures = check_expectations(&case.expect, &outcome, None, &stdout_full);
+        let mut expectation_failures =
+            check_expectations(&case.expect, &outcome, None, &stdout_full);
+        expectation_failures.extend(check_log(case, &norm.apply(&observed.stderr.text())));
         Report {
             case: case.name.clone(),
             scenario: case.scenario.name.clone(),
@@ -158,6 +161,14 @@ impl Report {
             Some(shim.as_ref().map_or("", |s| s.client.as_str())),
             &self.stdout_tail,
         );
+        if let Some(s) = &shim {
+            let mut log = s.log.clone();
+            for l in s.syslog.iter().chain(&s.teardown) {
+                log.push('\n');
+                log.push_str(l);
+            }
+            self.expectation_failures.extend(check_log(case, &log));
+        }
         self.shim = shim;
         if let crate::scenario::TargetKind::Shim { name, .. } = &case.target.kind {
             if name == crate::subject::shim::KATA {
@@ -364,6 +375,18 @@ pub fn check_expectations(
         }
     }
     failures
+}
+
+/// The `log` expectations: each a substring of what the target logged.
+pub fn check_log(case: &Case, log: &str) -> Vec<String> {
+    case.expect
+        .iter()
+        .filter_map(|e| {
+            let want = e.log.as_ref()?;
+            (!log.contains(want.as_str()))
+                .then(|| format!("expected the target to log `{want}` — {}", e.at))
+        })
+        .collect()
 }
 
 /// A shim's processes (Go daemons: threads take pids at their own pace) get different pids

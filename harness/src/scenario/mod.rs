@@ -150,6 +150,11 @@ pub struct Expect {
     /// Shims: a substring of the client-side result (`ttrpc: closed`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// A substring of what the target logged: a shim's log and syslog lines (teardown
+    /// included), another target's stderr. For reports whose symptom is a logged error
+    /// the target survives (`error="cgroups: cgroup deleted"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
     /// Where the block is, for failure messages (`file:line`).
     #[serde(skip)]
     pub at: String,

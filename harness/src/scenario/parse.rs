@@ -115,6 +115,7 @@ struct RawExpect {
     message: Option<String>,
     stdout: Option<String>,
     client: Option<String>,
+    log: Option<String>,
 }
 
 /// Maps dotted fields (and matrix values) back to spans in the source.
@@ -826,6 +827,7 @@ fn resolve(
                 message: e.message.clone(),
                 stdout: e.stdout.clone(),
                 client: e.client.clone(),
+                log: e.log.clone(),
                 at: format!("{}:{line} (expect #{})", at.loc.file.display(), i + 1),
             });
         }
@@ -1165,6 +1167,10 @@ fn host_error(e: HostError, at: &CellLocator, spec: &HostSpec) -> ScenarioError 
         HostError::NoPresetSystemd { .. } => at
             .at("host.systemd", e.to_string())
             .hint("give the version (systemd = 252), or false for no systemd"),
+        HostError::HostFile { .. } => at
+            .at("host.file", e.to_string())
+            .hint("a host file is what `cgrepro capture -o FILE` writes; paths are relative to the repository root"),
+        HostError::CapturedOverride { field, .. } => at.at(&format!("host.{field}"), e.to_string()),
         _ => at.at("host", e.to_string()),
     }
 }
