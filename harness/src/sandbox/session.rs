@@ -270,6 +270,15 @@ impl Session {
         self.shared_cgroupfs.get()?.as_ref().err().map(String::as_str)
     }
 
+    /// The session's FUSE connection (its number in /sys/fs/fuse/connections), once a
+    /// model case made it.
+    pub fn cgroupfs_connection(&self) -> Option<u32> {
+        self.shared_cgroupfs
+            .get()
+            .and_then(|s| s.as_ref().ok())
+            .and_then(cgroupfs::shared::Shared::connection)
+    }
+
     /// How many cases the session's cgroupfs connection serves now (0 between runs).
     pub fn cgroupfs_serving(&self) -> usize {
         self.shared_cgroupfs

@@ -207,6 +207,14 @@ impl Shared {
         Ok((attached, tree))
     }
 
+    /// The connection's number in /sys/fs/fuse/connections (the minor of its device).
+    pub fn connection(&self) -> Option<u32> {
+        let mount = self.mount.as_ref()?;
+        nix::sys::stat::fstat(mount)
+            .ok()
+            .map(|st| nix::sys::stat::minor(st.st_dev) as u32)
+    }
+
     /// How many cases the connection serves right now (tests: none after a run).
     pub fn serving(&self) -> usize {
         self.inner
