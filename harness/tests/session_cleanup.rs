@@ -121,7 +121,11 @@ fn a_long_run_on_the_model_leaves_nothing_behind() {
     if let Some(why) = session.cgroupfs_per_case_reason() {
         eprintln!("a FUSE mount per case on this machine ({why}); checking that path");
     }
-    assert_eq!(session.cgroupfs_serving(), 0, "cases still served after the run");
+    assert_eq!(
+        session.cgroupfs_serving(),
+        0,
+        "cases still served after the run"
+    );
     let conn = session.cgroupfs_connection();
     // /sys/fs/fuse/connections lists the connections where fusectl is mounted.
     let fusectl = Path::new("/sys/fs/fuse/connections/")

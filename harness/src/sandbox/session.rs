@@ -267,7 +267,11 @@ impl Session {
     /// Why this session's model cases each get a FUSE mount of their own rather than a
     /// bind of the session's connection, once a model case ran.
     pub fn cgroupfs_per_case_reason(&self) -> Option<&str> {
-        self.shared_cgroupfs.get()?.as_ref().err().map(String::as_str)
+        self.shared_cgroupfs
+            .get()?
+            .as_ref()
+            .err()
+            .map(String::as_str)
     }
 
     /// The session's FUSE connection (its number in /sys/fs/fuse/connections), once a

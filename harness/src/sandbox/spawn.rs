@@ -674,7 +674,12 @@ unsafe fn init_main(p: &Prepared) -> ! {
         let fd = libc::open(v.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
         let fixed = p.view_fd_base + i as c_int;
         if fd < 0 || libc::dup3(fd, fixed, libc::O_CLOEXEC) < 0 {
-            send(status, TAG_TARGET_FAIL, SetupStep::OpenViews as i32, errno());
+            send(
+                status,
+                TAG_TARGET_FAIL,
+                SetupStep::OpenViews as i32,
+                errno(),
+            );
             libc::_exit(1);
         }
         libc::close(fd);

@@ -178,11 +178,7 @@ impl Fs {
 
     fn entry(&self, l: &Locked, ino: u64, reply: ReplyEntry) {
         match l.m.attr(ino) {
-            Some(a) => reply.entry(
-                &TTL,
-                &self.file_attr(global(l.slot, ino), a),
-                Generation(0),
-            ),
+            Some(a) => reply.entry(&TTL, &self.file_attr(global(l.slot, ino), a), Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -367,10 +363,9 @@ impl Filesystem for Fs {
         trace("mkdir", parent.0);
         let (model, slot, local) = locked!(self, parent.0, reply);
         let mut l = lock(&model, slot);
-        let r = l
-            .m
-            .mkdir(local, name(n))
-            .map(|ino| l.m.attr(ino).map(|a| self.file_attr(global(slot, ino), a)));
+        let r =
+            l.m.mkdir(local, name(n))
+                .map(|ino| l.m.attr(ino).map(|a| self.file_attr(global(slot, ino), a)));
         let delay = l.m.take_delay();
         drop(l);
         answer_after(delay, move || match r {

@@ -201,9 +201,13 @@ impl Shared {
             model,
             inner: Arc::clone(&self.inner),
         };
-        let mount = self.mount.as_ref().expect("mounted while the session lives");
+        let mount = self
+            .mount
+            .as_ref()
+            .expect("mounted while the session lives");
         let name = CString::new(slot.to_string()).expect("digits");
-        let tree = clone_tree(mount, &name).map_err(|source| SharedError::Clone { slot, source })?;
+        let tree =
+            clone_tree(mount, &name).map_err(|source| SharedError::Clone { slot, source })?;
         Ok((attached, tree))
     }
 
