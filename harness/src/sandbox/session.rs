@@ -131,7 +131,7 @@ enum CaseCgroupfs {
     },
     PerCase {
         device: OwnedFd,
-        model: cgroupfs::Model,
+        model: Box<cgroupfs::Model>,
     },
 }
 
@@ -415,7 +415,7 @@ impl Session {
                             "the case wants the cgroupfs model, but /dev/fuse cannot be opened: {e}"
                         )
                     })?,
-                    model: m,
+                    model: Box::new(m),
                 },
             })
         } else {
@@ -868,7 +868,7 @@ impl Session {
         let served = model.map(|m| match m {
             CaseCgroupfs::PerCase { device, mut model } => {
                 model.set_pids(Box::new(cgroupfs::pids::CasePids::new(init)));
-                Served::PerCase(cgroupfs::server::serve(device, model, fuse_ids))
+                Served::PerCase(cgroupfs::server::serve(device, *model, fuse_ids))
             }
             CaseCgroupfs::Shared { attached, tree } => {
                 // Init has its own copy of the clone (moved before the target starts).
