@@ -11,7 +11,13 @@
 //! Both with the plain tree cgroupfs and with the cgroupfs model (FUSE), the default; and
 //! with the model on the same host without its systemd (what an unused systemd costs).
 //!
-//! Figures go to BENCHMARKS.md. Environment: `CGREPRO_BENCH_N` (iterations, default 300).
+//! 3. With `CGREPRO_BENCH_1000=1`: the 1,000-case model matrix
+//!    (`fixtures/bench/throughput-1000.toml`) at `--jobs` 1–4.
+//!
+//! Per case also a command target (`/bin/true`) against a bare spawn of it.
+//!
+//! Figures go to BENCHMARKS.md. Environment: `CGREPRO_BENCH_N` (iterations, default 300),
+//! `CGREPRO_BENCH_PER_CASE=0` / `CGREPRO_BENCH_THROUGHPUT=0` skip parts 1 / 2.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -55,6 +61,10 @@ fn main() {
         ("noop-tree.toml", "tree cgroupfs"),
         ("noop.toml", "cgroupfs model"),
         ("noop-no-systemd.toml", "cgroupfs model, no systemd"),
+        (
+            "noop-command.toml",
+            "command target (/bin/true), cgroupfs model",
+        ),
     ]
     .into_iter()
     .filter(|_| per_case_on)
@@ -72,25 +82,40 @@ fn main() {
     systemd_unused(&engine, n.max(1000));
 
     // 2. Throughput.
-    if std::env::var("CGREPRO_BENCH_THROUGHPUT").as_deref() == Ok("0") {
-        return;
-    }
+    let throughput_on = std::env::var("CGREPRO_BENCH_THROUGHPUT").as_deref() != Ok("0");
     for (fixture, label) in [
         ("throughput-tree.toml", "tree cgroupfs"),
         ("throughput.toml", "cgroupfs model"),
-    ] {
-        throughput(&engine, &root.join("fixtures/bench").join(fixture), label);
+    ]
+    .into_iter()
+    .filter(|_| throughput_on)
+    {
+        throughput(
+            &engine,
+            &root.join("fixtures/bench").join(fixture),
+            label,
+            &[1, 2, 4],
+        );
+    }
+    // 3. The 1,000-case model matrix and its --jobs curve (CGREPRO_BENCH_1000=1).
+    if std::env::var("CGREPRO_BENCH_1000").as_deref() == Ok("1") {
+        throughput(
+            &engine,
+            &root.join("fixtures/bench/throughput-1000.toml"),
+            "cgroupfs model, 1,000 cases",
+            &[1, 2, 3, 4],
+        );
     }
 }
 
-fn throughput(engine: &Engine, path: &Path, label: &str) {
+fn throughput(engine: &Engine, path: &Path, label: &str, jobs: &[usize]) {
     let matrix = engine.load(path).expect("throughput scenario");
     let cases: Vec<_> = matrix.cases.iter().collect();
     println!(
         "\nmatrix throughput, {label}: {} cases (cgroups-rs create/apply/delete)",
         cases.len()
     );
-    for jobs in [1, 2, 4] {
+    for &jobs in jobs {
         let t = Instant::now();
         let reports = pool::map(&cases, jobs, |c| engine.run(c, false));
         let el = t.elapsed();
@@ -125,6 +150,7 @@ fn per_case(engine: &Engine, path: &Path, label: &str, n: usize) {
         let t = Instant::now();
         let out = Command::new(&launch.exe)
             .arg0(&launch.argv[0])
+            .args(&launch.argv[1..])
             .env_clear()
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::fs::File::open(&input).expect("input"))

@@ -27,7 +27,7 @@ use super::cgroupfs::{self, CgroupfsKind};
 use super::effects::Effects;
 use super::readonly;
 use super::reaper::Reaper;
-use super::spawn::{self, Prepared, Step, Strategy};
+use super::spawn::{self, Prepared, SetupStep, Step, Strategy};
 use super::supervise::{self, Pipes, SetupFailure};
 use super::syscall::{self, magic, SimKernel, Supervisor, SyscallFault, SyscallPlan};
 use super::{Launch, Observed};
@@ -127,6 +127,42 @@ struct MaterializedHost {
     systemd_layout: Option<systemd::units::Layout>,
 }
 
+/// How a case's cgroupfs model is served: on the session's connection (a clone of the
+/// case's directory, moved by init), or on a FUSE mount of its own (kernels before 6.15).
+enum CaseCgroupfs {
+    Shared {
+        attached: cgroupfs::shared::Attached,
+        tree: OwnedFd,
+    },
+    PerCase {
+        device: OwnedFd,
+        model: Box<cgroupfs::Model>,
+    },
+}
+
+/// A case's model while it is being served.
+enum Served {
+    Shared(cgroupfs::shared::Attached),
+    PerCase(cgroupfs::server::Served),
+}
+
+impl Served {
+    fn model(&self) -> &Arc<Mutex<cgroupfs::Model>> {
+        match self {
+            Served::Shared(a) => a.model(),
+            Served::PerCase(s) => s.model(),
+        }
+    }
+
+    /// The model once the case is over, and the per-case FUSE session's error if any.
+    fn finish(self) -> (Arc<Mutex<cgroupfs::Model>>, Option<String>) {
+        match self {
+            Served::Shared(a) => (a.finish(), None),
+            Served::PerCase(s) => s.finish(),
+        }
+    }
+}
+
 type HostSlot = Arc<OnceLock<Result<Arc<MaterializedHost>, String>>>;
 
 pub struct Session {
@@ -147,6 +183,9 @@ pub struct Session {
     model_unavailable: Option<String>,
     /// Session directories of killed runs, removed when this one started.
     stale_removed: Vec<super::stale::Removed>,
+    /// The session's one FUSE connection for the cgroupfs model, made by the first case
+    /// that needs it; `None` inside: this kernel cannot (a FUSE mount per case then).
+    shared_cgroupfs: OnceLock<Result<cgroupfs::shared::Shared, String>>,
 }
 
 impl Session {
@@ -207,11 +246,54 @@ impl Session {
             reaper: Reaper::default(),
             model_unavailable: model_unavailable(strategy),
             stale_removed,
+            shared_cgroupfs: OnceLock::new(),
         })
     }
 
     pub fn strategy(&self) -> Strategy {
         self.strategy
+    }
+
+    /// The session's cgroupfs connection, started by the first case that needs it, or
+    /// `None` where this kernel cannot clone a detached mount (`CGREPRO_FUSE_PER_CASE=1`
+    /// forces that path, to compare).
+    fn shared_cgroupfs(&self) -> Option<&cgroupfs::shared::Shared> {
+        self.shared_cgroupfs
+            .get_or_init(|| {
+                if std::env::var_os("CGREPRO_FUSE_PER_CASE").is_some_and(|v| v == "1") {
+                    return Err("CGREPRO_FUSE_PER_CASE=1".into());
+                }
+                cgroupfs::shared::Shared::start(self.owner).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .ok()
+    }
+
+    /// Why this session's model cases each get a FUSE mount of their own rather than a
+    /// bind of the session's connection, once a model case ran.
+    pub fn cgroupfs_per_case_reason(&self) -> Option<&str> {
+        self.shared_cgroupfs
+            .get()?
+            .as_ref()
+            .err()
+            .map(String::as_str)
+    }
+
+    /// The session's FUSE connection (its number in /sys/fs/fuse/connections), once a
+    /// model case made it.
+    pub fn cgroupfs_connection(&self) -> Option<u32> {
+        self.shared_cgroupfs
+            .get()
+            .and_then(|s| s.as_ref().ok())
+            .and_then(cgroupfs::shared::Shared::connection)
+    }
+
+    /// How many cases the session's cgroupfs connection serves now (0 between runs).
+    pub fn cgroupfs_serving(&self) -> usize {
+        self.shared_cgroupfs
+            .get()
+            .and_then(|s| s.as_ref().ok())
+            .map_or(0, cgroupfs::shared::Shared::serving)
     }
 
     /// Why cases on the cgroupfs model cannot run in this session, if they cannot.
@@ -305,36 +387,45 @@ impl Session {
         // The cgroupfs model (FUSE) where asked for, else the tree. Never a silent
         // fallback: a case that wants the model runs on it or fails with the reason (the
         // engine ignores such cases up front when the session cannot serve the model).
-        let device = match host.cgroupfs {
+        let wants_model = match host.cgroupfs {
             CgroupfsKind::Model => {
                 if let Some(why) = &self.model_unavailable {
                     return Err(why.clone());
                 }
-                Some(cgroupfs::server::open_device().map_err(|e| {
-                    format!(
-                        "the case wants the cgroupfs model, but /dev/fuse cannot be opened: {e}"
-                    )
-                })?)
+                true
             }
-            CgroupfsKind::Tree => None,
+            CgroupfsKind::Tree => false,
         };
         // Faults on cgroupfs files are the model's when it serves the case (its op log then
         // shows them); the syscall layer takes the rest.
-        let (model_faults, syscall_faults) = split_faults(launch, device.is_some())?;
+        let (model_faults, syscall_faults) = split_faults(launch, wants_model)?;
         let model_fault_ids: Vec<FaultId> = model_faults.iter().map(|f| f.id).collect();
-        let model = device
-            .map(|fd| {
-                cgroupfs::Model::new(
-                    host,
-                    &self.data,
-                    faults,
-                    model_faults,
-                    Box::new(cgroupfs::AnyPid),
-                )
-                .map(|m| (fd, m))
-            })
-            .transpose()
+        let model = if wants_model {
+            let m = cgroupfs::Model::new(
+                host,
+                &self.data,
+                faults,
+                model_faults,
+                Box::new(cgroupfs::AnyPid),
+            )
             .map_err(|e| e.to_string())?;
+            Some(match self.shared_cgroupfs() {
+                Some(shared) => {
+                    let (attached, tree) = shared.attach(m).map_err(|e| e.to_string())?;
+                    CaseCgroupfs::Shared { attached, tree }
+                }
+                None => CaseCgroupfs::PerCase {
+                    device: cgroupfs::server::open_device().map_err(|e| {
+                        format!(
+                            "the case wants the cgroupfs model, but /dev/fuse cannot be opened: {e}"
+                        )
+                    })?,
+                    model: Box::new(m),
+                },
+            })
+        } else {
+            None
+        };
         // The host's systemd: its sockets now (the case's /run/systemd and /run/dbus are bound
         // from here), its manager once the case's cgroupfs is up.
         let systemd = match (host.systemd, &mhost.systemd_layout) {
@@ -388,7 +479,7 @@ impl Session {
         &self,
         layers: &Layers,
         launch: &Launch,
-        model: Option<(OwnedFd, cgroupfs::Model)>,
+        model: Option<CaseCgroupfs>,
         syscall_faults: &[SyscallFault],
         systemd: Option<SystemdSetup>,
     ) -> (Option<libc::pid_t>, Result<Observed, String>) {
@@ -401,7 +492,7 @@ impl Session {
         &self,
         layers: &Layers,
         launch: &Launch,
-        model: Option<(OwnedFd, cgroupfs::Model)>,
+        model: Option<CaseCgroupfs>,
         syscall_faults: &[SyscallFault],
         systemd: Option<SystemdSetup>,
         started: &mut Option<libc::pid_t>,
@@ -435,20 +526,30 @@ impl Session {
         // cgroupfs model: init mounts the harness's /dev/fuse fd (same number in init),
         // with the sandbox root's ids as init's user namespace names them.
         let fuse_ids = if root { self.owner } else { (0, 0) };
-        let (fstype, data) = match &model {
-            Some((fd, _)) => (
-                "fuse",
-                cgroupfs::server::mount_data(fd.as_raw_fd(), fuse_ids.0, fuse_ids.1),
-            ),
-            None => ("overlay", overlay),
-        };
-        init_steps.push(Step::Mount {
-            source: c("cgrepro")?,
-            target: c("/sys/fs/cgroup")?,
-            fstype: c(fstype)?,
-            flags: nosuid,
-            data: Some(c(&data)?),
-        });
+        match &model {
+            Some(CaseCgroupfs::Shared { tree, .. }) => init_steps.push(Step::MoveMount {
+                fd: tree.as_raw_fd(),
+                target: c("/sys/fs/cgroup")?,
+            }),
+            Some(CaseCgroupfs::PerCase { device, .. }) => init_steps.push(Step::Mount {
+                source: c("cgrepro")?,
+                target: c("/sys/fs/cgroup")?,
+                fstype: c("fuse")?,
+                flags: nosuid,
+                data: Some(c(&cgroupfs::server::mount_data(
+                    device.as_raw_fd(),
+                    fuse_ids.0,
+                    fuse_ids.1,
+                ))?),
+            }),
+            None => init_steps.push(Step::Mount {
+                source: c("cgrepro")?,
+                target: c("/sys/fs/cgroup")?,
+                fstype: c("overlay")?,
+                flags: nosuid,
+                data: Some(c(&overlay)?),
+            }),
+        }
         init_steps.push(Step::Mount {
             source: c("proc")?,
             target: c("/proc")?,
@@ -725,11 +826,14 @@ impl Session {
             status_w.as_raw_fd(),
             sync_r.as_raw_fd(),
             self.userns.as_ref().map(|fd| fd.as_raw_fd()),
-            // The syscall layer's socket, and the cgroupfs model's /dev/fuse fd, which init
-            // mounts by number.
+            // The syscall layer's socket, and the cgroupfs model's /dev/fuse fd (which init
+            // mounts by number) or the case's clone of the session's mount (which it moves).
             [
                 Some(target_sock.as_raw_fd()),
-                model.as_ref().map(|(fd, _)| fd.as_raw_fd()),
+                model.as_ref().map(|m| match m {
+                    CaseCgroupfs::Shared { tree, .. } => tree.as_raw_fd(),
+                    CaseCgroupfs::PerCase { device, .. } => device.as_raw_fd(),
+                }),
             ]
             .into_iter()
             .flatten()
@@ -766,9 +870,21 @@ impl Session {
             sync_r,
             target_sock,
         ));
-        let served = model.map(|(fd, mut m)| {
-            m.set_pids(Box::new(cgroupfs::pids::CasePids::new(init)));
-            cgroupfs::server::serve(fd, m, fuse_ids)
+        let served = model.map(|m| match m {
+            CaseCgroupfs::PerCase { device, mut model } => {
+                model.set_pids(Box::new(cgroupfs::pids::CasePids::new(init)));
+                Served::PerCase(cgroupfs::server::serve(device, *model, fuse_ids))
+            }
+            CaseCgroupfs::Shared { attached, tree } => {
+                // Init has its own copy of the clone (moved before the target starts).
+                drop(tree);
+                attached
+                    .model()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .set_pids(Box::new(cgroupfs::pids::CasePids::new(init)));
+                Served::Shared(attached)
+            }
         });
         // The host's systemd makes its cgroups in the model (its op log then interleaves
         // the D-Bus calls), else in the tree the case sees.
@@ -867,29 +983,30 @@ impl Session {
                     let what = usize::try_from(step)
                         .ok()
                         .and_then(|i| prepared.init_steps.get(i))
-                        .map_or("switch to the sandbox's root".into(), Step::describe);
+                        .map_or_else(
+                            || {
+                                SetupStep::from_code(step)
+                                    .unwrap_or(SetupStep::BecomeRoot)
+                                    .describe()
+                                    .to_string()
+                            },
+                            Step::describe,
+                        );
                     format!("sandbox setup failed: {what}: {}", err(errno))
                 }
                 SetupFailure::Target { step, errno } => {
-                    let what = match step {
-                        -1 => "enter the target's user namespace".to_string(),
-                        -2 => "switch to the sandbox's root".into(),
-                        -3 => "set up the target's stdio".into(),
-                        -4 => "chdir".into(),
-                        -5 => "install the syscall layer".into(),
-                        -6 => "fork the target".into(),
-                        -7 => "open the /proc views (too many)".into(),
-                        -8 => "open the /proc views".into(),
-                        -9 => "create the target's user namespace".into(),
-                        i => prepared
-                            .process_views
-                            .get(i as usize)
-                            .map_or("?".into(), |(_, n)| {
+                    let what = match (SetupStep::from_code(step), usize::try_from(step)) {
+                        (Some(s), _) => s.describe().to_string(),
+                        (None, Ok(i)) => prepared.process_views.get(i).map_or_else(
+                            || format!("step {step}"),
+                            |(_, n)| {
                                 format!(
                                     "bind the simulated view over the target's /proc/<pid>/{}",
                                     n.to_string_lossy()
                                 )
-                            }),
+                            },
+                        ),
+                        (None, Err(_)) => format!("step {step}"),
                     };
                     format!("target setup failed: {what}: {}", err(errno))
                 }
@@ -905,6 +1022,8 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.reaper.finish();
+        // The cases' namespaces are gone: the connection can end.
+        drop(self.shared_cgroupfs.take());
         if self.dir.is_some() {
             remove_tree(&self.path);
             // TempDir's own removal then finds nothing left.

@@ -71,6 +71,12 @@ pub enum Step {
     LoopbackUp,
     /// Join the network namespace open as this fd (the session's shared one).
     JoinNetns(RawFd),
+    /// `move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attach a detached
+    /// mount the harness made (the case's clone of the session's cgroupfs connection).
+    MoveMount {
+        fd: RawFd,
+        target: CString,
+    },
     /// `mount(NULL, target, NULL, MS_BIND|MS_REMOUNT|MS_RDONLY|keep, NULL)`: this mount
     /// namespace's copy of a mount becomes read-only (the machine's stays as it is).
     /// A mount that cannot be reached by its path (hidden under a later mount: EINVAL,
@@ -94,6 +100,7 @@ impl Step {
             Step::Hostname(h) => format!("set hostname {}", s(h)),
             Step::LoopbackUp => "bring up lo".into(),
             Step::JoinNetns(_) => "join the session's network namespace".into(),
+            Step::MoveMount { target, .. } => format!("attach the cgroupfs at {}", s(target)),
             Step::ReadOnly { target, .. } => format!("remount {} read-only", s(target)),
         }
     }
@@ -221,6 +228,63 @@ impl Prepared {
     }
 }
 
+/// A setup step outside init's [`Step`] list that can fail, as reported on the status
+/// pipe (negative numbers; a non-negative number is an index into `init_steps` for init,
+/// into `process_views` for the target). Shared by the child (which sends it) and the
+/// session (which names it in the case's error).
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupStep {
+    /// Init (UserNs) or the target: become uid/gid 0 of its user namespace.
+    BecomeRoot = -2,
+    /// The target: join its user namespace.
+    JoinUserns = -1,
+    Stdio = -3,
+    Chdir = -4,
+    /// The before-exec hook: installing the syscall layer.
+    SyscallLayer = -5,
+    /// Init: clone the target.
+    CloneTarget = -6,
+    /// Init: more views than it can hold.
+    TooManyViews = -7,
+    /// Init: open the views.
+    OpenViews = -8,
+    /// Init (UserNs): make the target's user namespace.
+    MakeUserns = -9,
+}
+
+impl SetupStep {
+    const ALL: [SetupStep; 9] = [
+        SetupStep::JoinUserns,
+        SetupStep::BecomeRoot,
+        SetupStep::Stdio,
+        SetupStep::Chdir,
+        SetupStep::SyscallLayer,
+        SetupStep::CloneTarget,
+        SetupStep::TooManyViews,
+        SetupStep::OpenViews,
+        SetupStep::MakeUserns,
+    ];
+
+    pub fn from_code(code: i32) -> Option<SetupStep> {
+        SetupStep::ALL.into_iter().find(|s| *s as i32 == code)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            SetupStep::JoinUserns => "enter the target's user namespace",
+            SetupStep::BecomeRoot => "switch to the sandbox's root",
+            SetupStep::Stdio => "set up the target's stdio",
+            SetupStep::Chdir => "chdir",
+            SetupStep::SyscallLayer => "install the syscall layer",
+            SetupStep::CloneTarget => "fork the target",
+            SetupStep::TooManyViews => "open the /proc views (too many)",
+            SetupStep::OpenViews => "open the /proc views",
+            SetupStep::MakeUserns => "create the target's user namespace",
+        }
+    }
+}
+
 /// Status pipe records: 12 bytes, written atomically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
@@ -229,10 +293,7 @@ pub enum Record {
         step: i32,
         errno: i32,
     },
-    /// Target setup step failed (index into `process_views`; -1 = joining the user
-    /// namespace, -2 = id switch, -3 = stdio, -4 = chdir, -5 = before_exec hook, -6 =
-    /// clone, -7 = too many views, -8 = opening a view, -9 = making the target's user
-    /// namespace).
+    /// Target setup step failed (index into `process_views`, or a [`SetupStep`]).
     TargetStepFailed {
         step: i32,
         errno: i32,
@@ -414,6 +475,14 @@ unsafe fn run_step(step: &Step, view_fds: &[c_int]) -> Result<(), c_int> {
         Step::Hostname(h) => libc::sethostname(h.as_ptr(), h.as_bytes().len()),
         Step::LoopbackUp => loopback_up(),
         Step::JoinNetns(fd) => libc::setns(*fd, libc::CLONE_NEWNET),
+        Step::MoveMount { fd, target } => libc::syscall(
+            libc::SYS_move_mount,
+            *fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            crate::sandbox::cgroupfs::shared::MOVE_MOUNT_F_EMPTY_PATH,
+        ) as c_int,
         Step::ReadOnly { target, keep } => {
             // MS_BIND is what keeps this a per-mount change: without it, MS_REMOUNT would
             // make the file system itself read-only, for the whole machine.
@@ -589,7 +658,7 @@ unsafe fn init_main(p: &Prepared) -> ! {
     let status = p.status_w;
     if p.strategy == Strategy::UserNs {
         if let Err(e) = become_root() {
-            send(status, TAG_INIT_FAIL, -1, e);
+            send(status, TAG_INIT_FAIL, SetupStep::BecomeRoot as i32, e);
             libc::_exit(1);
         }
     }
@@ -597,7 +666,12 @@ unsafe fn init_main(p: &Prepared) -> ! {
     // binding them later goes through /proc/self/fd, inside this mount namespace.
     let mut view_fds = [-1 as c_int; MAX_VIEWS];
     if p.views.len() > MAX_VIEWS {
-        send(status, TAG_TARGET_FAIL, -7, libc::E2BIG);
+        send(
+            status,
+            TAG_TARGET_FAIL,
+            SetupStep::TooManyViews as i32,
+            libc::E2BIG,
+        );
         libc::_exit(1);
     }
     for (i, v) in p.views.iter().enumerate() {
@@ -605,7 +679,12 @@ unsafe fn init_main(p: &Prepared) -> ! {
         let fd = libc::open(v.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
         let fixed = p.view_fd_base + i as c_int;
         if fd < 0 || libc::dup3(fd, fixed, libc::O_CLOEXEC) < 0 {
-            send(status, TAG_TARGET_FAIL, -8, errno());
+            send(
+                status,
+                TAG_TARGET_FAIL,
+                SetupStep::OpenViews as i32,
+                errno(),
+            );
             libc::_exit(1);
         }
         libc::close(fd);
@@ -620,7 +699,7 @@ unsafe fn init_main(p: &Prepared) -> ! {
     }
     if let Some(map) = &p.nested_map {
         if let Err(e) = nested_userns(map, p.view_fd_base + MAX_VIEWS as c_int) {
-            send(status, TAG_TARGET_FAIL, -9, e);
+            send(status, TAG_TARGET_FAIL, SetupStep::MakeUserns as i32, e);
             libc::_exit(1);
         }
     }
@@ -640,7 +719,12 @@ unsafe fn init_main(p: &Prepared) -> ! {
         p as *const Prepared as *mut libc::c_void,
     );
     if target < 0 {
-        send(status, TAG_TARGET_FAIL, -6, errno());
+        send(
+            status,
+            TAG_TARGET_FAIL,
+            SetupStep::CloneTarget as i32,
+            errno(),
+        );
         libc::_exit(1);
     }
     for &fd in p.stdio.iter().chain(view_fds) {
@@ -712,10 +796,10 @@ unsafe fn target_main(p: &Prepared) -> ! {
     };
     if let Some(fd) = userns {
         if libc::setns(fd, libc::CLONE_NEWUSER) != 0 {
-            fail(-1, errno());
+            fail(SetupStep::JoinUserns as i32, errno());
         }
         if let Err(e) = become_root() {
-            fail(-2, e);
+            fail(SetupStep::BecomeRoot as i32, e);
         }
     }
     libc::setsid();
@@ -724,20 +808,20 @@ unsafe fn target_main(p: &Prepared) -> ! {
     for (i, &fd) in p.stdio.iter().enumerate() {
         high[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 512);
         if high[i] < 0 {
-            fail(-3, errno());
+            fail(SetupStep::Stdio as i32, errno());
         }
     }
     for (i, &fd) in high.iter().enumerate() {
         if libc::dup2(fd, i as c_int) < 0 {
-            fail(-3, errno());
+            fail(SetupStep::Stdio as i32, errno());
         }
     }
     if libc::chdir(p.cwd.as_ptr()) != 0 {
-        fail(-4, errno());
+        fail(SetupStep::Chdir as i32, errno());
     }
     if let Some(hook) = &p.before_exec {
         if let Err(e) = hook() {
-            fail(-5, e);
+            fail(SetupStep::SyscallLayer as i32, e);
         }
     }
     libc::execve(p.exe.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());

@@ -4,8 +4,9 @@
 //! * [`model`]: the tree and its rules (built from the same host data as the plain tree:
 //!   `host::tree::{topology, files_for}` and the content faults), value parsing in
 //!   [`values`], operation faults in [`faults`]. Pure, testable without FUSE.
-//! * [`server`]: the FUSE side (fuser 0.18 on a `/dev/fuse` fd the harness opened; the
-//!   case's init mounts it, see `Session::run_in`).
+//! * [`shared`]: the FUSE side: one connection per session, each case given a bind of
+//!   its own directory; [`server`]: the filesystem itself (fuser 0.18), and the fallback
+//!   of a FUSE mount per case on kernels older than 6.15 (the case's init mounts it).
 //! * the op log: [`LogEntry`], rendered one line per op in the snapshot.
 
 pub mod corpus;
@@ -13,6 +14,7 @@ pub mod faults;
 pub mod model;
 pub mod pids;
 pub mod server;
+pub mod shared;
 pub mod values;
 
 pub use crate::evidence::CgroupfsKind;
