@@ -858,6 +858,8 @@ fn resolve(
 const DBUS_METHODS: &[&str] = &[
     "StartTransientUnit",
     "StopUnit",
+    "KillUnit",
+    "AttachProcessesToUnit",
     "ResetFailedUnit",
     "GetUnit",
     "SetUnitProperties",
