@@ -32,6 +32,6 @@ pub mod pool;
 pub mod report;
 pub mod sandbox;
 pub mod scenario;
+pub mod subject;
 pub mod sweep;
 pub mod systemd;
-pub mod subject;

@@ -87,6 +87,7 @@ pub struct TargetSweep {
 /// The data the sweep reads from `fixtures/sweep/`.
 pub struct Tables {
     pub errnos: ErrnoTable,
+    pub dbus: plan::DbusErrors,
     pub limits: LimitFiles,
 }
 
@@ -95,6 +96,8 @@ impl Tables {
         let dir = root.join("fixtures/sweep");
         Ok(Tables {
             errnos: ErrnoTable::load(&dir.join("errnos.toml")).map_err(|e| e.to_string())?,
+            dbus: plan::DbusErrors::load(&dir.join("dbus-errors.toml"))
+                .map_err(|e| e.to_string())?,
             limits: LimitFiles::load(&dir.join("limits.toml"))?,
         })
     }
@@ -227,7 +230,13 @@ pub fn sweep_case(
         );
     }
     let (sites, beyond_cap) = plan::sites(&baseline.cgroupfs_ops, opts.cap);
-    let injections = plan::injections(&sites, &tables.errnos, case.host.cgroup, deadline(case));
+    let injections = plan::injections(
+        &sites,
+        &tables.errnos,
+        &tables.dbus,
+        case.host.cgroup,
+        deadline(case),
+    );
     let judge = Judge::new(case, &baseline, &tables.limits);
     let mode = plan::mode_of("", case.host.cgroup);
     let requested = tables.limits.requested(&case.pod, mode);
