@@ -323,6 +323,30 @@ pub fn judge(ev: &Evidence) -> Verdict {
             }
             _ => mentions_errno(message, e),
         };
+        // The op was the host's systemd's (its job failed): the caller never sees the
+        // errno, only the job's result — that is what it should pass on.
+        let failed_unit = systemd_failed_unit(ev.op_log)
+            .filter(|_| !matches!(inj.fault, Fault::Dbus { .. }));
+        if let Some(unit) = failed_unit {
+            // Passing it on names the unit and its result (runc: "error creating systemd
+            // unit `x.scope`: got `failed`").
+            if !(message.contains(unit.as_str()) && message.contains("failed")) {
+                return v(
+                    Kind::Masked,
+                    format!(
+                        "masked: systemd's job failed (a failed {failed_kind} {object}) and is reported as another error"
+                    ),
+                    format!(
+                        "{failed_op} fails without the job's result after a failed {what} made systemd's job fail: {message}"
+                    ),
+                );
+            }
+            return v(
+                Kind::Correct,
+                format!("error in {failed_op} passing on systemd's failed job"),
+                message.clone(),
+            );
+        }
         if let Some(e) = injected.filter(|e| !carried(e)) {
             return v(
                 Kind::Masked,
@@ -361,6 +385,14 @@ pub fn judge(ev: &Evidence) -> Verdict {
         format!("swallowed: a failed {failed_kind} {object} is reported ok"),
         format!("ok after a failed {what}, but {}", diffs.join("; ")),
     )
+}
+
+/// The unit of a job the host's systemd reported failed (`dbus JobRemoved 1 x.scope failed`).
+fn systemd_failed_unit(op_log: &[String]) -> Option<String> {
+    op_log.iter().find_map(|l| {
+        let rest = l.strip_prefix("dbus JobRemoved ")?.strip_suffix(" failed")?;
+        rest.split(' ').nth(1).map(str::to_owned)
+    })
 }
 
 /// Does an error message carry this errno: its name, its text (`Invalid argument`, any
@@ -894,5 +926,38 @@ mod tests {
             &baseline(),
         );
         assert_eq!(v.kind, Kind::NotReached);
+    }
+
+    #[test]
+    fn a_kernel_refusal_of_systemds_own_mkdir_must_come_back_as_the_failed_job() {
+        let i = inj(SiteOp::Mkdir, "kubepods.slice", Fault::Errno("EAGAIN".into()));
+        let log = [
+            "dbus StartTransientUnit k.scope replace PIDs=[7] -> ok job 1",
+            "mkdir kubepods.slice -> EAGAIN",
+            "dbus JobRemoved 1 k.scope failed",
+        ];
+        let err = |message: &str| Outcome::Error {
+            op: Some("add_task".into()),
+            message: message.into(),
+            exit_code: 1,
+        };
+        let v = judge_with(
+            &i,
+            err("Timeout waiting for pid 7 to be added to cgroup: start failed"),
+            &log,
+            &effects(&[], &[]),
+        );
+        assert_eq!(v.kind, Kind::Masked);
+        assert_eq!(
+            v.signature,
+            "masked: systemd's job failed (a failed mkdir of a group) and is reported as another error"
+        );
+        let v = judge_with(
+            &i,
+            err("error creating systemd unit `k.scope`: got `failed`"),
+            &log,
+            &effects(&[], &[]),
+        );
+        assert_eq!(v.kind, Kind::Correct);
     }
 }
