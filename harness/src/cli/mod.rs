@@ -84,7 +84,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
-    /// Fail every cgroupfs op of a case with every errno the kernel can give there; judge
+    /// Fail every cgroupfs op of a case with every errno the kernel can give there, and
+    /// every call to the host's systemd with the errors systemd gives it; judge
     /// and tabulate what the target does; write minimised scenarios for the bugs.
     Sweep(crate::sweep::cli::Args),
     /// Differential op fuzzing of the cgroupfs model against real kernels booted under QEMU
