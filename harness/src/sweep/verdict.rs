@@ -325,8 +325,8 @@ pub fn judge(ev: &Evidence) -> Verdict {
         };
         // The op was the host's systemd's (its job failed): the caller never sees the
         // errno, only the job's result — that is what it should pass on.
-        let failed_unit = systemd_failed_unit(ev.op_log)
-            .filter(|_| !matches!(inj.fault, Fault::Dbus { .. }));
+        let failed_unit =
+            systemd_failed_unit(ev.op_log).filter(|_| !matches!(inj.fault, Fault::Dbus { .. }));
         if let Some(unit) = failed_unit {
             // Passing it on names the unit and its result (runc: "error creating systemd
             // unit `x.scope`: got `failed`").
@@ -390,7 +390,9 @@ pub fn judge(ev: &Evidence) -> Verdict {
 /// The unit of a job the host's systemd reported failed (`dbus JobRemoved 1 x.scope failed`).
 fn systemd_failed_unit(op_log: &[String]) -> Option<String> {
     op_log.iter().find_map(|l| {
-        let rest = l.strip_prefix("dbus JobRemoved ")?.strip_suffix(" failed")?;
+        let rest = l
+            .strip_prefix("dbus JobRemoved ")?
+            .strip_suffix(" failed")?;
         rest.split(' ').nth(1).map(str::to_owned)
     })
 }
@@ -930,7 +932,11 @@ mod tests {
 
     #[test]
     fn a_kernel_refusal_of_systemds_own_mkdir_must_come_back_as_the_failed_job() {
-        let i = inj(SiteOp::Mkdir, "kubepods.slice", Fault::Errno("EAGAIN".into()));
+        let i = inj(
+            SiteOp::Mkdir,
+            "kubepods.slice",
+            Fault::Errno("EAGAIN".into()),
+        );
         let log = [
             "dbus StartTransientUnit k.scope replace PIDs=[7] -> ok job 1",
             "mkdir kubepods.slice -> EAGAIN",
