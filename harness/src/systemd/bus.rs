@@ -765,13 +765,7 @@ async fn run(
     // A stop under way when the case ended (its processes are gone, so its cgroup is
     // empty): let it finish, so the op log does not depend on when the case ended.
     for _ in 0..500 {
-        let more = {
-            let mut m = shared.manager();
-            m.poll(std::time::Instant::now());
-            m.stopping()
-        };
-        shared.settle().await;
-        if !more {
+        if !advance(&shared).await {
             break;
         }
         async_io::Timer::after(std::time::Duration::from_millis(1)).await;
@@ -831,19 +825,24 @@ async fn client(stream: UnixStream, on_bus: bool, id: usize, shared: Arc<Shared>
     }
 }
 
+/// Advance the stopping units once and send what finished; whether stops remain.
+async fn advance(shared: &Arc<Shared>) -> bool {
+    let more = {
+        let mut m = shared.manager();
+        m.poll(std::time::Instant::now());
+        m.stopping()
+    };
+    shared.settle().await;
+    more
+}
+
 /// While units stop: advance them every few milliseconds (systemd learns of an empty
 /// cgroup from cgroup.events or SIGCHLD; the model has neither to wait on).
 async fn tick(stops: async_channel::Receiver<()>, shared: Arc<Shared>) {
     while stops.recv().await.is_ok() {
         loop {
             async_io::Timer::after(std::time::Duration::from_millis(2)).await;
-            let more = {
-                let mut m = shared.manager();
-                m.poll(std::time::Instant::now());
-                m.stopping()
-            };
-            shared.settle().await;
-            if !more {
+            if !advance(&shared).await {
                 break;
             }
         }
