@@ -221,10 +221,11 @@ fn systemd_unused(engine: &Engine, n: usize) {
         let t = Instant::now();
         let run = dir.path().join(i.to_string());
         let sockets = bus::Sockets::bind(&run, owner).expect("sockets");
-        let sink = Box::new(TreeCgroups {
-            root: dir.path().join("cgroup"),
-            log: std::sync::Arc::clone(&log),
-        });
+        let sink = Box::new(TreeCgroups::new(
+            dir.path().join("cgroup"),
+            std::sync::Arc::clone(&log),
+            std::process::id() as libc::pid_t,
+        ));
         let manager = Manager::new(245, layout.clone(), sink, Vec::new());
         bus::serve(sockets, manager).expect("serve").finish();
         let el = t.elapsed();

@@ -87,7 +87,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
-    /// Fail every cgroupfs op of a case with every errno the kernel can give there; judge
+    /// Fail every cgroupfs op of a case with every errno the kernel can give there, and
+    /// every call to the host's systemd with the errors systemd gives it; judge
     /// and tabulate what the target does; write minimised scenarios for the bugs.
     Sweep(crate::sweep::cli::Args),
     /// Read this node's host (kernel, cgroup mounts and tree, systemd, devices) into a host

@@ -391,9 +391,38 @@ pub fn check_log(case: &Case, log: &str) -> Vec<String> {
 
 /// A shim's processes (Go daemons: threads take pids at their own pace) get different pids
 /// from run to run: in the op log and the effects, the pids moved into cgroups (membership
-/// writes, the simulated systemd's `PIDs=`) are `[PID]` for shim targets.
+/// writes, the simulated systemd's `PIDs=`) are `[PID]` for shim targets, and for command
+/// targets that are Go programs (the go-systemd client).
 fn varying_pids(case: &Case) -> bool {
-    matches!(case.target.kind, crate::scenario::TargetKind::Shim { .. })
+    match &case.target.kind {
+        crate::scenario::TargetKind::Shim { .. } => true,
+        crate::scenario::TargetKind::Command { argv } => {
+            argv.first().is_some_and(|p| go_program(p))
+        }
+        crate::scenario::TargetKind::Driver { .. } => false,
+    }
+}
+
+/// Whether the file at this absolute path is a Go executable (it carries Go's build-info
+/// magic, `\xff Go buildinf:`). Cached per path.
+fn go_program(path: &str) -> bool {
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, bool>>> =
+        std::sync::OnceLock::new();
+    if !path.starts_with('/') {
+        return false;
+    }
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(&go) = seen.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+        return go;
+    }
+    const MAGIC: &[u8] = b"\xff Go buildinf:";
+    let go = std::fs::read(path)
+        .map(|bytes| bytes.windows(MAGIC.len()).any(|w| w == MAGIC))
+        .unwrap_or(false);
+    seen.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(path.to_owned(), go);
+    go
 }
 
 fn op_pids(case: &Case, line: &str) -> String {

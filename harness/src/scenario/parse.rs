@@ -859,6 +859,8 @@ fn resolve(
 const DBUS_METHODS: &[&str] = &[
     "StartTransientUnit",
     "StopUnit",
+    "KillUnit",
+    "AttachProcessesToUnit",
     "ResetFailedUnit",
     "GetUnit",
     "SetUnitProperties",

@@ -19,21 +19,39 @@ use crate::scenario::Case;
 /// The `[[fault]]` entry for one injection.
 pub fn fault_entry(inj: &Injection) -> Table {
     let mut t = Table::new();
-    let (op, extra): (&str, (&str, Value)) = match &inj.fault {
-        Fault::Errno(e) => (inj.site.op.name(), ("errno", Value::String(e.clone()))),
-        Fault::OpenErrno(e) => ("open", ("errno", Value::String(e.clone()))),
-        Fault::Short(n) => ("write", ("short", Value::Integer(*n as i64))),
-        Fault::Delay(d) => (
-            inj.site.op.name(),
-            (
+    let mut put = |k: &str, v: Value| {
+        t.insert(k.into(), v);
+    };
+    match &inj.fault {
+        Fault::Dbus { error, message } => {
+            put("dbus", Value::String(inj.site.path.clone()));
+            put("error", Value::String(error.clone()));
+            put("message", Value::String(message.clone()));
+        }
+        Fault::Errno(e) => {
+            put("op", Value::String(inj.site.op.name().into()));
+            put("path", Value::String(inj.glob()));
+            put("errno", Value::String(e.clone()));
+        }
+        Fault::OpenErrno(e) => {
+            put("op", Value::String("open".into()));
+            put("path", Value::String(inj.glob()));
+            put("errno", Value::String(e.clone()));
+        }
+        Fault::Short(n) => {
+            put("op", Value::String("write".into()));
+            put("path", Value::String(inj.glob()));
+            put("short", Value::Integer(*n as i64));
+        }
+        Fault::Delay(d) => {
+            put("op", Value::String(inj.site.op.name().into()));
+            put("path", Value::String(inj.glob()));
+            put(
                 "delay",
                 Value::String(humantime::format_duration(*d).to_string()),
-            ),
-        ),
-    };
-    t.insert("op".into(), Value::String(op.into()));
-    t.insert("path".into(), Value::String(inj.glob()));
-    t.insert(extra.0.into(), extra.1);
+            );
+        }
+    }
     t
 }
 

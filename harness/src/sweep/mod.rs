@@ -90,6 +90,7 @@ pub struct TargetSweep {
 /// The data the sweep reads from `fixtures/sweep/`.
 pub struct Tables {
     pub errnos: ErrnoTable,
+    pub dbus: plan::DbusErrors,
     pub limits: LimitFiles,
 }
 
@@ -98,6 +99,7 @@ impl Tables {
         let dir = root.join("fixtures/sweep");
         Ok(Tables {
             errnos: ErrnoTable::load(&dir.join("errnos.toml"))?,
+            dbus: plan::DbusErrors::load(&dir.join("dbus-errors.toml"))?,
             limits: LimitFiles::load(&dir.join("limits.toml"))?,
         })
     }
@@ -226,7 +228,13 @@ pub fn sweep_case(
         return Err(SweepError::NeedsModel);
     }
     let (sites, beyond_cap) = plan::sites(&baseline.cgroupfs_ops, opts.cap);
-    let injections = plan::injections(&sites, &tables.errnos, case.host.cgroup, deadline(case));
+    let injections = plan::injections(
+        &sites,
+        &tables.errnos,
+        &tables.dbus,
+        case.host.cgroup,
+        deadline(case),
+    );
     let judge = Judge::new(case, &baseline, &tables.limits);
     let mode = plan::mode_of("", case.host.cgroup);
     let requested = tables.limits.requested(&case.pod, mode);

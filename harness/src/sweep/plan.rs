@@ -1,7 +1,9 @@
 //! What a sweep injects: the fault sites of a baseline run (each distinct op × path of the
-//! cgroupfs model's op log) and, for each, the faults the real kernel can produce there
-//! (the errno table in `fixtures/sweep/errnos.toml`, short writes, delays past the caller's
-//! deadline). Pure: the op log in, a sorted list of [`Injection`]s out.
+//! cgroupfs model's op log, and each method of the host's systemd the target called) and,
+//! for each, the faults the real kernel can produce there (the errno table in
+//! `fixtures/sweep/errnos.toml`, short writes, delays past the caller's deadline) or the
+//! errors systemd answers to that method (`fixtures/sweep/dbus-errors.toml`). Pure: the
+//! op log in, a sorted list of [`Injection`]s out.
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,6 +21,8 @@ pub enum SiteOp {
     Rmdir,
     Write,
     Read,
+    /// A call to the host's systemd; the site's path is the method's name.
+    Dbus,
 }
 
 impl SiteOp {
@@ -28,6 +32,7 @@ impl SiteOp {
             SiteOp::Rmdir => "rmdir",
             SiteOp::Write => "write",
             SiteOp::Read => "read",
+            SiteOp::Dbus => "dbus",
         }
     }
 }
@@ -62,12 +67,50 @@ pub fn parse_log_line(line: &str) -> Option<(String, String, Option<String>, Str
     Some((op.to_owned(), path.to_owned(), value, result.to_owned()))
 }
 
+/// Methods of the minimal bus in front of the simulated systemd (harness/src/systemd/bus.rs).
+const BUS_METHODS: &[&str] = &[
+    "Hello",
+    "AddMatch",
+    "RemoveMatch",
+    "GetNameOwner",
+    "NameHasOwner",
+    "ListNames",
+    "GetId",
+    "RequestName",
+    "ReleaseName",
+    "GetConnectionUnixUser",
+];
+
 /// The distinct op × path sites of an op log that succeeded in the baseline, in first-use
 /// order, at most `cap` of them (the rest are counted in the second value).
 pub fn sites(op_log: &[String], cap: usize) -> (Vec<Site>, usize) {
     let mut out: Vec<Site> = Vec::new();
     let mut dropped = 0;
     for line in op_log {
+        // `dbus StartTransientUnit x.scope replace ... -> ok job 1`: the method called.
+        if let Some(rest) = line.strip_prefix("dbus ") {
+            let method = rest.split(' ').next().unwrap_or_default();
+            // The bus's own methods (Hello, AddMatch, ...) are not systemd's.
+            if BUS_METHODS.contains(&method) {
+                continue;
+            }
+            let ok = rest
+                .rsplit_once(" -> ")
+                .is_some_and(|(_, r)| r == "ok" || r.starts_with("ok "));
+            if !ok || out.iter().any(|s| s.op == SiteOp::Dbus && s.path == method) {
+                continue;
+            }
+            if out.len() >= cap {
+                dropped += 1;
+                continue;
+            }
+            out.push(Site {
+                op: SiteOp::Dbus,
+                path: method.to_owned(),
+                value: None,
+            });
+            continue;
+        }
         let Some((op, path, value, result)) = parse_log_line(line) else {
             continue;
         };
@@ -104,6 +147,8 @@ pub enum Fault {
     Short(usize),
     /// The operation is held this long (past the caller's deadline), then proceeds.
     Delay(Duration),
+    /// systemd answers the method with this D-Bus error.
+    Dbus { error: String, message: String },
 }
 
 impl Fault {
@@ -114,6 +159,7 @@ impl Fault {
             Fault::OpenErrno(e) => format!("open {e}"),
             Fault::Short(n) => format!("short {n}"),
             Fault::Delay(d) => format!("delay {}", humantime::format_duration(*d)),
+            Fault::Dbus { error, .. } => error.clone(),
         }
     }
 }
@@ -152,10 +198,20 @@ impl Injection {
             SiteOp::Rmdir => Op::Rmdir,
             SiteOp::Write => Op::Write,
             SiteOp::Read => Op::Read,
+            SiteOp::Dbus => Op::Write,
         };
         // The injected fault comes after the scenario's own.
         let id = c.op_faults.len() as u32 + 1;
         let (op, effect, delay) = match &self.fault {
+            Fault::Dbus { error, message } => {
+                c.dbus_faults.push(crate::systemd::DbusFault {
+                    method: self.site.path.clone(),
+                    error: error.clone(),
+                    message: message.clone(),
+                    when: When::Always,
+                });
+                return c;
+            }
             Fault::Errno(e) => (op, parse_errno(e).ok().map(Effect::Errno), None),
             Fault::OpenErrno(e) => (Op::Open, parse_errno(e).ok().map(Effect::Errno), None),
             Fault::Delay(d) => (op, None, Some(*d)),
@@ -221,7 +277,8 @@ pub enum TableError {
     },
 }
 
-/// A broken rule of `fixtures/sweep/errnos.toml` (or the file not being TOML).
+/// A broken rule of `fixtures/sweep/errnos.toml` or `dbus-errors.toml` (or the file not
+/// being TOML).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuleError {
@@ -233,6 +290,10 @@ pub enum RuleError {
     Mode { n: usize, mode: String },
     #[error("rule #{n}: unknown errno `{errno}`")]
     Errno { n: usize, errno: String },
+    #[error(
+        "method {method}: `{name}` is not a D-Bus error name (org.freedesktop.systemd1.NoSuchUnit)"
+    )]
+    DbusName { method: String, name: String },
     #[error("rule #{n}: file glob: {source}")]
     Glob {
         n: usize,
@@ -309,6 +370,73 @@ impl ErrnoTable {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDbusTable {
+    method: Vec<RawMethod>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMethod {
+    name: String,
+    error: Vec<RawDbusError>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDbusError {
+    name: String,
+    message: String,
+    #[allow(dead_code)]
+    source: String,
+}
+
+/// `fixtures/sweep/dbus-errors.toml`: the errors systemd answers to each manager method.
+pub struct DbusErrors {
+    methods: Vec<(String, Vec<(String, String)>)>,
+}
+
+impl DbusErrors {
+    pub fn load(path: &Path) -> Result<DbusErrors, TableError> {
+        let src = std::fs::read_to_string(path).map_err(|err| TableError::Read {
+            path: path.display().to_string(),
+            err,
+        })?;
+        DbusErrors::parse(&src).map_err(|err| TableError::Parse {
+            path: path.display().to_string(),
+            err,
+        })
+    }
+
+    pub fn parse(src: &str) -> Result<DbusErrors, RuleError> {
+        let raw: RawDbusTable = toml::from_str(src)?;
+        let mut methods = Vec::new();
+        for m in raw.method {
+            let mut errors = Vec::new();
+            for e in m.error {
+                zbus::names::ErrorName::try_from(e.name.as_str()).map_err(|_| {
+                    RuleError::DbusName {
+                        method: m.name.clone(),
+                        name: e.name.clone(),
+                    }
+                })?;
+                errors.push((e.name, e.message));
+            }
+            methods.push((m.name, errors));
+        }
+        Ok(DbusErrors { methods })
+    }
+
+    /// The errors for a method (none for a method the table does not list).
+    pub fn errors(&self, method: &str) -> &[(String, String)] {
+        self.methods
+            .iter()
+            .find(|(m, _)| m == method)
+            .map_or(&[], |(_, e)| e.as_slice())
+    }
+}
+
 /// Whether a path (relative to /sys/fs/cgroup) lies on cgroup2, given the host's layout.
 pub fn mode_of(path: &str, host: crate::host::CgroupMode) -> Mode {
     match host {
@@ -324,11 +452,24 @@ pub fn mode_of(path: &str, host: crate::host::CgroupMode) -> Mode {
 pub fn injections(
     sites: &[Site],
     table: &ErrnoTable,
+    dbus: &DbusErrors,
     host: crate::host::CgroupMode,
     deadline: Option<Duration>,
 ) -> Vec<Injection> {
     let mut out = Vec::new();
     for s in sites {
+        if s.op == SiteOp::Dbus {
+            for (error, message) in dbus.errors(&s.path) {
+                out.push(Injection {
+                    site: s.clone(),
+                    fault: Fault::Dbus {
+                        error: error.clone(),
+                        message: message.clone(),
+                    },
+                });
+            }
+            continue;
+        }
         let mode = mode_of(&s.path, host);
         let file = s.file();
         for e in table.errnos(s.op.name(), file, mode) {
@@ -391,6 +532,56 @@ mod tests {
 
     fn log() -> Vec<String> {
         LOG.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn no_dbus() -> DbusErrors {
+        DbusErrors::parse("method = []").unwrap()
+    }
+
+    #[test]
+    fn each_systemd_method_the_target_called_is_failed_with_the_errors_systemd_answers() {
+        let log: Vec<String> = [
+            "dbus Hello -> ok :1.2",
+            "dbus StartTransientUnit a.scope replace PIDs=[7] -> ok job 1",
+            "mkdir a.scope -> ok",
+            "dbus JobRemoved 1 a.scope done",
+            "dbus GetUnit b.scope -> error org.freedesktop.systemd1.NoSuchUnit: Unit b.scope not loaded.",
+            "dbus StartTransientUnit b.scope replace -> ok job 2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (s, _) = sites(&log, 100);
+        let got: Vec<(SiteOp, &str)> = s.iter().map(|s| (s.op, s.path.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (SiteOp::Dbus, "StartTransientUnit"),
+                (SiteOp::Mkdir, "a.scope")
+            ]
+        );
+        let table = DbusErrors::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/sweep/dbus-errors.toml"),
+        )
+        .unwrap();
+        let t = ErrnoTable::parse("rule = []").unwrap();
+        let keys: Vec<String> = injections(&s[..1], &t, &table, crate::host::CgroupMode::V2, None)
+            .iter()
+            .map(Injection::key)
+            .collect();
+        // Hello is the bus's, not systemd's: not a site.
+        assert_eq!(
+            keys,
+            [
+                "dbus StartTransientUnit org.freedesktop.systemd1.UnitExists",
+                "dbus StartTransientUnit org.freedesktop.systemd1.TransactionIsDestructive",
+                "dbus StartTransientUnit org.freedesktop.DBus.Error.AccessDenied",
+            ]
+        );
+        assert!(DbusErrors::parse(
+            "[[method]]\nname='StopUnit'\n[[method.error]]\nname='no dots'\nmessage=''\nsource=''\n"
+        )
+        .is_err());
     }
 
     #[test]
@@ -466,7 +657,7 @@ mod tests {
             path: "k/memory.max".into(),
             value: Some("268435456".into()),
         }];
-        let keys: Vec<String> = injections(&s, &t, crate::host::CgroupMode::V2, None)
+        let keys: Vec<String> = injections(&s, &t, &no_dbus(), crate::host::CgroupMode::V2, None)
             .iter()
             .map(Injection::key)
             .collect();
@@ -481,6 +672,7 @@ mod tests {
         let with_deadline = injections(
             &s,
             &t,
+            &no_dbus(),
             crate::host::CgroupMode::V2,
             Some(Duration::from_secs(2)),
         );
@@ -490,7 +682,7 @@ mod tests {
         );
         // On a v1 host the same file name has no v2 rule.
         assert_eq!(
-            injections(&s, &t, crate::host::CgroupMode::V1, None).len(),
+            injections(&s, &t, &no_dbus(), crate::host::CgroupMode::V1, None).len(),
             1
         );
     }

@@ -182,6 +182,14 @@ pub fn baseline_verdict(outcome: &Outcome) -> Option<Verdict> {
 
 /// Did the injected fault fire? From the faulted run's op log.
 pub fn fired(inj: &Injection, op_log: &[String]) -> bool {
+    if let Fault::Dbus { error, .. } = &inj.fault {
+        // `dbus StartTransientUnit ... -> error org.freedesktop.systemd1.UnitExists: ...`
+        let head = format!("dbus {} ", inj.site.path);
+        let answer = format!(" -> error {error}: ");
+        return op_log
+            .iter()
+            .any(|l| l.starts_with(&head) && l.contains(&answer));
+    }
     op_log.iter().any(|l| {
         let Some((op, path, _, result)) = super::plan::parse_log_line(l) else {
             return false;
@@ -193,6 +201,7 @@ pub fn fired(inj: &Injection, op_log: &[String]) -> bool {
             Fault::Errno(e) => op == inj.site.op.name() && &result == e,
             Fault::OpenErrno(e) => (op == "open" || op == "open(w)") && &result == e,
             Fault::Short(_) | Fault::Delay(_) => op == inj.site.op.name(),
+            Fault::Dbus { .. } => false,
         }
     })
 }
@@ -203,14 +212,23 @@ pub fn judge(ev: &Evidence) -> Verdict {
     // Signatures name the file, or "a group" for mkdir/rmdir (which group is the case's).
     let object = match inj.site.op {
         SiteOp::Mkdir | SiteOp::Rmdir => "a group",
+        SiteOp::Dbus => inj.site.path.as_str(),
         _ => inj.site.file(),
     };
-    let what = format!(
-        "{} of {} ({})",
-        inj.site.op.name(),
-        inj.site.path,
-        inj.fault.label()
-    );
+    let what = match inj.site.op {
+        SiteOp::Dbus => format!("D-Bus call {} ({})", inj.site.path, inj.fault.label()),
+        _ => format!(
+            "{} of {} ({})",
+            inj.site.op.name(),
+            inj.site.path,
+            inj.fault.label()
+        ),
+    };
+    // How signatures name the failed operation: `write of`, `dbus call`.
+    let failed_kind = match inj.site.op {
+        SiteOp::Dbus => "D-Bus call".to_string(),
+        op => format!("{} of", op.name()),
+    };
     let v = |kind: Kind, signature: String, detail: String| Verdict {
         kind,
         signature,
@@ -284,19 +302,60 @@ pub fn judge(ev: &Evidence) -> Verdict {
         }
         let injected = match &inj.fault {
             Fault::Errno(e) | Fault::OpenErrno(e) => Some(e.as_str()),
+            Fault::Dbus { error, .. } => Some(error.as_str()),
             Fault::Short(_) | Fault::Delay(_) => None,
         };
-        if let Some(e) = injected.filter(|e| !mentions_errno(message, e)) {
+        let carried = |e: &str| match &inj.fault {
+            // godbus and zbus render an error as its message; some callers keep the name.
+            Fault::Dbus {
+                error,
+                message: text,
+            } => {
+                // The text around the unit's name (`Unit ` … ` already exists.`).
+                let parts: Vec<&str> = text
+                    .split("{unit}")
+                    .map(str::trim)
+                    .filter(|p| p.len() > 3)
+                    .collect();
+                message.contains(error.as_str())
+                    || (!parts.is_empty() && parts.iter().all(|p| message.contains(p)))
+            }
+            _ => mentions_errno(message, e),
+        };
+        // The op was the host's systemd's (its job failed): the caller never sees the
+        // errno, only the job's result — that is what it should pass on.
+        let failed_unit =
+            systemd_failed_unit(ev.op_log).filter(|_| !matches!(inj.fault, Fault::Dbus { .. }));
+        if let Some(unit) = failed_unit {
+            // Passing it on names the unit and its result (runc: "error creating systemd
+            // unit `x.scope`: got `failed`").
+            if !(message.contains(unit.as_str()) && message.contains("failed")) {
+                return v(
+                    Kind::Masked,
+                    format!(
+                        "masked: systemd's job failed (a failed {failed_kind} {object}) and is reported as another error"
+                    ),
+                    format!(
+                        "{failed_op} fails without the job's result after a failed {what} made systemd's job fail: {message}"
+                    ),
+                );
+            }
+            return v(
+                Kind::Correct,
+                format!("error in {failed_op} passing on systemd's failed job"),
+                message.clone(),
+            );
+        }
+        if let Some(e) = injected.filter(|e| !carried(e)) {
             return v(
                 Kind::Masked,
-                format!(
-                    "masked: a failed {} of {object} is reported as another error",
-                    inj.site.op.name()
-                ),
+                format!("masked: a failed {failed_kind} {object} is reported as another error"),
                 format!("{failed_op} fails without {e} after a failed {what}: {message}"),
             );
         }
-        let named = message.contains(inj.site.file()) || message.contains(&inj.site.path);
+        let named = message.contains(inj.site.file())
+            || message.contains(&inj.site.path)
+            || matches!(inj.fault, Fault::Dbus { .. });
         return if named {
             v(
                 Kind::Correct,
@@ -316,18 +375,25 @@ pub fn judge(ev: &Evidence) -> Verdict {
     if diffs.is_empty() {
         return v(
             Kind::Tolerated,
-            format!("tolerated {} of {object}", inj.site.op.name()),
+            format!("tolerated {failed_kind} {object}"),
             "ok, final state as without the fault".into(),
         );
     }
     v(
         Kind::Swallowed,
-        format!(
-            "swallowed: a failed {} of {object} is reported ok",
-            inj.site.op.name(),
-        ),
+        format!("swallowed: a failed {failed_kind} {object} is reported ok"),
         format!("ok after a failed {what}, but {}", diffs.join("; ")),
     )
+}
+
+/// The unit of a job the host's systemd reported failed (`dbus JobRemoved 1 x.scope failed`).
+fn systemd_failed_unit(op_log: &[String]) -> Option<String> {
+    op_log.iter().find_map(|l| {
+        let rest = l
+            .strip_prefix("dbus JobRemoved ")?
+            .strip_suffix(" failed")?;
+        rest.split(' ').nth(1).map(str::to_owned)
+    })
 }
 
 /// Does an error message carry this errno: its name, its text (`Invalid argument`, any
@@ -793,5 +859,110 @@ mod tests {
                 ("cpu_shares".to_string(), vec!["cpu.weight".to_string()])
             ]
         );
+    }
+
+    fn unit_exists() -> Injection {
+        inj(
+            SiteOp::Dbus,
+            "StartTransientUnit",
+            Fault::Dbus {
+                error: "org.freedesktop.systemd1.UnitExists".into(),
+                message: "Unit {unit} already exists.".into(),
+            },
+        )
+    }
+
+    const START_REFUSED: &str = "dbus StartTransientUnit k.scope replace PIDs=[7] -> error org.freedesktop.systemd1.UnitExists: Unit k.scope already exists.";
+
+    #[test]
+    fn a_refused_systemd_call_reported_ok_with_its_groups_missing_is_swallowed() {
+        // Kata's Go shim with the systemd driver: StartTransientUnit's error thrown away.
+        let v = judge_with(
+            &unit_exists(),
+            Outcome::Ok,
+            &[START_REFUSED],
+            &effects(&[], &[]),
+        );
+        assert_eq!(v.kind, Kind::Swallowed);
+        assert_eq!(
+            v.signature,
+            "swallowed: a failed D-Bus call StartTransientUnit is reported ok"
+        );
+        assert!(v.detail.starts_with("ok after a failed D-Bus call StartTransientUnit (org.freedesktop.systemd1.UnitExists), but group(s) not created"), "{}", v.detail);
+    }
+
+    #[test]
+    fn a_systemd_error_passed_on_is_correct_and_one_replaced_by_another_is_masked() {
+        let err = |message: &str| Outcome::Error {
+            op: Some("apply".into()),
+            message: message.into(),
+            exit_code: 1,
+        };
+        let v = judge_with(
+            &unit_exists(),
+            err("starting scope: Unit k.scope already exists."),
+            &[START_REFUSED],
+            &effects(&[], &[]),
+        );
+        assert_eq!(v.kind, Kind::Correct);
+        let v = judge_with(
+            &unit_exists(),
+            err("open /sys/fs/cgroup/memory/k/memory.limit_in_bytes: no such file or directory"),
+            &[START_REFUSED],
+            &effects(&[], &[]),
+        );
+        assert_eq!(v.kind, Kind::Masked);
+        assert_eq!(
+            v.signature,
+            "masked: a failed D-Bus call StartTransientUnit is reported as another error"
+        );
+    }
+
+    #[test]
+    fn a_systemd_fault_that_never_answered_a_call_was_not_reached() {
+        let v = judge_with(
+            &unit_exists(),
+            Outcome::Ok,
+            &["dbus StartTransientUnit k.scope replace -> ok job 1"],
+            &baseline(),
+        );
+        assert_eq!(v.kind, Kind::NotReached);
+    }
+
+    #[test]
+    fn a_kernel_refusal_of_systemds_own_mkdir_must_come_back_as_the_failed_job() {
+        let i = inj(
+            SiteOp::Mkdir,
+            "kubepods.slice",
+            Fault::Errno("EAGAIN".into()),
+        );
+        let log = [
+            "dbus StartTransientUnit k.scope replace PIDs=[7] -> ok job 1",
+            "mkdir kubepods.slice -> EAGAIN",
+            "dbus JobRemoved 1 k.scope failed",
+        ];
+        let err = |message: &str| Outcome::Error {
+            op: Some("add_task".into()),
+            message: message.into(),
+            exit_code: 1,
+        };
+        let v = judge_with(
+            &i,
+            err("Timeout waiting for pid 7 to be added to cgroup: start failed"),
+            &log,
+            &effects(&[], &[]),
+        );
+        assert_eq!(v.kind, Kind::Masked);
+        assert_eq!(
+            v.signature,
+            "masked: systemd's job failed (a failed mkdir of a group) and is reported as another error"
+        );
+        let v = judge_with(
+            &i,
+            err("error creating systemd unit `k.scope`: got `failed`"),
+            &log,
+            &effects(&[], &[]),
+        );
+        assert_eq!(v.kind, Kind::Correct);
     }
 }

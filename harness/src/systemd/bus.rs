@@ -6,10 +6,15 @@
 //! signals reach the connections whose match rules select them).
 //!
 //! Each accepted socket is a zbus peer-to-peer server connection (EXTERNAL auth from the
-//! case's root, uid 0 in its user namespace) serving the manager's object; zbus does the
+//! case's root, uid 0 in its user namespace) serving the manager's object and one object
+//! per unit (`/org/freedesktop/systemd1/unit/<escaped>`: `org.freedesktop.systemd1.Unit`
+//! and `.Scope`/`.Slice`, read through `org.freedesktop.DBus.Properties`); zbus does the
 //! wire protocol, this module the bus's own few methods. The connections' executors run
-//! on the thread's executor; nothing runs when no client connects.
+//! on the thread's executor; nothing runs when no client connects. While a unit stops, a
+//! ticker advances its stop every few milliseconds ([`Manager::poll`]).
 
+use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -19,8 +24,9 @@ use std::sync::{Arc, Mutex};
 use async_io::Async;
 use futures_lite::future;
 use zbus::message::{Header, Message};
-use zbus::names::ErrorName;
-use zbus::object_server::SignalEmitter;
+use zbus::names::{ErrorName, InterfaceName, MemberName};
+use zbus::object_server::{DispatchResult2, Interface, SignalEmitter};
+use zbus::{fdo, ObjectServer};
 use zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
 use super::manager::{Job, Manager};
@@ -157,6 +163,8 @@ struct Client {
     bus: bool,
     rules: Vec<Rule>,
     hello: bool,
+    /// Units whose objects this connection serves.
+    objects: BTreeSet<String>,
 }
 
 struct Shared {
@@ -166,6 +174,8 @@ struct Shared {
     /// Clients still in their handshake.
     handshaking: AtomicUsize,
     jobs: async_channel::Sender<Job>,
+    /// Wakes the ticker when a unit starts stopping.
+    stops: async_channel::Sender<()>,
 }
 
 impl Shared {
@@ -174,6 +184,193 @@ impl Shared {
     }
     fn clients(&self) -> std::sync::MutexGuard<'_, Vec<Client>> {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Send the JobRemoved of finished jobs, wake the ticker if a stop is under way, and
+    /// bring every connection's unit objects in line with the manager's units.
+    async fn settle(self: &Arc<Self>) {
+        let (jobs, stopping, units) = {
+            let mut m = self.manager();
+            let units: BTreeSet<String> = m.unit_names().into_iter().collect();
+            (m.take_finished(), m.stopping(), units)
+        };
+        for j in jobs {
+            let _ = self.jobs.try_send(j);
+        }
+        if stopping {
+            let _ = self.stops.try_send(());
+        }
+        let work: Vec<(zbus::Connection, Vec<String>, Vec<String>)> = {
+            let mut clients = self.clients();
+            clients
+                .iter_mut()
+                .map(|c| {
+                    let add: Vec<String> = units.difference(&c.objects).cloned().collect();
+                    let remove: Vec<String> = c.objects.difference(&units).cloned().collect();
+                    c.objects = units.clone();
+                    (c.conn.clone(), add, remove)
+                })
+                .collect()
+        };
+        for (conn, add, remove) in work {
+            serve_units(&conn, self, &add, &remove).await;
+        }
+    }
+}
+
+/// Register (and drop) the objects of units on one connection.
+async fn serve_units(
+    conn: &zbus::Connection,
+    shared: &Arc<Shared>,
+    add: &[String],
+    remove: &[String],
+) {
+    let server = conn.object_server();
+    for name in add {
+        let path = super::units::object_path(name);
+        let _ = server
+            .at(path.as_str(), UnitObject::<UnitKind>::new(shared, name))
+            .await;
+        let _ = server
+            .at(path.as_str(), UnitObject::<ScopeKind>::new(shared, name))
+            .await;
+        let _ = server
+            .at(path.as_str(), UnitObject::<SliceKind>::new(shared, name))
+            .await;
+    }
+    for name in remove {
+        let path = super::units::object_path(name);
+        let _ = server
+            .remove::<UnitObject<UnitKind>, _>(path.as_str())
+            .await;
+        let _ = server
+            .remove::<UnitObject<ScopeKind>, _>(path.as_str())
+            .await;
+        let _ = server
+            .remove::<UnitObject<SliceKind>, _>(path.as_str())
+            .await;
+    }
+}
+
+/// Which interface of a unit object.
+trait Kind: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+struct UnitKind;
+struct ScopeKind;
+struct SliceKind;
+impl Kind for UnitKind {
+    const NAME: &'static str = "org.freedesktop.systemd1.Unit";
+}
+impl Kind for ScopeKind {
+    const NAME: &'static str = "org.freedesktop.systemd1.Scope";
+}
+impl Kind for SliceKind {
+    const NAME: &'static str = "org.freedesktop.systemd1.Slice";
+}
+
+/// One interface of a unit's object: read-only properties from the manager
+/// ([`Manager::unit_properties`]), so Get and GetAll answer with what this systemd version
+/// has. Written by hand (zbus's `Interface`) because the set of properties depends on the
+/// host's systemd version and on the unit, which the `interface` macro cannot express.
+struct UnitObject<K: Kind> {
+    shared: Arc<Shared>,
+    unit: String,
+    kind: PhantomData<K>,
+}
+
+impl<K: Kind> UnitObject<K> {
+    fn new(shared: &Arc<Shared>, unit: &str) -> Self {
+        UnitObject {
+            shared: Arc::clone(shared),
+            unit: unit.to_owned(),
+            kind: PhantomData,
+        }
+    }
+
+    fn props(&self) -> Vec<(String, OwnedValue)> {
+        self.shared
+            .manager()
+            .unit_properties(&self.unit, K::NAME)
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait::async_trait]
+impl<K: Kind> Interface for UnitObject<K> {
+    fn name() -> InterfaceName<'static> {
+        InterfaceName::from_static_str_unchecked(K::NAME)
+    }
+
+    async fn get(
+        &self,
+        property_name: &str,
+        _server: &ObjectServer,
+        _connection: &zbus::Connection,
+        _header: Option<&Header<'_>>,
+        _emitter: &SignalEmitter<'_>,
+    ) -> Option<fdo::Result<OwnedValue>> {
+        self.props()
+            .into_iter()
+            .find(|(n, _)| n == property_name)
+            .map(|(_, v)| Ok(v))
+    }
+
+    async fn get_all(
+        &self,
+        _server: &ObjectServer,
+        _connection: &zbus::Connection,
+        _header: Option<&Header<'_>>,
+        _emitter: &SignalEmitter<'_>,
+    ) -> fdo::Result<HashMap<String, OwnedValue>> {
+        Ok(self.props().into_iter().collect())
+    }
+
+    async fn set_mut(
+        &mut self,
+        property_name: &str,
+        _value: &zvariant::Value<'_>,
+        _server: &ObjectServer,
+        _connection: &zbus::Connection,
+        _header: Option<&Header<'_>>,
+        _emitter: &SignalEmitter<'_>,
+    ) -> Option<fdo::Result<()>> {
+        Some(Err(fdo::Error::PropertyReadOnly(format!(
+            "Property '{property_name}' is not writable."
+        ))))
+    }
+
+    fn call<'call>(
+        &'call self,
+        _server: &'call ObjectServer,
+        _connection: &'call zbus::Connection,
+        _msg: &'call Message,
+        _name: MemberName<'call>,
+    ) -> DispatchResult2<'call> {
+        DispatchResult2::NotFound
+    }
+
+    fn call_mut<'call>(
+        &'call mut self,
+        _server: &'call ObjectServer,
+        _connection: &'call zbus::Connection,
+        _msg: &'call Message,
+        _name: MemberName<'call>,
+    ) -> DispatchResult2<'call> {
+        DispatchResult2::NotFound
+    }
+
+    fn introspect_to_writer(&self, writer: &mut dyn std::fmt::Write, level: usize) {
+        let pad = " ".repeat(level);
+        let _ = writeln!(writer, "{pad}<interface name=\"{}\">", K::NAME);
+        for (n, v) in self.props() {
+            let _ = writeln!(
+                writer,
+                "{pad}  <property name=\"{n}\" type=\"{}\" access=\"read\"/>",
+                v.value_signature()
+            );
+        }
+        let _ = writeln!(writer, "{pad}</interface>");
     }
 }
 
@@ -229,12 +426,12 @@ struct ManagerIface {
 }
 
 impl ManagerIface {
-    fn job(&self, r: Result<Job, BusError>) -> Result<OwnedObjectPath, Reply> {
-        let job = r?;
-        let path = OwnedObjectPath::try_from(job.path.clone())?;
-        // JobRemoved goes out after this reply (the broadcaster runs on the next tick).
-        let _ = self.shared.jobs.try_send(job);
-        Ok(path)
+    /// A method's answer: on success, the finished jobs' JobRemoved after the reply, the
+    /// unit objects updated.
+    async fn path(&self, r: Result<String, BusError>) -> Result<OwnedObjectPath, Reply> {
+        let settled = self.shared.settle();
+        settled.await;
+        Ok(OwnedObjectPath::try_from(r?)?)
     }
 }
 
@@ -251,16 +448,49 @@ impl ManagerIface {
             .shared
             .manager()
             .start_transient_unit(&name, &mode, &properties);
-        self.job(r)
+        self.path(r).await
     }
 
     async fn stop_unit(&self, name: String, mode: String) -> Result<OwnedObjectPath, Reply> {
-        let r = self.shared.manager().stop_unit(&name, &mode);
-        self.job(r)
+        let r = self
+            .shared
+            .manager()
+            .stop_unit(&name, &mode, std::time::Instant::now());
+        self.path(r).await
+    }
+
+    async fn kill_unit(&self, name: String, whom: String, signal: i32) -> Result<(), Reply> {
+        let r = self.shared.manager().kill_unit(&name, &whom, signal);
+        self.shared.settle().await;
+        Ok(r?)
+    }
+
+    async fn attach_processes_to_unit(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        name: String,
+        subcgroup: String,
+        pids: Vec<u32>,
+    ) -> Result<(), Reply> {
+        // pid 0 is the caller: its pid in the case's namespace.
+        let sender = match conn.peer_creds().await {
+            Ok(c) => c
+                .process_id()
+                .and_then(crate::sandbox::cgroupfs::pids::case_pid),
+            Err(_) => None,
+        };
+        let r = self
+            .shared
+            .manager()
+            .attach_processes_to_unit(&name, &subcgroup, &pids, sender);
+        self.shared.settle().await;
+        Ok(r?)
     }
 
     async fn reset_failed_unit(&self, name: String) -> Result<(), Reply> {
-        Ok(self.shared.manager().reset_failed_unit(&name)?)
+        let r = self.shared.manager().reset_failed_unit(&name);
+        self.shared.settle().await;
+        Ok(r?)
     }
 
     async fn get_unit(&self, name: String) -> Result<OwnedObjectPath, Reply> {
@@ -274,10 +504,12 @@ impl ManagerIface {
         runtime: bool,
         properties: Props,
     ) -> Result<(), Reply> {
-        Ok(self
+        let r = self
             .shared
             .manager()
-            .set_unit_properties(&name, runtime, &properties)?)
+            .set_unit_properties(&name, runtime, &properties);
+        self.shared.settle().await;
+        Ok(r?)
     }
 
     async fn subscribe(&self) -> Result<(), Reply> {
@@ -435,12 +667,14 @@ impl BusIface {
 pub fn serve(sockets: Sockets, manager: Manager) -> std::io::Result<Served> {
     let (stop, stopped) = async_channel::bounded::<()>(1);
     let (jobs, job_rx) = async_channel::unbounded::<Job>();
+    let (stops, stop_rx) = async_channel::bounded::<()>(1);
     let shared = Arc::new(Shared {
         manager: Mutex::new(manager),
         clients: Mutex::new(Vec::new()),
         next: AtomicUsize::new(0),
         handshaking: AtomicUsize::new(0),
         jobs,
+        stops,
     });
     use std::os::fd::AsRawFd;
     let fds = [sockets.private.as_raw_fd(), sockets.bus.as_raw_fd()];
@@ -451,7 +685,7 @@ pub fn serve(sockets: Sockets, manager: Manager) -> std::io::Result<Served> {
         .name("cgrepro-systemd".into())
         .spawn(move || {
             let ex = async_executor::LocalExecutor::new();
-            future::block_on(ex.run(run(&ex, private, bus, stopped, job_rx, shared)));
+            future::block_on(ex.run(run(&ex, private, bus, stopped, job_rx, stop_rx, shared)));
         })?;
     Ok(Served {
         stop,
@@ -473,9 +707,11 @@ async fn run(
     bus: Async<UnixListener>,
     stopped: async_channel::Receiver<()>,
     jobs: async_channel::Receiver<Job>,
+    stops: async_channel::Receiver<()>,
     shared: Arc<Shared>,
 ) {
     ex.spawn(broadcast(jobs, Arc::clone(&shared))).detach();
+    ex.spawn(tick(stops, Arc::clone(&shared))).detach();
     loop {
         let ev = future::or(
             future::or(
@@ -527,6 +763,14 @@ async fn run(
     while shared.handshaking.load(Ordering::SeqCst) > 0 {
         async_io::Timer::after(std::time::Duration::from_millis(1)).await;
     }
+    // A stop under way when the case ended (its processes are gone, so its cgroup is
+    // empty): let it finish, so the op log does not depend on when the case ended.
+    for _ in 0..500 {
+        if !advance(&shared).await {
+            break;
+        }
+        async_io::Timer::after(std::time::Duration::from_millis(1)).await;
+    }
     let clients: Vec<zbus::Connection> = shared.clients().drain(..).map(|c| c.conn).collect();
     for c in clients {
         let _ = c.close().await;
@@ -573,9 +817,36 @@ async fn client(stream: UnixStream, on_bus: bool, id: usize, shared: Arc<Shared>
         bus: on_bus,
         rules: Vec::new(),
         hello: false,
+        objects: BTreeSet::new(),
     });
+    // The units that exist already.
+    shared.settle().await;
     loop {
         conn.executor().tick().await;
+    }
+}
+
+/// Advance the stopping units once and send what finished; whether stops remain.
+async fn advance(shared: &Arc<Shared>) -> bool {
+    let more = {
+        let mut m = shared.manager();
+        m.poll(std::time::Instant::now());
+        m.stopping()
+    };
+    shared.settle().await;
+    more
+}
+
+/// While units stop: advance them every few milliseconds (systemd learns of an empty
+/// cgroup from cgroup.events or SIGCHLD; the model has neither to wait on).
+async fn tick(stops: async_channel::Receiver<()>, shared: Arc<Shared>) {
+    while stops.recv().await.is_ok() {
+        loop {
+            async_io::Timer::after(std::time::Duration::from_millis(2)).await;
+            if !advance(&shared).await {
+                break;
+            }
+        }
     }
 }
 

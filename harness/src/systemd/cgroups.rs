@@ -13,6 +13,13 @@ pub trait Cgroups: Send {
     fn mkdir(&mut self, path: &str) -> Result<(), i32>;
     fn rmdir(&mut self, path: &str) -> Result<(), i32>;
     fn write(&mut self, path: &str, value: &str) -> Result<(), i32>;
+    /// The living processes of the group at `path` and of its descendants (systemd's
+    /// `cg_kill_recursive` reads them; not in the op log).
+    fn procs(&self, path: &str) -> Vec<u32>;
+    /// Send `sig` to a process of the case.
+    fn signal(&mut self, pid: u32, sig: i32);
+    /// The process exists in the case (not a zombie).
+    fn pid_exists(&self, pid: u32) -> bool;
     /// A line of the op log (`StartTransientUnit ...`, without the `dbus ` prefix).
     fn note(&mut self, line: String);
 }
@@ -58,6 +65,18 @@ impl Cgroups for ModelCgroups {
         m.write(ino, value.as_bytes(), SYSTEMD_PID).map(|_| ())
     }
 
+    fn procs(&self, path: &str) -> Vec<u32> {
+        self.model().procs_below(path)
+    }
+
+    fn signal(&mut self, pid: u32, sig: i32) {
+        self.model().signal(pid, sig);
+    }
+
+    fn pid_exists(&self, pid: u32) -> bool {
+        self.model().pid_exists(pid)
+    }
+
     fn note(&mut self, line: String) {
         self.model().note_dbus(line);
     }
@@ -68,14 +87,28 @@ impl Cgroups for ModelCgroups {
 pub struct TreeCgroups {
     pub root: PathBuf,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The case's processes (its procfs, through its init).
+    pids: crate::sandbox::cgroupfs::pids::CasePids,
+    proc_root: PathBuf,
 }
 
 impl TreeCgroups {
     /// The case's /sys/fs/cgroup through its init.
     pub fn of_case(init: libc::pid_t, log: Arc<Mutex<Vec<String>>>) -> TreeCgroups {
-        TreeCgroups {
-            root: PathBuf::from(format!("/proc/{init}/root/sys/fs/cgroup")),
+        TreeCgroups::new(
+            PathBuf::from(format!("/proc/{init}/root/sys/fs/cgroup")),
             log,
+            init,
+        )
+    }
+
+    /// The tree at `root`, with the processes of the PID namespace whose init is `init`.
+    pub fn new(root: PathBuf, log: Arc<Mutex<Vec<String>>>, init: libc::pid_t) -> TreeCgroups {
+        TreeCgroups {
+            root,
+            log,
+            pids: crate::sandbox::cgroupfs::pids::CasePids::new(init),
+            proc_root: PathBuf::from(format!("/proc/{init}/root/proc")),
         }
     }
 }
@@ -100,6 +133,42 @@ impl Cgroups for TreeCgroups {
 
     fn write(&mut self, path: &str, value: &str) -> Result<(), i32> {
         std::fs::write(self.root.join(path), value).map_err(errno)
+    }
+
+    fn procs(&self, path: &str) -> Vec<u32> {
+        // The plain tree keeps what was written to each cgroup.procs; those pids still
+        // alive in the case are the group's.
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.join(path)];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+            let text = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok())
+                    .filter(|p| self.proc_root.join(p.to_string()).exists()),
+            );
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn signal(&mut self, pid: u32, sig: i32) {
+        use crate::sandbox::cgroupfs::Pids;
+        self.pids.signal(pid, sig);
+    }
+
+    fn pid_exists(&self, pid: u32) -> bool {
+        use crate::sandbox::cgroupfs::Pids;
+        self.pids.exists(pid)
     }
 
     fn note(&mut self, line: String) {

@@ -39,6 +39,8 @@ pub struct Property {
     pub name: String,
     pub since: u32,
     pub checked: bool,
+    /// Where `since` comes from (the NEWS entry).
+    pub source: String,
     #[serde(default)]
     pub v1: Vec<String>,
     #[serde(default)]
@@ -66,11 +68,20 @@ pub struct Managed {
     pub cpuset_since: u32,
 }
 
+/// Which unit types StartTransientUnit creates, by version.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transient {
+    /// Transient slices from this version (scopes always).
+    pub slice_since: u32,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Table {
     pub error: Refusal,
     pub managed: Managed,
+    pub transient: Transient,
     pub property: Vec<Property>,
 }
 
@@ -169,6 +180,11 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n, "a property is listed twice");
         for p in &t.property {
+            assert!(
+                p.checked && !p.source.is_empty(),
+                "{}: every row is checked against systemd's NEWS and says where",
+                p.name
+            );
             assert_eq!(
                 p.format.is_some(),
                 p.file_v1.is_some() || p.file_v2.is_some(),
@@ -204,6 +220,17 @@ mod tests {
         assert!(Table::get().accept(999, "NoSuchProperty").is_err());
         assert!(Table::get().accept(217, "Delegate").is_err());
         assert!(Table::get().accept(218, "Delegate").is_ok());
+    }
+
+    #[test]
+    fn memory_limits_on_v2_came_with_systemd_231_not_230() {
+        // NEWS 231: "systemd now supports the memory cgroup controller also on cgroup v2".
+        let t = Table::get();
+        for p in ["MemoryLow", "MemoryHigh", "MemoryMax"] {
+            assert!(t.accept(230, p).is_err(), "{p}");
+            assert!(t.accept(231, p).is_ok(), "{p}");
+        }
+        assert_eq!(t.transient.slice_since, 228);
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub trait Pids: Send {
     fn threads(&self, pid: u32) -> Vec<u32> {
         vec![pid]
     }
+    /// Send `sig` to the process (the host's systemd stopping or killing a unit).
+    fn signal(&self, pid: u32, sig: i32) {
+        if sig == libc::SIGKILL {
+            self.kill(pid);
+        }
+    }
 }
 
 /// Every pid exists (tests, fidelity check without processes).
@@ -1734,6 +1740,34 @@ impl Model {
             }
         }
         Some(i)
+    }
+
+    /// The living pids of the group at `path` and of its descendants, as the host's systemd
+    /// finds them to signal a unit (not in the op log: systemd's own reads are not the
+    /// target's).
+    pub fn procs_below(&self, path: &str) -> Vec<u32> {
+        let Some(g) = self.resolve(path).filter(|&g| self.group(g).is_some()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![g];
+        while let Some(c) = stack.pop() {
+            out.extend(self.alive_members(c));
+            stack.extend(self.child_groups(c));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Send `sig` to a process of the case (the host's systemd).
+    pub fn signal(&self, pid: u32, sig: i32) {
+        self.pids.signal(pid, sig);
+    }
+
+    /// The process exists in the case.
+    pub fn pid_exists(&self, pid: u32) -> bool {
+        self.pids.exists(pid)
     }
 
     /// Where process lookups go (the case's procfs, once its init runs).

@@ -31,6 +31,10 @@ impl Pids for CasePids {
     }
 
     fn kill(&self, pid: u32) {
+        self.signal(pid, libc::SIGKILL);
+    }
+
+    fn signal(&self, pid: u32, sig: i32) {
         // A /proc/<pid> directory of the case's procfs is a pidfd for pidfd_send_signal
         // (5.1+): the signal reaches the case's pid, not the harness's namesake.
         let Ok(dir) = std::fs::File::open(self.proc_root.join(pid.to_string())) else {
@@ -43,7 +47,7 @@ impl Pids for CasePids {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
                 dir.as_raw_fd(),
-                libc::SIGKILL,
+                sig,
                 std::ptr::null::<libc::siginfo_t>(),
                 0u32,
             );

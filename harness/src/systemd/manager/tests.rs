@@ -4,12 +4,13 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use zvariant::{OwnedValue, Value};
 
 use super::*;
 use crate::host::{Host, HostData, HostSpec};
-use crate::sandbox::cgroupfs::{AnyPid, Model};
+use crate::sandbox::cgroupfs::{AnyPid, Model, Pids};
 use crate::systemd::cgroups::ModelCgroups;
 
 fn data() -> &'static HostData {
@@ -104,7 +105,8 @@ fn rhel_8_systemd_makes_the_scope_in_name_systemd_and_the_accounting_hierarchies
     let job = m
         .start_transient_unit("cri-containerd-x.scope", "replace", &kata_props(7))
         .unwrap();
-    assert_eq!(job.result, "done");
+    assert_eq!(job, "/org/freedesktop/systemd1/job/1");
+    assert_eq!(m.take_finished()[0].result, "done");
     let created = model.lock().unwrap().effects().created;
     let scope = "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod123.slice/cri-containerd-x.scope";
     // Delegate=yes: every hierarchy systemd manages; not those it does not (freezer, ...).
@@ -176,7 +178,9 @@ fn a_second_start_of_the_same_unit_is_refused_and_stop_removes_it() {
         m.control_group("a.scope").as_deref(),
         Some("system.slice/a.scope")
     );
-    assert_eq!(m.stop_unit("a.scope", "replace").unwrap().result, "done");
+    m.stop_unit("a.scope", "replace", Instant::now()).unwrap();
+    let jobs = m.take_finished();
+    assert_eq!(jobs.last().unwrap().result, "done");
     assert_eq!(
         m.get_unit("a.scope").unwrap_err().name,
         "org.freedesktop.systemd1.NoSuchUnit"
@@ -208,4 +212,271 @@ fn a_dbus_fault_answers_the_nth_call_with_the_scenarios_error() {
         .created
         .iter()
         .any(|c| c.contains("b.scope")));
+}
+
+/// Processes of a case as a test plays them: each pid lives until a signal it does not
+/// ignore reaches it; every signal is recorded.
+#[derive(Clone, Default)]
+struct Procs {
+    dead: Arc<Mutex<Vec<u32>>>,
+    signals: Arc<Mutex<Vec<(u32, i32)>>>,
+    /// Pids that ignore SIGTERM (a shell's trap '' TERM).
+    deaf: Arc<Mutex<Vec<u32>>>,
+}
+
+impl Pids for Procs {
+    fn exists(&self, pid: u32) -> bool {
+        !self.dead.lock().unwrap().contains(&pid)
+    }
+    fn signal(&self, pid: u32, sig: i32) {
+        self.signals.lock().unwrap().push((pid, sig));
+        let ignored = sig == libc::SIGCONT
+            || (sig == libc::SIGTERM && self.deaf.lock().unwrap().contains(&pid));
+        if !ignored {
+            self.dead.lock().unwrap().push(pid);
+        }
+    }
+}
+
+fn manager_with(preset: &str, procs: &Procs) -> (Manager, Arc<Mutex<Model>>) {
+    let h = host(preset);
+    let model = Arc::new(Mutex::new(
+        Model::new(&h, data(), &[], Vec::new(), Box::new(procs.clone())).unwrap(),
+    ));
+    let m = Manager::new(
+        h.systemd.unwrap(),
+        Layout::of(&h, data()),
+        Box::new(ModelCgroups(Arc::clone(&model))),
+        Vec::new(),
+    );
+    (m, model)
+}
+
+fn scope_props(pids: &[u32], extra: Vec<(&str, Value<'static>)>) -> Vec<(String, OwnedValue)> {
+    let mut p = vec![
+        ("Slice".to_string(), v(Value::from("kubepods.slice"))),
+        ("PIDs".to_string(), v(Value::from(pids.to_vec()))),
+    ];
+    for (n, x) in extra {
+        p.push((n.to_string(), v(x)));
+    }
+    p
+}
+
+#[test]
+fn stopping_a_scope_on_v2_sends_sigterm_and_waits_for_its_cgroup_to_empty() {
+    let procs = Procs::default();
+    let (mut m, model) = manager_with("debian-12", &procs);
+    m.start_transient_unit("a.scope", "replace", &scope_props(&[7, 8], vec![]))
+        .unwrap();
+    m.take_finished();
+    let t0 = Instant::now();
+    m.stop_unit("a.scope", "replace", t0).unwrap();
+    // SIGTERM and SIGCONT to both; both die of SIGTERM.
+    let sent = procs.signals.lock().unwrap().clone();
+    assert_eq!(
+        sent,
+        [
+            (7, libc::SIGTERM),
+            (7, libc::SIGCONT),
+            (8, libc::SIGTERM),
+            (8, libc::SIGCONT)
+        ]
+    );
+    assert!(m.stopping(), "systemd waits for the cgroup-empty event");
+    assert!(m.take_finished().is_empty());
+    m.poll(t0 + Duration::from_millis(2));
+    let jobs = m.take_finished();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].result, "done");
+    assert!(
+        m.get_unit("a.scope").is_err(),
+        "an inactive transient unit is collected"
+    );
+    let log = log(&model);
+    assert!(
+        log.contains(&"rmdir kubepods.slice/a.scope -> ok".to_string()),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn a_process_that_ignores_sigterm_gets_sigkill_after_timeout_stop_usec() {
+    let procs = Procs::default();
+    procs.deaf.lock().unwrap().push(7);
+    let (mut m, _model) = manager_with("debian-12", &procs);
+    let props = scope_props(&[7], vec![("TimeoutStopUSec", Value::from(1_000_000u64))]);
+    m.start_transient_unit("a.scope", "replace", &props)
+        .unwrap();
+    let t0 = Instant::now();
+    m.stop_unit("a.scope", "replace", t0).unwrap();
+    m.poll(t0 + Duration::from_millis(500));
+    assert!(m.stopping());
+    let state = m
+        .unit_properties("a.scope", "org.freedesktop.systemd1.Unit")
+        .unwrap();
+    let sub = state.iter().find(|(n, _)| n == "SubState").unwrap();
+    assert_eq!(sub.1, OwnedValue::from(zvariant::Str::from("stop-sigterm")));
+    m.poll(t0 + Duration::from_secs(1));
+    assert!(procs.signals.lock().unwrap().contains(&(7, libc::SIGKILL)));
+    m.poll(t0 + Duration::from_millis(1002));
+    let jobs = m.take_finished();
+    assert_eq!(jobs.last().unwrap().result, "done");
+    // It stopped with result 'timeout': failed, until ResetFailedUnit.
+    assert!(m.get_unit("a.scope").is_ok());
+    m.reset_failed_unit("a.scope").unwrap();
+    assert!(m.get_unit("a.scope").is_err());
+}
+
+#[test]
+fn with_kill_mode_none_nothing_is_signalled_and_the_populated_cgroup_stays() {
+    let procs = Procs::default();
+    let (mut m, model) = manager_with("debian-12", &procs);
+    let props = scope_props(&[7], vec![("KillMode", Value::from("none"))]);
+    m.start_transient_unit("a.scope", "replace", &props)
+        .unwrap();
+    m.stop_unit("a.scope", "replace", Instant::now()).unwrap();
+    assert!(procs.signals.lock().unwrap().is_empty());
+    assert_eq!(m.take_finished().last().unwrap().result, "done");
+    assert!(log(&model).contains(&"rmdir kubepods.slice/a.scope -> EBUSY".to_string()));
+}
+
+#[test]
+fn on_v1_a_delegated_scope_gets_sigterm_then_sigkill_at_once() {
+    let procs = Procs::default();
+    procs.deaf.lock().unwrap().push(7);
+    let (mut m, _model) = manager_with("rhel-8", &procs);
+    let props = scope_props(&[7], vec![("Delegate", Value::from(true))]);
+    m.start_transient_unit("a.scope", "replace", &props)
+        .unwrap();
+    m.take_finished();
+    m.stop_unit("a.scope", "replace", Instant::now()).unwrap();
+    let sent = procs.signals.lock().unwrap().clone();
+    assert_eq!(
+        sent,
+        [(7, libc::SIGTERM), (7, libc::SIGCONT), (7, libc::SIGKILL)]
+    );
+    assert!(!m.stopping());
+    assert_eq!(m.take_finished()[0].result, "done");
+}
+
+#[test]
+fn kill_unit_signals_the_scopes_processes_and_refuses_what_systemd_refuses() {
+    let procs = Procs::default();
+    let (mut m, _model) = manager_with("debian-12", &procs);
+    m.start_transient_unit("a.scope", "replace", &scope_props(&[7], vec![]))
+        .unwrap();
+    let e = m.kill_unit("b.scope", "all", libc::SIGTERM).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "org.freedesktop.systemd1.NoSuchUnit: Unit b.scope not loaded."
+    );
+    let e = m.kill_unit("a.scope", "main", libc::SIGTERM).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "org.freedesktop.systemd1.NoSuchProcess: scope units have no main processes"
+    );
+    let e = m
+        .kill_unit("a.scope", "everyone", libc::SIGTERM)
+        .unwrap_err();
+    assert_eq!(e.name, "org.freedesktop.DBus.Error.InvalidArgs");
+    let e = m.kill_unit("a.scope", "all", 0).unwrap_err();
+    assert_eq!(e.message, "Signal number out of range.");
+    m.kill_unit("a.scope", "all", libc::SIGUSR1).unwrap();
+    assert_eq!(*procs.signals.lock().unwrap(), [(7, libc::SIGUSR1)]);
+}
+
+#[test]
+fn attach_processes_needs_a_delegated_active_unit_and_systemd_238() {
+    let procs = Procs::default();
+    let (mut m, model) = manager_with("debian-12", &procs);
+    m.start_transient_unit("plain.scope", "replace", &scope_props(&[7], vec![]))
+        .unwrap();
+    let e = m
+        .attach_processes_to_unit("plain.scope", "", &[9], None)
+        .unwrap_err();
+    assert_eq!(
+        e.message,
+        "Process migration not available on non-delegated units."
+    );
+    let props = scope_props(&[7], vec![("Delegate", Value::from(true))]);
+    m.start_transient_unit("d.scope", "replace", &props)
+        .unwrap();
+    let e = m
+        .attach_processes_to_unit("d.scope", "sub", &[9], None)
+        .unwrap_err();
+    assert_eq!(e.message, "Control group path is not absolute: sub");
+    let e = m
+        .attach_processes_to_unit("d.scope", "", &[1], None)
+        .unwrap_err();
+    assert_eq!(e.message, "Process 1 is a manager process, refusing.");
+    procs.dead.lock().unwrap().push(10);
+    let e = m
+        .attach_processes_to_unit("d.scope", "", &[10], None)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "org.freedesktop.DBus.Error.UnixProcessIdUnknown: Process with ID 10 does not exist."
+    );
+    m.attach_processes_to_unit("d.scope", "", &[0], Some(9))
+        .unwrap();
+    assert!(
+        log(&model).contains(&"write kubepods.slice/d.scope/cgroup.procs \"9\" -> ok".to_string())
+    );
+
+    let (mut old, _) = manager_with("amazonlinux-2", &procs);
+    let e = old
+        .attach_processes_to_unit("d.scope", "", &[9], None)
+        .unwrap_err();
+    assert_eq!(e.name, "org.freedesktop.DBus.Error.UnknownMethod");
+}
+
+#[test]
+fn a_scopes_object_shows_its_state_cgroup_and_the_accounting_it_was_given() {
+    let (mut m, _model) = manager("rhel-8", vec![]);
+    m.start_transient_unit("cri-containerd-x.scope", "replace", &kata_props(7))
+        .unwrap();
+    let unit = m
+        .unit_properties("cri-containerd-x.scope", "org.freedesktop.systemd1.Unit")
+        .unwrap();
+    let get = |list: &[(String, OwnedValue)], k: &str| {
+        list.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.try_clone().unwrap())
+    };
+    let s = |x: &str| OwnedValue::from(zvariant::Str::from(x.to_owned()));
+    assert_eq!(get(&unit, "ActiveState"), Some(s("active")));
+    assert_eq!(get(&unit, "SubState"), Some(s("running")));
+    let scope = m
+        .unit_properties("cri-containerd-x.scope", "org.freedesktop.systemd1.Scope")
+        .unwrap();
+    assert_eq!(
+        get(&scope, "ControlGroup"),
+        Some(s("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod123.slice/cri-containerd-x.scope"))
+    );
+    assert_eq!(
+        get(&scope, "MemoryAccounting"),
+        Some(OwnedValue::from(true))
+    );
+    assert_eq!(get(&scope, "IOAccounting"), Some(OwnedValue::from(true)));
+    assert_eq!(get(&scope, "Delegate"), Some(OwnedValue::from(true)));
+    assert!(m
+        .unit_properties("cri-containerd-x.scope", "org.freedesktop.systemd1.Slice")
+        .is_none());
+}
+
+#[test]
+fn systemd_before_228_makes_no_transient_slices() {
+    let (mut m, _model) = manager("amazonlinux-2", vec![]);
+    let e = m
+        .start_transient_unit("kubepods.slice", "replace", &[])
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "org.freedesktop.DBus.Error.InvalidArgs: Unit type slice does not support transient units."
+    );
+    let (mut m, _model) = manager("rhel-8", vec![]);
+    assert!(m
+        .start_transient_unit("kubepods.slice", "replace", &[])
+        .is_ok());
 }
