@@ -44,6 +44,7 @@ const SUBORDINATE_ID: u32 = 100_000;
 const SUBORDINATE_COUNT: u32 = 65_536;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     #[error("cannot create the session directory: {0}")]
     TempDir(std::io::Error),
@@ -55,9 +56,87 @@ pub enum SessionError {
     Userns(std::io::Error),
 }
 
+/// Why one case's sandbox could not be set up (before the target ran). Its text is the
+/// case's `setup_error`, which reports and snapshots show.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaseError {
+    #[error("creating {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("chown {}: {source}", path.display())]
+    Chown {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host could not be materialized or modelled.
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
+    /// The syscall layer's picture of the host could not be written.
+    #[error("{source}")]
+    SimKernel {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("syscall layer: {0}")]
+    Syscall(#[source] syscall::SyscallError),
+    /// Materializing the case's host failed earlier in this session (shared by its cases).
+    #[error(transparent)]
+    HostSlot(Arc<CaseError>),
+    /// The session cannot serve the cgroupfs model; the reason.
+    #[error("{0}")]
+    ModelUnavailable(String),
+    #[error(transparent)]
+    Faults(#[from] crate::fault::FaultError),
+    #[error(transparent)]
+    SharedCgroupfs(#[from] cgroupfs::shared::SharedError),
+    #[error("the case wants the cgroupfs model, but /dev/fuse cannot be opened: {0}")]
+    FuseDevice(#[source] std::io::Error),
+    #[error("the simulated systemd's sockets: {0}")]
+    SystemdSockets(#[source] std::io::Error),
+    #[error("cannot start the simulated systemd: {0}")]
+    Systemd(#[source] std::io::Error),
+    /// A path or string for the sandbox holds a NUL byte.
+    #[error(transparent)]
+    Nul(#[from] std::ffi::NulError),
+    #[error(transparent)]
+    Readonly(#[from] readonly::ReadonlyError),
+    #[error("reading mountinfo: {0}")]
+    Mountinfo(#[source] std::io::Error),
+    #[error(transparent)]
+    Expose(#[from] std::path::StripPrefixError),
+    #[error("socketpair: {0}")]
+    Socketpair(#[source] std::io::Error),
+    #[error("pipe: {0}")]
+    Pipe(#[source] std::io::Error),
+    #[error("memfd_create: {0}")]
+    Memfd(#[source] std::io::Error),
+    /// Writing the target's stdin into its memfd.
+    #[error("{0}")]
+    Stdin(#[source] std::io::Error),
+    #[error("cannot create the case's namespaces (clone): {0}")]
+    Clone(#[source] std::io::Error),
+    #[error("cannot write the user namespace's id maps: {0}")]
+    IdMaps(#[source] std::io::Error),
+}
+
+/// Why a session's model cases each get a FUSE mount of their own.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PerCaseReason {
+    #[error("CGREPRO_FUSE_PER_CASE=1")]
+    Forced,
+    #[error(transparent)]
+    Unavailable(#[from] cgroupfs::shared::SharedError),
+}
+
 /// Which strategy this machine supports, or why it supports none. Cheap: decided from
 /// privileges and kernel knobs; the first case proves it.
-pub fn probe() -> Result<Strategy, String> {
+pub fn probe() -> Result<Strategy, SessionError> {
     if std::env::var("CGREPRO_STRATEGY").as_deref() == Ok("userns") {
         return Ok(Strategy::UserNs);
     }
@@ -66,24 +145,26 @@ pub fn probe() -> Result<Strategy, String> {
     }
     let read = |p: &str| fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
     if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        return Err(
+        return Err(SessionError::Unsupported(
             "not root, and user namespaces are disabled (user.max_user_namespaces = 0)".into(),
-        );
+        ));
     }
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
-        return Err("not root, and unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)".into());
+        return Err(SessionError::Unsupported("not root, and unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)".into()));
     }
     Ok(Strategy::UserNs)
 }
 
 /// The syscall layer needs seccomp user notification (5.0) with ADDFD (5.9) on this
 /// machine's kernel.
-fn syscall_layer_available() -> Result<(), String> {
+fn syscall_layer_available() -> Result<(), SessionError> {
     let actions = fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
     if !actions.split_whitespace().any(|a| a == "user_notif") {
-        return Err("seccomp user notification is not available on this kernel \
-                    (/proc/sys/kernel/seccomp/actions_avail lacks user_notif); the syscall layer needs it"
-            .into());
+        return Err(SessionError::Unsupported(
+            "seccomp user notification is not available on this kernel \
+             (/proc/sys/kernel/seccomp/actions_avail lacks user_notif); the syscall layer needs it"
+                .into(),
+        ));
     }
     let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut v = release
@@ -92,10 +173,10 @@ fn syscall_layer_available() -> Result<(), String> {
         .filter_map(|x| x.parse::<u32>().ok());
     let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
     if (major, minor) < (5, 9) {
-        return Err(format!(
+        return Err(SessionError::Unsupported(format!(
             "this machine's kernel {} is older than 5.9 (no SECCOMP_IOCTL_NOTIF_ADDFD); the syscall layer needs it",
             release.trim()
-        ));
+        )));
     }
     Ok(())
 }
@@ -163,7 +244,7 @@ impl Served {
     }
 }
 
-type HostSlot = Arc<OnceLock<Result<Arc<MaterializedHost>, String>>>;
+type HostSlot = Arc<OnceLock<Result<Arc<MaterializedHost>, Arc<CaseError>>>>;
 
 pub struct Session {
     dir: Option<tempfile::TempDir>,
@@ -185,21 +266,21 @@ pub struct Session {
     stale_removed: Vec<super::stale::Removed>,
     /// The session's one FUSE connection for the cgroupfs model, made by the first case
     /// that needs it; `None` inside: this kernel cannot (a FUSE mount per case then).
-    shared_cgroupfs: OnceLock<Result<cgroupfs::shared::Shared, String>>,
+    shared_cgroupfs: OnceLock<Result<cgroupfs::shared::Shared, PerCaseReason>>,
 }
 
 impl Session {
     /// A session in the system temp dir. Fails with [`SessionError::Unsupported`] (the
     /// reason cases are ignored) when no sandbox strategy works here.
     pub fn new(data: Arc<HostData>) -> Result<Session, SessionError> {
-        let strategy = probe().map_err(SessionError::Unsupported)?;
+        let strategy = probe()?;
         Session::with_strategy(data, strategy)
     }
 
     /// A session with a given strategy (`UserNs` works as root too: tests use it to cover
     /// the unprivileged path).
     pub fn with_strategy(data: Arc<HostData>, strategy: Strategy) -> Result<Session, SessionError> {
-        syscall_layer_available().map_err(SessionError::Unsupported)?;
+        syscall_layer_available()?;
         if strategy == Strategy::Root && unsafe { libc::geteuid() } != 0 {
             return Err(SessionError::Unsupported(
                 "the root strategy needs root".into(),
@@ -261,9 +342,9 @@ impl Session {
         self.shared_cgroupfs
             .get_or_init(|| {
                 if std::env::var_os("CGREPRO_FUSE_PER_CASE").is_some_and(|v| v == "1") {
-                    return Err("CGREPRO_FUSE_PER_CASE=1".into());
+                    return Err(PerCaseReason::Forced);
                 }
-                cgroupfs::shared::Shared::start(self.owner).map_err(|e| e.to_string())
+                Ok(cgroupfs::shared::Shared::start(self.owner)?)
             })
             .as_ref()
             .ok()
@@ -271,12 +352,8 @@ impl Session {
 
     /// Why this session's model cases each get a FUSE mount of their own rather than a
     /// bind of the session's connection, once a model case ran.
-    pub fn cgroupfs_per_case_reason(&self) -> Option<&str> {
-        self.shared_cgroupfs
-            .get()?
-            .as_ref()
-            .err()
-            .map(String::as_str)
+    pub fn cgroupfs_per_case_reason(&self) -> Option<&PerCaseReason> {
+        self.shared_cgroupfs.get()?.as_ref().err()
     }
 
     /// The session's FUSE connection (its number in /sys/fs/fuse/connections), once a
@@ -320,7 +397,11 @@ impl Session {
         self.path.clone()
     }
 
-    fn host(&self, host: &Host, faults: &[ContentFault]) -> Result<Arc<MaterializedHost>, String> {
+    fn host(
+        &self,
+        host: &Host,
+        faults: &[ContentFault],
+    ) -> Result<Arc<MaterializedHost>, CaseError> {
         let key = host.key(faults);
         let slot = {
             let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
@@ -328,14 +409,15 @@ impl Session {
         };
         slot.get_or_init(|| {
             let dir = self.path.join("hosts").join(&key);
-            fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-            chown(&dir, Some(self.owner.0), Some(self.owner.1)).map_err(|e| e.to_string())?;
+            self.own_dir(&dir).map_err(Arc::new)?;
             let layout = host
                 .materialize(&self.data, faults, &dir, self.owner)
-                .map_err(|e| e.to_string())?;
-            let sim = sim_kernel(host, &self.data, &layout, &dir).map_err(|e| e.to_string())?;
-            let plan =
-                Arc::new(SyscallPlan::new(&sim, &[]).map_err(|e| format!("syscall layer: {e}"))?);
+                .map_err(|e| Arc::new(e.into()))?;
+            let sim = sim_kernel(host, &self.data, &layout, &dir)
+                .map_err(|source| Arc::new(CaseError::SimKernel { source }))?;
+            let plan = Arc::new(
+                SyscallPlan::new(&sim, &[]).map_err(|e| Arc::new(CaseError::Syscall(e)))?,
+            );
             let systemd_layout = host
                 .systemd
                 .map(|_| systemd::units::Layout::of(host, &self.data));
@@ -347,6 +429,19 @@ impl Session {
             }))
         })
         .clone()
+        .map_err(CaseError::HostSlot)
+    }
+
+    /// Create `dir`, owned by the sandbox's root.
+    fn own_dir(&self, dir: &Path) -> Result<(), CaseError> {
+        fs::create_dir(dir).map_err(|source| CaseError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        chown(dir, Some(self.owner.0), Some(self.owner.1)).map_err(|source| CaseError::Chown {
+            path: dir.to_path_buf(),
+            source,
+        })
     }
 
     /// Run one case: materialize (or reuse) its host, set up its sandbox, run the target
@@ -356,7 +451,7 @@ impl Session {
         match self.try_run(host, faults, launch) {
             Ok(o) => o,
             Err(e) => Observed {
-                setup_error: Some(e),
+                setup_error: Some(e.to_string()),
                 ..Observed::default()
             },
         }
@@ -367,7 +462,7 @@ impl Session {
         host: &Host,
         faults: &[ContentFault],
         launch: &Launch,
-    ) -> Result<Observed, String> {
+    ) -> Result<Observed, CaseError> {
         if super::interrupt::interrupted() {
             return Ok(Observed {
                 interrupted: true,
@@ -380,9 +475,7 @@ impl Session {
         let upper = case_dir.join("upper");
         let work = case_dir.join("work");
         for d in [&case_dir, &upper, &work] {
-            fs::create_dir(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
-            chown(d, Some(self.owner.0), Some(self.owner.1))
-                .map_err(|e| format!("chown {}: {e}", d.display()))?;
+            self.own_dir(d)?;
         }
         // The cgroupfs model (FUSE) where asked for, else the tree. Never a silent
         // fallback: a case that wants the model runs on it or fails with the reason (the
@@ -390,7 +483,7 @@ impl Session {
         let wants_model = match host.cgroupfs {
             CgroupfsKind::Model => {
                 if let Some(why) = &self.model_unavailable {
-                    return Err(why.clone());
+                    return Err(CaseError::ModelUnavailable(why.clone()));
                 }
                 true
             }
@@ -407,19 +500,14 @@ impl Session {
                 faults,
                 model_faults,
                 Box::new(cgroupfs::AnyPid),
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             Some(match self.shared_cgroupfs() {
                 Some(shared) => {
-                    let (attached, tree) = shared.attach(m).map_err(|e| e.to_string())?;
+                    let (attached, tree) = shared.attach(m)?;
                     CaseCgroupfs::Shared { attached, tree }
                 }
                 None => CaseCgroupfs::PerCase {
-                    device: cgroupfs::server::open_device().map_err(|e| {
-                        format!(
-                            "the case wants the cgroupfs model, but /dev/fuse cannot be opened: {e}"
-                        )
-                    })?,
+                    device: cgroupfs::server::open_device().map_err(CaseError::FuseDevice)?,
                     model: Box::new(m),
                 },
             })
@@ -431,7 +519,7 @@ impl Session {
         let systemd = match (host.systemd, &mhost.systemd_layout) {
             (Some(version), Some(layout)) => Some(SystemdSetup {
                 sockets: systemd::bus::Sockets::bind(&case_dir.join("run"), self.owner)
-                    .map_err(|e| format!("the simulated systemd's sockets: {e}"))?,
+                    .map_err(CaseError::SystemdSockets)?,
                 version,
                 layout: layout.clone(),
             }),
@@ -482,7 +570,7 @@ impl Session {
         model: Option<CaseCgroupfs>,
         syscall_faults: &[SyscallFault],
         systemd: Option<SystemdSetup>,
-    ) -> (Option<libc::pid_t>, Result<Observed, String>) {
+    ) -> (Option<libc::pid_t>, Result<Observed, CaseError>) {
         let mut init = None;
         let r = self.run_in_inner(layers, launch, model, syscall_faults, systemd, &mut init);
         (init, r)
@@ -496,10 +584,10 @@ impl Session {
         syscall_faults: &[SyscallFault],
         systemd: Option<SystemdSetup>,
         started: &mut Option<libc::pid_t>,
-    ) -> Result<Observed, String> {
+    ) -> Result<Observed, CaseError> {
         let (mhost, upper, work) = (layers.host, layers.upper, layers.work);
-        let cs = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
-        let c = |s: &str| CString::new(s).map_err(|e| e.to_string());
+        let cs = |p: &Path| CString::new(p.as_os_str().as_bytes());
+        let c = |s: &str| CString::new(s);
 
         let stdin = memfd_with(&launch.stdin)?;
         let (stdout_r, stdout_w) = pipe()?;
@@ -598,9 +686,7 @@ impl Session {
             let dir = layers.case.join(format!("writable-{i}"));
             let (up, wk) = (dir.join("upper"), dir.join("work"));
             for d in [&dir, &up, &wk] {
-                fs::create_dir(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
-                chown(d, Some(self.owner.0), Some(self.owner.1))
-                    .map_err(|e| format!("chown {}: {e}", d.display()))?;
+                self.own_dir(d)?;
             }
             let mut data = format!(
                 "lowerdir={},upperdir={},workdir={}",
@@ -625,7 +711,7 @@ impl Session {
             }
             covered.push(ancestor.clone());
         }
-        let mounts = readonly::host_mounts().map_err(|e| format!("reading mountinfo: {e}"))?;
+        let mounts = readonly::host_mounts().map_err(CaseError::Mountinfo)?;
         let covered_refs: Vec<&Path> = covered.iter().map(PathBuf::as_path).collect();
         init_steps.extend(readonly::read_only_steps(&mounts, &covered_refs)?);
         for w in &writable {
@@ -710,7 +796,7 @@ impl Session {
             else {
                 continue;
             };
-            let rel = dir.strip_prefix(cover).map_err(|e| e.to_string())?;
+            let rel = dir.strip_prefix(cover)?;
             let mut comps = rel.components();
             let Some(first) = comps.next() else {
                 continue;
@@ -801,11 +887,10 @@ impl Session {
             Arc::clone(&mhost.plan)
         } else {
             Arc::new(
-                SyscallPlan::new(&mhost.sim, syscall_faults)
-                    .map_err(|e| format!("syscall layer: {e}"))?,
+                SyscallPlan::new(&mhost.sim, syscall_faults).map_err(CaseError::Syscall)?,
             )
         };
-        let (sup_sock, target_sock) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        let (sup_sock, target_sock) = UnixStream::pair().map_err(CaseError::Socketpair)?;
         let mut prepared = Prepared::new(
             self.strategy,
             init_steps,
@@ -854,12 +939,8 @@ impl Session {
             syscall::install_and_send(hook_plan.filter(), sock)
         }));
 
-        let init = unsafe { spawn::start(&prepared) }.map_err(|e| {
-            format!(
-                "cannot create the case's namespaces (clone): {}",
-                std::io::Error::from_raw_os_error(e)
-            )
-        })?;
+        let init = unsafe { spawn::start(&prepared) }
+            .map_err(|e| CaseError::Clone(std::io::Error::from_raw_os_error(e)))?;
         *started = Some(init);
         drop((
             stdin,
@@ -904,7 +985,7 @@ impl Session {
                     Ok(s) => Some(s),
                     Err(e) => {
                         unsafe { libc::kill(init, libc::SIGKILL) };
-                        return Err(format!("cannot start the simulated systemd: {e}"));
+                        return Err(CaseError::Systemd(e));
                     }
                 }
             }
@@ -933,10 +1014,7 @@ impl Session {
                 unsafe { spawn::write_id_maps(init, &prepared.uid_map, &prepared.gid_map, deny) }
             {
                 unsafe { libc::kill(init, libc::SIGKILL) };
-                return Err(format!(
-                    "cannot write the user namespace's id maps: {}",
-                    std::io::Error::from_raw_os_error(e)
-                ));
+                return Err(CaseError::IdMaps(std::io::Error::from_raw_os_error(e)));
             }
         }
         let go = [1u8];
@@ -1063,8 +1141,8 @@ fn model_unavailable(strategy: Strategy) -> Option<String> {
 
 /// Which faults the cgroupfs model applies and which the syscall layer does
 /// ([`crate::fault::route`]).
-fn split_faults(launch: &Launch, model: bool) -> Result<(Vec<Fault>, Vec<Fault>), String> {
-    let r = crate::fault::route(&launch.faults, model).map_err(|e| e.to_string())?;
+fn split_faults(launch: &Launch, model: bool) -> Result<(Vec<Fault>, Vec<Fault>), CaseError> {
+    let r = crate::fault::route(&launch.faults, model)?;
     Ok((r.model, r.syscall))
 }
 
@@ -1179,23 +1257,23 @@ fn scratch_dir() -> PathBuf {
     std::env::temp_dir()
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+fn pipe() -> Result<(OwnedFd, OwnedFd), CaseError> {
     let mut fds = [0; 2];
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+        return Err(CaseError::Pipe(std::io::Error::last_os_error()));
     }
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn memfd_with(data: &[u8]) -> Result<OwnedFd, String> {
+fn memfd_with(data: &[u8]) -> Result<OwnedFd, CaseError> {
     use std::io::{Seek, Write};
     let fd = unsafe { libc::memfd_create(c"cgrepro-stdin".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
-        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+        return Err(CaseError::Memfd(std::io::Error::last_os_error()));
     }
     let mut f = unsafe { fs::File::from_raw_fd(fd) };
-    f.write_all(data).map_err(|e| e.to_string())?;
-    f.rewind().map_err(|e| e.to_string())?;
+    f.write_all(data).map_err(CaseError::Stdin)?;
+    f.rewind().map_err(CaseError::Stdin)?;
     Ok(OwnedFd::from(f))
 }
 
