@@ -129,11 +129,10 @@ fn run_inner(args: &Args) -> Result<i32, CaptureCmdError> {
         }
     };
     let text = capture::render::host_file(&preset);
-    capture::write_output(&args.output, &text)
-        .map_err(|source| CaptureCmdError::Write {
-            path: args.output.clone(),
-            source,
-        })?;
+    capture::write_output(&args.output, &text).map_err(|source| CaptureCmdError::Write {
+        path: args.output.clone(),
+        source,
+    })?;
     let c = preset.captured.as_ref().expect("a capture has [captured]");
     let files: usize = c.group.iter().map(|g| g.files.len()).sum();
     eprintln!(

@@ -9,19 +9,20 @@
 //!   cases/<n>/work      overlayfs work directory
 //! ```
 
-// TEMPORARY (issue 14): this file is being rewritten for speed (issue 12), which adds
-// the SAFETY notes its unsafe blocks lack; remove these allows at that merge.
-#![allow(clippy::undocumented_unsafe_blocks)]
-
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::statfs::TMPFS_MAGIC;
+use nix::sys::wait::waitpid;
+use nix::unistd::{getegid, geteuid, Pid};
 
 use super::cgroupfs::{self, CgroupfsKind};
 use super::effects::Effects;
@@ -140,7 +141,7 @@ pub fn probe() -> Result<Strategy, SessionError> {
     if std::env::var("CGREPRO_STRATEGY").as_deref() == Ok("userns") {
         return Ok(Strategy::UserNs);
     }
-    if unsafe { libc::geteuid() } == 0 {
+    if geteuid().is_root() {
         return Ok(Strategy::Root);
     }
     let read = |p: &str| fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
@@ -281,7 +282,7 @@ impl Session {
     /// the unprivileged path).
     pub fn with_strategy(data: Arc<HostData>, strategy: Strategy) -> Result<Session, SessionError> {
         syscall_layer_available()?;
-        if strategy == Strategy::Root && unsafe { libc::geteuid() } != 0 {
+        if strategy == Strategy::Root && !geteuid().is_root() {
             return Err(SessionError::Unsupported(
                 "the root strategy needs root".into(),
             ));
@@ -304,8 +305,8 @@ impl Session {
         fs::create_dir(path.join("hosts")).map_err(SessionError::TempDir)?;
         fs::create_dir(path.join("cases")).map_err(SessionError::TempDir)?;
         let owner = match strategy {
-            _ if unsafe { libc::geteuid() } == 0 => (SUBORDINATE_ID, SUBORDINATE_ID),
-            _ => unsafe { (libc::geteuid(), libc::getegid()) },
+            _ if geteuid().is_root() => (SUBORDINATE_ID, SUBORDINATE_ID),
+            _ => (geteuid().as_raw(), getegid().as_raw()),
         };
         let (netns, userns) = match strategy {
             Strategy::Root => (
@@ -415,9 +416,8 @@ impl Session {
                 .map_err(|e| Arc::new(e.into()))?;
             let sim = sim_kernel(host, &self.data, &layout, &dir)
                 .map_err(|source| Arc::new(CaseError::SimKernel { source }))?;
-            let plan = Arc::new(
-                SyscallPlan::new(&sim, &[]).map_err(|e| Arc::new(CaseError::Syscall(e)))?,
-            );
+            let plan =
+                Arc::new(SyscallPlan::new(&sim, &[]).map_err(|e| Arc::new(CaseError::Syscall(e)))?);
             let systemd_layout = host
                 .systemd
                 .map(|_| systemd::units::Layout::of(host, &self.data));
@@ -860,7 +860,7 @@ impl Session {
             None => init_steps.push(Step::LoopbackUp),
         }
 
-        let (uid_map, gid_map) = if unsafe { libc::geteuid() } == 0 {
+        let (uid_map, gid_map) = if geteuid().is_root() {
             let m = format!("0 {SUBORDINATE_ID} {SUBORDINATE_COUNT}\n");
             (c(&m)?, c(&m)?)
         } else {
@@ -886,9 +886,7 @@ impl Session {
         let plan = if syscall_faults.is_empty() {
             Arc::clone(&mhost.plan)
         } else {
-            Arc::new(
-                SyscallPlan::new(&mhost.sim, syscall_faults).map_err(CaseError::Syscall)?,
-            )
+            Arc::new(SyscallPlan::new(&mhost.sim, syscall_faults).map_err(CaseError::Syscall)?)
         };
         let (sup_sock, target_sock) = UnixStream::pair().map_err(CaseError::Socketpair)?;
         let mut prepared = Prepared::new(
@@ -925,7 +923,7 @@ impl Session {
             .collect(),
         );
         if self.strategy == Strategy::UserNs {
-            let count = if unsafe { libc::geteuid() } == 0 {
+            let count = if geteuid().is_root() {
                 SUBORDINATE_COUNT
             } else {
                 1
@@ -934,11 +932,15 @@ impl Session {
         }
         let hook_plan = Arc::clone(&plan);
         let sock = target_sock.as_raw_fd();
-        // SAFETY (async-signal-safety): install_and_send makes only raw syscalls.
-        prepared.before_exec = Some(Box::new(move || unsafe {
-            syscall::install_and_send(hook_plan.filter(), sock)
+        prepared.before_exec = Some(Box::new(move || {
+            // SAFETY: runs in the target between clone and exec, where only
+            // async-signal-safe code may run: install_and_send makes only raw syscalls on
+            // the plan's prebuilt filter and `sock`, and allocates nothing.
+            unsafe { syscall::install_and_send(hook_plan.filter(), sock) }
         }));
 
+        // SAFETY: `prepared` outlives the call; the child works on its own copy of memory
+        // and runs only spawn's async-signal-safe code.
         let init = unsafe { spawn::start(&prepared) }
             .map_err(|e| CaseError::Clone(std::io::Error::from_raw_os_error(e)))?;
         *started = Some(init);
@@ -984,7 +986,8 @@ impl Session {
                 match systemd::bus::serve(sd.sockets, manager) {
                     Ok(s) => Some(s),
                     Err(e) => {
-                        unsafe { libc::kill(init, libc::SIGKILL) };
+                        // Init is our unreaped child: its pid cannot have been reused.
+                        let _ = kill(Pid::from_raw(init), Signal::SIGKILL);
                         return Err(CaseError::Systemd(e));
                     }
                 }
@@ -1009,16 +1012,20 @@ impl Session {
             },
         );
         if self.strategy == Strategy::UserNs {
-            let deny = unsafe { libc::geteuid() } != 0;
-            if let Err(e) =
-                unsafe { spawn::write_id_maps(init, &prepared.uid_map, &prepared.gid_map, deny) }
-            {
-                unsafe { libc::kill(init, libc::SIGKILL) };
+            let deny = !geteuid().is_root();
+            // SAFETY: write_id_maps only opens, writes and closes /proc/<init>/*_map files
+            // with the NUL-terminated maps; any context may call it.
+            let maps =
+                unsafe { spawn::write_id_maps(init, &prepared.uid_map, &prepared.gid_map, deny) };
+            if let Err(e) = maps {
+                // Init is our unreaped child: its pid cannot have been reused.
+                let _ = kill(Pid::from_raw(init), Signal::SIGKILL);
                 return Err(CaseError::IdMaps(std::io::Error::from_raw_os_error(e)));
             }
         }
-        let go = [1u8];
-        unsafe { libc::write(sync_w.as_raw_fd(), go.as_ptr().cast(), 1) };
+        // Init waits for this byte; if it cannot be written init is gone, which the watch
+        // below reports.
+        let _ = nix::unistd::write(&sync_w, &[1u8]);
         drop(sync_w);
 
         let watched = supervise::watch(
@@ -1113,9 +1120,9 @@ impl Drop for Session {
 /// short-lived thread: `unshare` moves only the calling thread.
 fn shared_netns() -> std::io::Result<OwnedFd> {
     std::thread::spawn(|| -> std::io::Result<OwnedFd> {
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        // SAFETY: loopback_up only makes socket/ioctl/close calls on its own socket and a
+        // zeroed ifreq it owns.
         if unsafe { spawn::loopback_up() } != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -1212,10 +1219,13 @@ fn sim_kernel(
 /// namespace outlives it through the fd.
 fn target_userns() -> std::io::Result<OwnedFd> {
     let (r, w) = pipe().map_err(std::io::Error::other)?;
+    // SAFETY: the child runs only the raw syscalls below (no allocation, no locks: the
+    // harness may be multithreaded) and leaves with _exit.
     let pid = unsafe { spawn::raw_clone(libc::CLONE_NEWUSER) };
     if pid == 0 {
-        // The child: only raw syscalls (the harness may be multithreaded).
         let mut b = 0u8;
+        // SAFETY: in the post-clone child: close, read and _exit are async-signal-safe;
+        // `b` is a live byte on this stack.
         unsafe {
             libc::close(w.as_raw_fd());
             libc::read(r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
@@ -1227,15 +1237,16 @@ fn target_userns() -> std::io::Result<OwnedFd> {
     }
     let pid = pid as libc::pid_t;
     let map = CString::new(format!("0 {SUBORDINATE_ID} {SUBORDINATE_COUNT}\n")).expect("no NUL");
+    // SAFETY: write_id_maps only opens, writes and closes /proc/<pid>/*_map files with
+    // the NUL-terminated map.
     let result = unsafe { spawn::write_id_maps(pid, &map, &map, false) }
         .map_err(std::io::Error::from_raw_os_error)
         .and_then(|()| fs::File::open(format!("/proc/{pid}/ns/user")).map(OwnedFd::from));
     // Release the child with a byte, not by closing: a child cloned at the same moment by
     // another harness thread holds a copy of our write end, so EOF may never come.
-    unsafe { libc::write(w.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+    let _ = nix::unistd::write(&w, &[1u8]);
     drop(w);
-    let mut st = 0;
-    unsafe { libc::waitpid(pid, &mut st, 0) };
+    let _ = waitpid(Pid::from_raw(pid), None);
     drop(r);
     result
 }
@@ -1248,30 +1259,24 @@ fn scratch_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     let shm = Path::new("/dev/shm");
-    let c = c"/dev/shm";
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    let tmpfs = unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0 && st.f_type == libc::TMPFS_MAGIC;
-    if tmpfs && unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+    let tmpfs = nix::sys::statfs::statfs(shm).is_ok_and(|st| st.filesystem_type() == TMPFS_MAGIC);
+    if tmpfs && nix::unistd::access(shm, nix::unistd::AccessFlags::W_OK).is_ok() {
         return shm.to_path_buf();
     }
     std::env::temp_dir()
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), CaseError> {
-    let mut fds = [0; 2];
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(CaseError::Pipe(std::io::Error::last_os_error()));
-    }
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| CaseError::Pipe(std::io::Error::from(e)))
 }
 
 fn memfd_with(data: &[u8]) -> Result<OwnedFd, CaseError> {
     use std::io::{Seek, Write};
-    let fd = unsafe { libc::memfd_create(c"cgrepro-stdin".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(CaseError::Memfd(std::io::Error::last_os_error()));
-    }
-    let mut f = unsafe { fs::File::from_raw_fd(fd) };
+    let fd =
+        nix::sys::memfd::memfd_create(c"cgrepro-stdin", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| CaseError::Memfd(std::io::Error::from(e)))?;
+    let mut f = fs::File::from(fd);
     f.write_all(data).map_err(CaseError::Stdin)?;
     f.rewind().map_err(CaseError::Stdin)?;
     Ok(OwnedFd::from(f))
