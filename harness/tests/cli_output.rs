@@ -16,7 +16,44 @@ use serde_json::Value;
 
 mod support;
 
-use support::root;
+use support::{need_root, root, Suite};
+
+fn main() {
+    let mut suite = Suite::new();
+    suite
+        .test(
+            "json_junit_and_artifacts_for_ci",
+            json_junit_and_artifacts_for_ci,
+        )
+        .test(
+            "whole_output_is_kept_beyond_the_snapshot_tail",
+            whole_output_is_kept_beyond_the_snapshot_tail,
+        )
+        .test(
+            "lines_come_as_cases_finish_through_a_pipe",
+            lines_come_as_cases_finish_through_a_pipe,
+        )
+        .test("a_closed_stdout_ends_quietly", a_closed_stdout_ends_quietly)
+        .test("progress_on_a_terminal", progress_on_a_terminal)
+        .test(
+            "an_interrupted_run_lists_killed_and_never_started_cases_apart",
+            an_interrupted_run_lists_killed_and_never_started_cases_apart,
+        )
+        .test(
+            "cases_that_cannot_run_fail_the_run_unless_allowed",
+            cases_that_cannot_run_fail_the_run_unless_allowed,
+        )
+        .test(
+            "the_html_page_renders_in_a_real_browser",
+            the_html_page_renders_in_a_real_browser,
+        )
+        .test_needing(
+            "a_non_root_user_runs_cases_or_fails_loudly",
+            need_root("drops to nobody from root"),
+            a_non_root_user_runs_cases_or_fails_loudly,
+        );
+    suite.run()
+}
 
 fn cgrepro(root: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cgrepro"));
@@ -47,7 +84,6 @@ fn repo_with_a_failing_case() -> tempfile::TempDir {
     dir
 }
 
-#[test]
 fn json_junit_and_artifacts_for_ci() {
     let repo = repo_with_a_failing_case();
     let art = repo.path().join("runs");
@@ -114,7 +150,6 @@ fn json_junit_and_artifacts_for_ci() {
     assert!(latest.join("index.html").is_file());
 }
 
-#[test]
 fn whole_output_is_kept_beyond_the_snapshot_tail() {
     let dir = tempfile::tempdir().unwrap();
     let o = cgrepro(&root())
@@ -143,7 +178,6 @@ fn whole_output_is_kept_beyond_the_snapshot_tail() {
     assert_eq!(std::fs::metadata(stdout).unwrap().len(), bytes);
 }
 
-#[test]
 fn lines_come_as_cases_finish_through_a_pipe() {
     let mut child = cgrepro(&root())
         .args(["run", "crashers", "-j", "1", "--allow-ignored"])
@@ -201,7 +235,6 @@ fn lines_come_as_cases_finish_through_a_pipe() {
     assert!(!err.contains("ETA"), "{err}");
 }
 
-#[test]
 fn a_closed_stdout_ends_quietly() {
     // `cgrepro list | head -1` and `cgrepro run crashers | head -1`.
     let runs = tempfile::tempdir().unwrap();
@@ -245,7 +278,6 @@ fn a_closed_stdout_ends_quietly() {
     }
 }
 
-#[test]
 fn progress_on_a_terminal() {
     if Command::new("script").arg("--version").output().is_err() {
         panic!("`script` (util-linux) is needed to give the run a terminal");
@@ -268,7 +300,6 @@ fn progress_on_a_terminal() {
     assert!(text.contains("ok       crashers/hang"), "{text}");
 }
 
-#[test]
 fn an_interrupted_run_lists_killed_and_never_started_cases_apart() {
     let mut child = cgrepro(&root())
         .args(["run", "crashers", "-j", "1"])
@@ -295,7 +326,6 @@ fn an_interrupted_run_lists_killed_and_never_started_cases_apart() {
     assert!(rest.contains(" 0 failed"), "{rest}");
 }
 
-#[test]
 fn cases_that_cannot_run_fail_the_run_unless_allowed() {
     // Without the real Kata shim, its cases cannot run here. The filter is a substring:
     // take a case whose name is no other case's prefix.
@@ -343,7 +373,6 @@ fn chromium() -> Option<&'static str> {
     found
 }
 
-#[test]
 fn the_html_page_renders_in_a_real_browser() {
     let repo = repo_with_a_failing_case();
     let art = repo.path().join("runs");
@@ -418,13 +447,8 @@ fn the_html_page_renders_in_a_real_browser() {
 
 /// A non-root user (nobody, through `setpriv`) runs cases for real in a user namespace;
 /// cases that need what it lacks (the cgroupfs model's FUSE mount) fail the run loudly.
-#[test]
 fn a_non_root_user_runs_cases_or_fails_loudly() {
     use std::os::unix::fs::PermissionsExt;
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("not root: this test drops to nobody from root; nothing checked");
-        return;
-    }
     let repo = repo_with_a_failing_case();
     let p = repo.path();
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();

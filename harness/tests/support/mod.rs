@@ -76,6 +76,17 @@ pub fn need_root(what: &str) -> Need {
     }
 }
 
+/// A sandbox for cases on this machine (root or user namespaces, seccomp user
+/// notification): what running any case needs. CI machines have it.
+pub fn need_sandbox() -> Need {
+    let data = cgrepro::host::HostData::load(&root().join("fixtures"))
+        .map_err(|e| Unmet::ci_provides(format!("the repository's host data: {e}")))?;
+    match cgrepro::sandbox::Session::new(std::sync::Arc::new(data)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Unmet::ci_provides(format!("cases cannot run here: {e}"))),
+    }
+}
+
 /// A program on `PATH` or at an absolute path.
 pub fn need_program(p: &str) -> Need {
     let found = if p.starts_with('/') {
