@@ -119,8 +119,10 @@ pub struct Prepared {
     /// target joins right before exec.
     pub userns: Option<RawFd>,
     pub exe: CString,
-    pub argv: Vec<CString>,
-    pub envp: Vec<CString>,
+    /// Owners of what `argv_ptrs`/`envp_ptrs` point into: private, so that nothing can
+    /// change them under those pointers.
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
     pub cwd: CString,
     /// Harness-side fds handed to the target as 0, 1, 2, 3.
     pub stdio: [RawFd; 4],
@@ -144,9 +146,9 @@ pub struct Prepared {
     view_fd_base: c_int,
 }
 
-// SAFETY: the raw pointers (argv/envp arrays) point into CStrings owned by the same
-// struct, which never mutates them after `new`; moving the struct moves the owners with them
-// (CString's heap data does not move).
+// SAFETY: the raw pointers (`argv_ptrs`, `envp_ptrs`) point only into the heap data of the
+// private `_argv`/`_envp` CStrings of the same struct, which nothing changes after `new`
+// (moving the struct does not move that heap data); they are only read, by execve.
 unsafe impl Send for Prepared {}
 // SAFETY: as for Send: every access through the pointers is a read of immutable data.
 unsafe impl Sync for Prepared {}
@@ -209,8 +211,8 @@ impl Prepared {
             gid_map,
             userns,
             exe,
-            argv,
-            envp,
+            _argv: argv,
+            _envp: envp,
             cwd,
             stdio,
             status_w,
