@@ -10,7 +10,46 @@ use std::process::{Command, Output};
 
 mod support;
 
-use support::root;
+use support::{root, Need, Suite, Unmet};
+
+fn main() {
+    let mut suite = Suite::new();
+    suite
+        .test(
+            "the_runner_takes_libtest_arguments",
+            the_runner_takes_libtest_arguments,
+        )
+        .test(
+            "cases_that_cannot_run_are_ignored_when_listed",
+            cases_that_cannot_run_are_ignored_when_listed,
+        )
+        .test_needing(
+            "nextest_partitions_run_each_case_once_and_never_pass_what_cannot_run",
+            need_cargo_tool("nextest"),
+            nextest_partitions_run_each_case_once_and_never_pass_what_cannot_run,
+        )
+        .test_needing(
+            "cargo_insta_finds_and_accepts_pending_scenario_snapshots",
+            need_cargo_tool("insta"),
+            cargo_insta_finds_and_accepts_pending_scenario_snapshots,
+        );
+    suite.run()
+}
+
+/// `cargo <tool>` (cargo-nextest, cargo-insta): CI has it (ci/setup.sh installs it).
+fn need_cargo_tool(tool: &str) -> Need {
+    let here = cargo()
+        .args([tool, "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if here {
+        Ok(())
+    } else {
+        Err(Unmet::ci_provides(format!(
+            "cargo-{tool} is not installed (cargo install cargo-{tool} --locked; ci/setup.sh installs it)"
+        )))
+    }
+}
 
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -68,7 +107,6 @@ fn cgrepro_list() -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-#[test]
 fn the_runner_takes_libtest_arguments() {
     let all = scenarios_list(&[]);
     let kata = scenarios_list(&["kata"]);
@@ -89,7 +127,6 @@ fn the_runner_takes_libtest_arguments() {
     assert!(scenarios_list(&["--exact", "syscall"]).is_empty());
 }
 
-#[test]
 fn cases_that_cannot_run_are_ignored_when_listed() {
     let listed = cgrepro_list();
     let cannot: Vec<&String> = listed
@@ -116,21 +153,6 @@ fn cases_that_cannot_run_are_ignored_when_listed() {
     }
 }
 
-/// Whether cargo-nextest is here; on CI it must be (ci/setup.sh installs it).
-fn nextest() -> bool {
-    let here = cargo()
-        .args(["nextest", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !here && std::env::var_os("CI").is_some() {
-        panic!("cargo-nextest is missing on CI: ci/setup.sh installs it");
-    }
-    if !here {
-        eprintln!("cargo-nextest is not installed: nothing checked (install: cargo install cargo-nextest --locked)");
-    }
-    here
-}
-
 /// `cargo nextest run` over the scenario runner; (passed, failed, skipped) from its summary.
 fn nextest_run(args: &[&str]) -> (usize, usize, usize, String) {
     let o = cargo()
@@ -153,11 +175,7 @@ fn nextest_run(args: &[&str]) -> (usize, usize, usize, String) {
     (num("passed"), num("failed"), num("skipped"), out)
 }
 
-#[test]
 fn nextest_partitions_run_each_case_once_and_never_pass_what_cannot_run() {
-    if !nextest() {
-        return;
-    }
     let listed = cgrepro_list();
     let cannot: Vec<&String> = listed
         .iter()
@@ -241,29 +259,10 @@ fn nextest_partitions_run_each_case_once_and_never_pass_what_cannot_run() {
     }
 }
 
-/// Whether cargo-insta is here; on CI it must be (ci/setup.sh installs it).
-fn cargo_insta() -> bool {
-    let here = cargo()
-        .args(["insta", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !here && std::env::var_os("CI").is_some() {
-        panic!("cargo-insta is missing on CI: ci/setup.sh installs it");
-    }
-    if !here {
-        eprintln!("cargo-insta is not installed: nothing checked (install: cargo install cargo-insta --locked)");
-    }
-    here
-}
-
 /// The README's review flow: a changed case leaves a pending `.snap.new` under
 /// `scenarios/snapshots/`; `cargo insta pending-snapshots --workspace-root scenarios` finds
 /// it and `cargo insta accept --workspace-root scenarios` applies it.
-#[test]
 fn cargo_insta_finds_and_accepts_pending_scenario_snapshots() {
-    if !cargo_insta() {
-        return;
-    }
     // A repository of its own: one real scenario, its snapshot made stale.
     let repo = tempfile::tempdir().unwrap();
     let r = repo.path();

@@ -8,7 +8,7 @@
 //! expectation reaches JSON and JUnit with its own `[[expect]]` line.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -16,7 +16,49 @@ use serde_json::Value;
 
 mod support;
 
-use support::root;
+use support::{need_root, root, Need, Suite, Unmet};
+
+fn main() {
+    let mut suite = Suite::new();
+    suite
+        .test(
+            "json_junit_and_artifacts_for_ci",
+            json_junit_and_artifacts_for_ci,
+        )
+        .test(
+            "whole_output_is_kept_beyond_the_snapshot_tail",
+            whole_output_is_kept_beyond_the_snapshot_tail,
+        )
+        .test(
+            "lines_come_as_cases_finish_through_a_pipe",
+            lines_come_as_cases_finish_through_a_pipe,
+        )
+        .test("a_closed_stdout_ends_quietly", a_closed_stdout_ends_quietly)
+        .test("progress_on_a_terminal", progress_on_a_terminal)
+        .test(
+            "an_interrupted_run_lists_killed_and_never_started_cases_apart",
+            an_interrupted_run_lists_killed_and_never_started_cases_apart,
+        )
+        .test(
+            "cases_that_cannot_run_fail_the_run_unless_allowed",
+            cases_that_cannot_run_fail_the_run_unless_allowed,
+        )
+        .test(
+            "the_html_page_is_self_contained",
+            the_html_page_is_self_contained,
+        )
+        .test_needing(
+            "the_html_page_renders_in_a_real_browser",
+            need_chromium(),
+            the_html_page_renders_in_a_real_browser,
+        )
+        .test_needing(
+            "a_non_root_user_runs_cases_or_fails_loudly",
+            need_root("drops to nobody from root"),
+            a_non_root_user_runs_cases_or_fails_loudly,
+        );
+    suite.run()
+}
 
 fn cgrepro(root: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cgrepro"));
@@ -47,7 +89,6 @@ fn repo_with_a_failing_case() -> tempfile::TempDir {
     dir
 }
 
-#[test]
 fn json_junit_and_artifacts_for_ci() {
     let repo = repo_with_a_failing_case();
     let art = repo.path().join("runs");
@@ -114,7 +155,6 @@ fn json_junit_and_artifacts_for_ci() {
     assert!(latest.join("index.html").is_file());
 }
 
-#[test]
 fn whole_output_is_kept_beyond_the_snapshot_tail() {
     let dir = tempfile::tempdir().unwrap();
     let o = cgrepro(&root())
@@ -143,7 +183,6 @@ fn whole_output_is_kept_beyond_the_snapshot_tail() {
     assert_eq!(std::fs::metadata(stdout).unwrap().len(), bytes);
 }
 
-#[test]
 fn lines_come_as_cases_finish_through_a_pipe() {
     let mut child = cgrepro(&root())
         .args(["run", "crashers", "-j", "1", "--allow-ignored"])
@@ -201,7 +240,6 @@ fn lines_come_as_cases_finish_through_a_pipe() {
     assert!(!err.contains("ETA"), "{err}");
 }
 
-#[test]
 fn a_closed_stdout_ends_quietly() {
     // `cgrepro list | head -1` and `cgrepro run crashers | head -1`.
     let runs = tempfile::tempdir().unwrap();
@@ -245,7 +283,6 @@ fn a_closed_stdout_ends_quietly() {
     }
 }
 
-#[test]
 fn progress_on_a_terminal() {
     if Command::new("script").arg("--version").output().is_err() {
         panic!("`script` (util-linux) is needed to give the run a terminal");
@@ -268,7 +305,6 @@ fn progress_on_a_terminal() {
     assert!(text.contains("ok       crashers/hang"), "{text}");
 }
 
-#[test]
 fn an_interrupted_run_lists_killed_and_never_started_cases_apart() {
     let mut child = cgrepro(&root())
         .args(["run", "crashers", "-j", "1"])
@@ -295,10 +331,15 @@ fn an_interrupted_run_lists_killed_and_never_started_cases_apart() {
     assert!(rest.contains(" 0 failed"), "{rest}");
 }
 
-#[test]
 fn cases_that_cannot_run_fail_the_run_unless_allowed() {
-    // Without the real Kata shim, its cases cannot run here. The filter is a substring:
-    // take a case whose name is no other case's prefix.
+    // Without the real Kata shim (an empty shim directory), its cases cannot run. The
+    // filter is a substring: take a case whose name is no other case's prefix.
+    let no_shims = tempfile::tempdir().unwrap();
+    let cgrepro = |root: &Path| {
+        let mut c = cgrepro(root);
+        c.env("CGREPRO_KATA_SHIM_DIR", no_shims.path());
+        c
+    };
     let listing = String::from_utf8_lossy(&cgrepro(&root()).arg("list").output().unwrap().stdout)
         .into_owned();
     let names: Vec<&str> = listing
@@ -311,10 +352,9 @@ fn cases_that_cannot_run_fail_the_run_unless_allowed() {
         .map(|l| l.split("  (ignored").next().unwrap().to_owned())
         .filter(|n| names.iter().filter(|m| m.contains(n.as_str())).count() == 1)
         .collect();
-    let Some(one) = cannot.first() else {
-        eprintln!("every case can run here: nothing to check");
-        return;
-    };
+    let one = cannot
+        .first()
+        .expect("without the Kata shims some case cannot run, and is listed ignored");
     let o = cgrepro(&root()).args(["run", one]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
@@ -327,24 +367,30 @@ fn cases_that_cannot_run_fail_the_run_unless_allowed() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("0 passed, 0 failed, 1 ignored"));
 }
 
-/// A headless Chromium, if this machine has one (ci/setup.sh installs it on CI).
+/// A headless Chromium, if this machine has one.
 fn chromium() -> Option<&'static str> {
-    let found = ["chromium", "chromium-browser", "google-chrome"]
+    ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|b| {
             Command::new(b)
                 .arg("--version")
                 .output()
                 .is_ok_and(|o| o.status.success())
-        });
-    if found.is_none() && std::env::var_os("CI").is_some() {
-        panic!("no chromium on CI: ci/setup.sh installs it");
-    }
-    found
+        })
 }
 
-#[test]
-fn the_html_page_renders_in_a_real_browser() {
+/// Chromium: CI has it (ci/setup.sh installs it).
+fn need_chromium() -> Need {
+    match chromium() {
+        Some(_) => Ok(()),
+        None => Err(Unmet::ci_provides(
+            "no chromium here (ci/setup.sh installs it): the page cannot be checked in a browser",
+        )),
+    }
+}
+
+/// `cgrepro report --html` of a run: the page and the repository it was made in.
+fn html_page_of_a_run() -> (tempfile::TempDir, PathBuf) {
     let repo = repo_with_a_failing_case();
     let art = repo.path().join("runs");
     let o = cgrepro(repo.path())
@@ -363,12 +409,19 @@ fn the_html_page_renders_in_a_real_browser() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (repo, page)
+}
+
+/// The HTML page stands alone: nothing fetched, nothing run.
+fn the_html_page_is_self_contained() {
+    let (_repo, page) = html_page_of_a_run();
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
-    let Some(browser) = chromium() else {
-        eprintln!("no chromium here: the page was not checked in a browser");
-        return;
-    };
+}
+
+fn the_html_page_renders_in_a_real_browser() {
+    let (repo, page) = html_page_of_a_run();
+    let browser = chromium().expect("checked by need_chromium");
     let headless = |extra: &[&str]| {
         let o = Command::new(browser)
             .args([
@@ -418,13 +471,8 @@ fn the_html_page_renders_in_a_real_browser() {
 
 /// A non-root user (nobody, through `setpriv`) runs cases for real in a user namespace;
 /// cases that need what it lacks (the cgroupfs model's FUSE mount) fail the run loudly.
-#[test]
 fn a_non_root_user_runs_cases_or_fails_loudly() {
     use std::os::unix::fs::PermissionsExt;
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("not root: this test drops to nobody from root; nothing checked");
-        return;
-    }
     let repo = repo_with_a_failing_case();
     let p = repo.path();
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();

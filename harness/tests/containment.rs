@@ -28,9 +28,10 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 mod support;
 
-use support::{need_root, root, Suite};
+use support::{adopt_orphans, need_root, ours, root, Suite};
 
 fn main() {
+    adopt_orphans();
     let need = || need_root("the containment tests check the real host hierarchies");
     let mut suite = Suite::new();
     suite
@@ -123,23 +124,21 @@ fn host_fingerprint() -> String {
     out
 }
 
-/// Pids of processes running a binary from our target directory's fixtures (other
-/// checkouts' are other test runs').
+/// Pids of this run's processes running a fixture binary: descendants of this test
+/// process (which adopts orphans, `support::adopt_orphans`), so that another run of these
+/// tests on the machine, even of this checkout, is not counted.
 fn fixture_processes() -> Vec<String> {
     let mut found = Vec::new();
-    let ours = root();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
         if let Ok(exe) = std::fs::read_link(e.path().join("exe")) {
-            if !exe.starts_with(&ours) {
-                continue;
-            }
             let name = exe
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            // This checkout's binaries only: another checkout's tests may run meanwhile.
-            let ours = exe.starts_with(root());
-            if ours && (name.starts_with("crasher-") || name.starts_with("cgroups-rs-")) {
+            if (name.starts_with("crasher-") || name.starts_with("cgroups-rs-")) && ours(pid) {
                 found.push(format!(
                     "{} {}",
                     e.file_name().to_string_lossy(),
@@ -165,6 +164,11 @@ fn session_dirs(tmp: &Path) -> BTreeSet<PathBuf> {
         .unwrap_or_default()
 }
 
+/// A test process's world-writable bait directory name.
+fn bait_name(pid: u32) -> String {
+    format!("cgrepro-ww-{pid}")
+}
+
 /// The marker of the files the hostile target tries to leave.
 const MARK: &str = "cgrepro-hostile";
 
@@ -175,9 +179,11 @@ struct WorldWritable(Vec<PathBuf>);
 impl WorldWritable {
     fn make(root: &Path) -> WorldWritable {
         use std::os::unix::fs::PermissionsExt;
+        // Named for this test process: a concurrent run makes (and removes) its own.
+        let name = bait_name(std::process::id());
         let dirs = vec![
-            root.join("target").join("cgrepro-ww"),
-            PathBuf::from("/var/lib/cgrepro-ww"),
+            root.join("target").join(&name),
+            Path::new("/var/lib").join(&name),
         ];
         for d in &dirs {
             std::fs::create_dir_all(d).unwrap();
@@ -228,7 +234,11 @@ fn host_listing(root: &Path) -> String {
             let p = e.path();
             let ww = std::fs::symlink_metadata(&p)
                 .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o002 != 0);
-            if ww && !scratch.iter().any(|s| p.starts_with(s)) {
+            // Another test process's bait comes and goes with that run.
+            let others_bait = e.file_name().to_str().is_some_and(|n| {
+                n.starts_with("cgrepro-ww-") && n != bait_name(std::process::id())
+            });
+            if ww && !others_bait && !scratch.iter().any(|s| p.starts_with(s)) {
                 dirs.push(p);
             }
         }
@@ -265,7 +275,7 @@ fn hostile_root_target_cannot_touch_the_host(strategy: Strategy) {
     let world_writable = WorldWritable::make(&root);
     let listing = host_listing(&root);
     assert!(
-        listing.contains("cgrepro-ww: \n"),
+        listing.contains(&format!("{}: \n", bait_name(std::process::id()))),
         "the world-writable bait directories are listed:\n{listing}"
     );
     let before = host_fingerprint();

@@ -24,7 +24,7 @@ const RELEASE: &str = "3.13.0";
 
 mod support;
 
-use support::root;
+use support::{adopt_orphans, ours, root};
 
 fn unsupported(engine: &Engine) -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
@@ -39,13 +39,19 @@ fn unsupported(engine: &Engine) -> Option<String> {
     })
 }
 
+/// This run's Kata shim processes: descendants of this test process (which adopts
+/// orphans, `support::adopt_orphans`); a concurrent run's shims are not counted.
 fn shim_processes() -> Vec<String> {
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
         if let Ok(exe) = std::fs::read_link(e.path().join("exe")) {
             if exe
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("containerd-shim-kata-v2"))
+                && ours(pid)
             {
                 found.push(format!(
                     "{} {}",
@@ -156,6 +162,7 @@ fn runs_leave_nothing_behind() -> Result<(), Failed> {
 }
 
 fn main() {
+    adopt_orphans();
     let args = Arguments::from_args();
     let engine = Engine::new(&root()).expect("repository");
     // Known at list time, so libtest and nextest both show it ignored; the reason is

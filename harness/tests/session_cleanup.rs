@@ -12,18 +12,15 @@
 //! of BENCHMARKS.md.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cgrepro::engine::Engine;
 use cgrepro::outcome::Class;
 use cgrepro::pool;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
+mod support;
+
+use support::{need_root, need_sandbox, root, Suite};
 
 /// The machine's mounts as (mount id, device, mount point): ids are never reused while
 /// the machine runs, so a mount made and left by us would show as a new id.
@@ -85,12 +82,17 @@ fn fuse_threads() -> Vec<String> {
         .collect()
 }
 
-#[test]
+fn main() {
+    let mut suite = Suite::new();
+    suite.test_needing(
+        "a_long_run_on_the_model_leaves_nothing_behind",
+        need_root("the cgroupfs model").and_then(|()| need_sandbox()),
+        a_long_run_on_the_model_leaves_nothing_behind,
+    );
+    suite.run()
+}
+
 fn a_long_run_on_the_model_leaves_nothing_behind() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("ignored: the cgroupfs model needs root");
-        return;
-    }
     let n: usize = std::env::var("CGREPRO_CLEANUP_N")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -103,8 +105,7 @@ fn a_long_run_on_the_model_leaves_nothing_behind() {
         .expect("noop scenario");
     let case = &noop.cases[0];
     if let Some(why) = engine.ignore_reason(case) {
-        eprintln!("ignored: {why}");
-        return;
+        panic!("as root with a sandbox, the model case cannot run: {why}");
     }
     let session_dir = engine.session().expect("session").path().to_path_buf();
     let indices: Vec<usize> = (0..n).collect();

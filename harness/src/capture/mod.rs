@@ -36,11 +36,28 @@ use crate::host::{CgroupMode, KernelVersion};
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("cannot read {path}: {why}")]
-    Read { path: String, why: String },
+    Read {
+        path: String,
+        #[source]
+        why: Errno,
+    },
     #[error("{0}")]
     NoCgroup(String),
     #[error("--path `{0}`: a cgroup path starts with `/` and has no `..` (e.g. /kubepods.slice)")]
     BadPath(String),
+}
+
+/// A failed read at the source: the errno's name (`ENOENT`), as the node reported it
+/// (a [`Recorded`] dump stores it as that string).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(transparent)]
+#[error("{0}")]
+pub struct Errno(pub String);
+
+impl From<&str> for Errno {
+    fn from(name: &str) -> Errno {
+        Errno(name.to_owned())
+    }
 }
 
 /// Kind of a directory entry.
@@ -66,23 +83,23 @@ pub struct Entry {
 /// Where a capture reads from. Paths are absolute paths of the node.
 pub trait Source {
     /// A file's content (cut at [`MAX_VALUE_BYTES`]), or the errno name of the failure.
-    fn read(&self, path: &str) -> Result<String, String>;
+    fn read(&self, path: &str) -> Result<String, Errno>;
     /// A directory's entries (without `.`/`..`), sorted by name.
-    fn list(&self, dir: &str) -> Result<Vec<Entry>, String>;
+    fn list(&self, dir: &str) -> Result<Vec<Entry>, Errno>;
     /// lstat: kind and permission bits.
     fn stat(&self, path: &str) -> Option<(Kind, u32)>;
-    fn read_link(&self, path: &str) -> Result<String, String>;
+    fn read_link(&self, path: &str) -> Result<String, Errno>;
     /// The running systemd's version, if the source can ask it.
     fn systemd_version(&self) -> Option<u32> {
         None
     }
 }
 
-fn errno_of(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
+fn errno_of(e: &std::io::Error) -> Errno {
+    Errno(match e.raw_os_error() {
         Some(n) => crate::sandbox::cgroupfs::errno_name(n),
         None => e.kind().to_string(),
-    }
+    })
 }
 
 /// The live file system, under `root` (`/` on a node).
@@ -111,7 +128,7 @@ fn kind_of(t: std::fs::FileType) -> Kind {
 }
 
 impl Source for FsSource {
-    fn read(&self, path: &str) -> Result<String, String> {
+    fn read(&self, path: &str) -> Result<String, Errno> {
         let f = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
@@ -123,7 +140,7 @@ impl Source for FsSource {
             .map_err(|e| errno_of(&e))?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
-    fn list(&self, dir: &str) -> Result<Vec<Entry>, String> {
+    fn list(&self, dir: &str) -> Result<Vec<Entry>, Errno> {
         let mut out = Vec::new();
         for e in std::fs::read_dir(self.at(dir)).map_err(|e| errno_of(&e))? {
             let e = e.map_err(|e| errno_of(&e))?;
@@ -143,7 +160,7 @@ impl Source for FsSource {
         let m = self.at(path).symlink_metadata().ok()?;
         Some((kind_of(m.file_type()), m.permissions().mode() & 0o777))
     }
-    fn read_link(&self, path: &str) -> Result<String, String> {
+    fn read_link(&self, path: &str) -> Result<String, Errno> {
         std::fs::read_link(self.at(path))
             .map(|p| p.to_string_lossy().into_owned())
             .map_err(|e| errno_of(&e))
@@ -176,7 +193,7 @@ pub fn systemd_from_version_output(s: &str) -> Option<u32> {
 /// Files, directories and links read somewhere else (e.g. inside a lane guest), replayed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Recorded {
-    pub files: BTreeMap<String, Result<String, String>>,
+    pub files: BTreeMap<String, Result<String, Errno>>,
     pub dirs: BTreeMap<String, Vec<Entry>>,
     pub links: BTreeMap<String, String>,
     #[serde(default)]
@@ -184,13 +201,13 @@ pub struct Recorded {
 }
 
 impl Source for Recorded {
-    fn read(&self, path: &str) -> Result<String, String> {
+    fn read(&self, path: &str) -> Result<String, Errno> {
         self.files
             .get(path)
             .cloned()
             .unwrap_or_else(|| Err("ENOENT".into()))
     }
-    fn list(&self, dir: &str) -> Result<Vec<Entry>, String> {
+    fn list(&self, dir: &str) -> Result<Vec<Entry>, Errno> {
         self.dirs.get(dir).cloned().ok_or_else(|| "ENOENT".into())
     }
     fn stat(&self, path: &str) -> Option<(Kind, u32)> {
@@ -202,7 +219,7 @@ impl Source for Recorded {
             .find(|e| e.name == name)
             .map(|e| (e.kind, e.mode))
     }
-    fn read_link(&self, path: &str) -> Result<String, String> {
+    fn read_link(&self, path: &str) -> Result<String, Errno> {
         self.links.get(path).cloned().ok_or_else(|| "ENOENT".into())
     }
     fn systemd_version(&self) -> Option<u32> {
@@ -290,7 +307,7 @@ fn read_group(
             Kind::File => {
                 let (content, error) = match src.read(&format!("{fs_dir}/{}", e.name)) {
                     Ok(c) => (Some(c), None),
-                    Err(errno) => (None, Some(errno)),
+                    Err(errno) => (None, Some(errno.0)),
                 };
                 files.insert(
                     e.name,

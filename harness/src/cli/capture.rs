@@ -4,9 +4,42 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::capture::{self, FsSource, Options};
-use crate::engine::Engine;
-use crate::host::{HostData, HostSpec};
+use crate::capture::{self, CaptureError, FsSource, Options};
+use crate::engine::{Engine, EngineError};
+use crate::host::{HostData, HostError, HostSpec};
+
+/// Why `cgrepro capture` failed (printed as `error: ...`, exit 2).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureCmdError {
+    #[error(transparent)]
+    Root(#[from] EngineError),
+    /// The repository's host data, or a host the capture builds from it.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("--like {preset}: {source}")]
+    Like {
+        preset: String,
+        #[source]
+        source: HostError,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the capture does not resolve as a host: {0}")]
+    Resolve(#[source] HostError),
+    #[error("--compare {preset}: {source}")]
+    Compare {
+        preset: String,
+        #[source]
+        source: HostError,
+    },
+}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -37,10 +70,9 @@ pub struct Args {
     fs_root: PathBuf,
 }
 
-fn repo_data() -> Result<(PathBuf, HostData), String> {
-    let root = Engine::find_root(&std::env::current_dir().unwrap_or_default())
-        .map_err(|e| e.to_string())?;
-    let data = HostData::load(&root.join("fixtures")).map_err(|e| e.to_string())?;
+fn repo_data() -> Result<(PathBuf, HostData), CaptureCmdError> {
+    let root = Engine::find_root(&std::env::current_dir().unwrap_or_default())?;
+    let data = HostData::load(&root.join("fixtures"))?;
     Ok((root, data))
 }
 
@@ -54,7 +86,7 @@ pub fn run(args: &Args) -> i32 {
     }
 }
 
-fn run_inner(args: &Args) -> Result<i32, String> {
+fn run_inner(args: &Args) -> Result<i32, CaptureCmdError> {
     let started = std::time::Instant::now();
     let preset = match &args.lane {
         Some(series) => {
@@ -64,13 +96,15 @@ fn run_inner(args: &Args) -> Result<i32, String> {
                     preset: Some(args.like.clone()),
                     ..HostSpec::default()
                 })
-                .map_err(|e| format!("--like {}: {e}", args.like))?;
+                .map_err(|source| CaptureCmdError::Like {
+                    preset: args.like.clone(),
+                    source,
+                })?;
             let work = root.join("target/cgrepro/lane-capture");
-            let (rec, kernel) = capture::lane::record(&root, &data, series, &like, &work)
-                .map_err(|e| e.to_string())?;
+            let (rec, kernel) = capture::lane::record(&root, &data, series, &like, &work)?;
             let mut opts = capture::lane::options(series, &kernel, &like);
             opts.paths.clone_from(&args.paths);
-            capture::capture(&rec, &opts).map_err(|e| e.to_string())?
+            capture::capture(&rec, &opts)?
         }
         None => {
             // SAFETY: geteuid has no preconditions and cannot fail.
@@ -91,12 +125,14 @@ fn run_inner(args: &Args) -> Result<i32, String> {
             let src = FsSource {
                 root: args.fs_root.clone(),
             };
-            capture::capture(&src, &opts).map_err(|e| e.to_string())?
+            capture::capture(&src, &opts)?
         }
     };
     let text = capture::render::host_file(&preset);
-    capture::write_output(&args.output, &text)
-        .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
+    capture::write_output(&args.output, &text).map_err(|source| CaptureCmdError::Write {
+        path: args.output.clone(),
+        source,
+    })?;
     let c = preset.captured.as_ref().expect("a capture has [captured]");
     let files: usize = c.group.iter().map(|g| g.files.len()).sum();
     eprintln!(
@@ -116,15 +152,18 @@ fn run_inner(args: &Args) -> Result<i32, String> {
     let (_, data) = repo_data()?;
     let captured = data
         .resolve_preset("capture", &preset)
-        .map_err(|e| format!("the capture does not resolve as a host: {e}"))?;
+        .map_err(CaptureCmdError::Resolve)?;
     let model = data
         .resolve(&HostSpec {
             preset: Some(name.clone()),
             ..HostSpec::default()
         })
-        .map_err(|e| format!("--compare {name}: {e}"))?;
-    let a = captured.plan(&data, &[]).map_err(|e| e.to_string())?;
-    let b = model.plan(&data, &[]).map_err(|e| e.to_string())?;
+        .map_err(|source| CaptureCmdError::Compare {
+            preset: name.clone(),
+            source,
+        })?;
+    let a = captured.plan(&data, &[])?;
+    let b = model.plan(&data, &[])?;
     let diffs = crate::host::compare::trees(&a, &b);
     eprintln!(
         "compared with {name} ({}): {} nodes captured, {} generated, {} difference(s){}",

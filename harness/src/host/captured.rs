@@ -343,37 +343,50 @@ pub fn load_path(path: &Path) -> Result<Preset, HostError> {
         return Err(err("holds a NUL byte: not a text host file".into()));
     }
     let preset: Preset = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-    check(&preset).map_err(err)?;
+    check(&preset).map_err(|e| err(e.to_string()))?;
     Ok(preset)
 }
 
+/// Why a preset or host file fails [`check`]; the text follows the file's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    #[error("schema `{0}` is not `{SCHEMA}`")]
+    Schema(String),
+    #[error("kernel: bad release `{0}` (want something like 6.1.0-28-amd64)")]
+    Release(String),
+    #[error("a file with [captured] needs `schema = \"{SCHEMA}\"` at the top")]
+    NoSchema,
+    #[error("field `{field}`: {why}")]
+    Field { field: String, why: String },
+    #[error("field `cgroup`: {declared:?} but the captured mounts are {captured:?}")]
+    Cgroup {
+        declared: CgroupMode,
+        captured: CgroupMode,
+    },
+}
+
 /// Checks shared by presets and host files: schema, release, and the capture's names.
-pub fn check(p: &Preset) -> Result<(), String> {
+pub fn check(p: &Preset) -> Result<(), CheckError> {
     if let Some(s) = &p.schema {
         if s != SCHEMA {
-            return Err(format!("schema `{s}` is not `{SCHEMA}`"));
+            return Err(CheckError::Schema(s.clone()));
         }
     }
     if super::KernelVersion::parse_release(&p.kernel).is_none() {
-        return Err(format!(
-            "kernel: bad release `{}` (want something like 6.1.0-28-amd64)",
-            p.kernel
-        ));
+        return Err(CheckError::Release(p.kernel.clone()));
     }
     if let Some(c) = &p.captured {
         if p.schema.is_none() {
-            return Err(format!(
-                "a file with [captured] needs `schema = \"{SCHEMA}\"` at the top"
-            ));
+            return Err(CheckError::NoSchema);
         }
         c.validate()
-            .map_err(|(field, why)| format!("field `{field}`: {why}"))?;
+            .map_err(|(field, why)| CheckError::Field { field, why })?;
         if c.mode() != p.cgroup {
-            return Err(format!(
-                "field `cgroup`: {:?} but the captured mounts are {:?}",
-                p.cgroup,
-                c.mode()
-            ));
+            return Err(CheckError::Cgroup {
+                declared: p.cgroup,
+                captured: c.mode(),
+            });
         }
     }
     Ok(())

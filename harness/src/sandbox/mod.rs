@@ -30,7 +30,7 @@ mod supervise;
 pub mod syscall;
 
 pub use crate::evidence::{Captured, Effects, Exit, Observed};
-pub use session::{probe, Session, SessionError, SANDBOX_DEVICES};
+pub use session::{probe, CaseError, PerCaseReason, Session, SessionError, SANDBOX_DEVICES};
 pub use spawn::Strategy;
 
 use std::path::PathBuf;

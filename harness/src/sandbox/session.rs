@@ -9,19 +9,20 @@
 //!   cases/<n>/work      overlayfs work directory
 //! ```
 
-// TEMPORARY (issue 14): this file is being rewritten for speed (issue 12), which adds
-// the SAFETY notes its unsafe blocks lack; remove these allows at that merge.
-#![allow(clippy::undocumented_unsafe_blocks)]
-
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::statfs::TMPFS_MAGIC;
+use nix::sys::wait::waitpid;
+use nix::unistd::{getegid, geteuid, Pid};
 
 use super::cgroupfs::{self, CgroupfsKind};
 use super::effects::Effects;
@@ -44,6 +45,7 @@ const SUBORDINATE_ID: u32 = 100_000;
 const SUBORDINATE_COUNT: u32 = 65_536;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     #[error("cannot create the session directory: {0}")]
     TempDir(std::io::Error),
@@ -55,35 +57,115 @@ pub enum SessionError {
     Userns(std::io::Error),
 }
 
+/// Why one case's sandbox could not be set up (before the target ran). Its text is the
+/// case's `setup_error`, which reports and snapshots show.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaseError {
+    #[error("creating {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("chown {}: {source}", path.display())]
+    Chown {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host could not be materialized or modelled.
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
+    /// The syscall layer's picture of the host could not be written.
+    #[error("{source}")]
+    SimKernel {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("syscall layer: {0}")]
+    Syscall(#[source] syscall::SyscallError),
+    /// Materializing the case's host failed earlier in this session (shared by its cases).
+    #[error(transparent)]
+    HostSlot(Arc<CaseError>),
+    /// The session cannot serve the cgroupfs model; the reason.
+    #[error("{0}")]
+    ModelUnavailable(String),
+    #[error(transparent)]
+    Faults(#[from] crate::fault::FaultError),
+    #[error(transparent)]
+    SharedCgroupfs(#[from] cgroupfs::shared::SharedError),
+    #[error("the case wants the cgroupfs model, but /dev/fuse cannot be opened: {0}")]
+    FuseDevice(#[source] std::io::Error),
+    #[error("the simulated systemd's sockets: {0}")]
+    SystemdSockets(#[source] std::io::Error),
+    #[error("cannot start the simulated systemd: {0}")]
+    Systemd(#[source] std::io::Error),
+    /// A path or string for the sandbox holds a NUL byte.
+    #[error(transparent)]
+    Nul(#[from] std::ffi::NulError),
+    #[error(transparent)]
+    Readonly(#[from] readonly::ReadonlyError),
+    #[error("reading mountinfo: {0}")]
+    Mountinfo(#[source] std::io::Error),
+    #[error(transparent)]
+    Expose(#[from] std::path::StripPrefixError),
+    #[error("socketpair: {0}")]
+    Socketpair(#[source] std::io::Error),
+    #[error("pipe: {0}")]
+    Pipe(#[source] std::io::Error),
+    #[error("memfd_create: {0}")]
+    Memfd(#[source] std::io::Error),
+    /// Writing the target's stdin into its memfd.
+    #[error("{0}")]
+    Stdin(#[source] std::io::Error),
+    #[error("cannot create the case's namespaces (clone): {0}")]
+    Clone(#[source] std::io::Error),
+    #[error("cannot write the user namespace's id maps: {0}")]
+    IdMaps(#[source] std::io::Error),
+}
+
+/// Why a session's model cases each get a FUSE mount of their own.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PerCaseReason {
+    #[error("CGREPRO_FUSE_PER_CASE=1")]
+    Forced,
+    #[error(transparent)]
+    Unavailable(#[from] cgroupfs::shared::SharedError),
+}
+
 /// Which strategy this machine supports, or why it supports none. Cheap: decided from
 /// privileges and kernel knobs; the first case proves it.
-pub fn probe() -> Result<Strategy, String> {
+pub fn probe() -> Result<Strategy, SessionError> {
     if std::env::var("CGREPRO_STRATEGY").as_deref() == Ok("userns") {
         return Ok(Strategy::UserNs);
     }
-    if unsafe { libc::geteuid() } == 0 {
+    if geteuid().is_root() {
         return Ok(Strategy::Root);
     }
     let read = |p: &str| fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
     if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        return Err(
+        return Err(SessionError::Unsupported(
             "not root, and user namespaces are disabled (user.max_user_namespaces = 0)".into(),
-        );
+        ));
     }
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
-        return Err("not root, and unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)".into());
+        return Err(SessionError::Unsupported("not root, and unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)".into()));
     }
     Ok(Strategy::UserNs)
 }
 
 /// The syscall layer needs seccomp user notification (5.0) with ADDFD (5.9) on this
 /// machine's kernel.
-fn syscall_layer_available() -> Result<(), String> {
+fn syscall_layer_available() -> Result<(), SessionError> {
     let actions = fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
     if !actions.split_whitespace().any(|a| a == "user_notif") {
-        return Err("seccomp user notification is not available on this kernel \
-                    (/proc/sys/kernel/seccomp/actions_avail lacks user_notif); the syscall layer needs it"
-            .into());
+        return Err(SessionError::Unsupported(
+            "seccomp user notification is not available on this kernel \
+             (/proc/sys/kernel/seccomp/actions_avail lacks user_notif); the syscall layer needs it"
+                .into(),
+        ));
     }
     let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut v = release
@@ -92,10 +174,10 @@ fn syscall_layer_available() -> Result<(), String> {
         .filter_map(|x| x.parse::<u32>().ok());
     let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
     if (major, minor) < (5, 9) {
-        return Err(format!(
+        return Err(SessionError::Unsupported(format!(
             "this machine's kernel {} is older than 5.9 (no SECCOMP_IOCTL_NOTIF_ADDFD); the syscall layer needs it",
             release.trim()
-        ));
+        )));
     }
     Ok(())
 }
@@ -163,7 +245,7 @@ impl Served {
     }
 }
 
-type HostSlot = Arc<OnceLock<Result<Arc<MaterializedHost>, String>>>;
+type HostSlot = Arc<OnceLock<Result<Arc<MaterializedHost>, Arc<CaseError>>>>;
 
 pub struct Session {
     dir: Option<tempfile::TempDir>,
@@ -185,22 +267,22 @@ pub struct Session {
     stale_removed: Vec<super::stale::Removed>,
     /// The session's one FUSE connection for the cgroupfs model, made by the first case
     /// that needs it; `None` inside: this kernel cannot (a FUSE mount per case then).
-    shared_cgroupfs: OnceLock<Result<cgroupfs::shared::Shared, String>>,
+    shared_cgroupfs: OnceLock<Result<cgroupfs::shared::Shared, PerCaseReason>>,
 }
 
 impl Session {
     /// A session in the system temp dir. Fails with [`SessionError::Unsupported`] (the
     /// reason cases are ignored) when no sandbox strategy works here.
     pub fn new(data: Arc<HostData>) -> Result<Session, SessionError> {
-        let strategy = probe().map_err(SessionError::Unsupported)?;
+        let strategy = probe()?;
         Session::with_strategy(data, strategy)
     }
 
     /// A session with a given strategy (`UserNs` works as root too: tests use it to cover
     /// the unprivileged path).
     pub fn with_strategy(data: Arc<HostData>, strategy: Strategy) -> Result<Session, SessionError> {
-        syscall_layer_available().map_err(SessionError::Unsupported)?;
-        if strategy == Strategy::Root && unsafe { libc::geteuid() } != 0 {
+        syscall_layer_available()?;
+        if strategy == Strategy::Root && !geteuid().is_root() {
             return Err(SessionError::Unsupported(
                 "the root strategy needs root".into(),
             ));
@@ -223,8 +305,8 @@ impl Session {
         fs::create_dir(path.join("hosts")).map_err(SessionError::TempDir)?;
         fs::create_dir(path.join("cases")).map_err(SessionError::TempDir)?;
         let owner = match strategy {
-            _ if unsafe { libc::geteuid() } == 0 => (SUBORDINATE_ID, SUBORDINATE_ID),
-            _ => unsafe { (libc::geteuid(), libc::getegid()) },
+            _ if geteuid().is_root() => (SUBORDINATE_ID, SUBORDINATE_ID),
+            _ => (geteuid().as_raw(), getegid().as_raw()),
         };
         let (netns, userns) = match strategy {
             Strategy::Root => (
@@ -261,9 +343,9 @@ impl Session {
         self.shared_cgroupfs
             .get_or_init(|| {
                 if std::env::var_os("CGREPRO_FUSE_PER_CASE").is_some_and(|v| v == "1") {
-                    return Err("CGREPRO_FUSE_PER_CASE=1".into());
+                    return Err(PerCaseReason::Forced);
                 }
-                cgroupfs::shared::Shared::start(self.owner).map_err(|e| e.to_string())
+                Ok(cgroupfs::shared::Shared::start(self.owner)?)
             })
             .as_ref()
             .ok()
@@ -271,12 +353,8 @@ impl Session {
 
     /// Why this session's model cases each get a FUSE mount of their own rather than a
     /// bind of the session's connection, once a model case ran.
-    pub fn cgroupfs_per_case_reason(&self) -> Option<&str> {
-        self.shared_cgroupfs
-            .get()?
-            .as_ref()
-            .err()
-            .map(String::as_str)
+    pub fn cgroupfs_per_case_reason(&self) -> Option<&PerCaseReason> {
+        self.shared_cgroupfs.get()?.as_ref().err()
     }
 
     /// The session's FUSE connection (its number in /sys/fs/fuse/connections), once a
@@ -320,7 +398,11 @@ impl Session {
         self.path.clone()
     }
 
-    fn host(&self, host: &Host, faults: &[ContentFault]) -> Result<Arc<MaterializedHost>, String> {
+    fn host(
+        &self,
+        host: &Host,
+        faults: &[ContentFault],
+    ) -> Result<Arc<MaterializedHost>, CaseError> {
         let key = host.key(faults);
         let slot = {
             let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
@@ -328,14 +410,14 @@ impl Session {
         };
         slot.get_or_init(|| {
             let dir = self.path.join("hosts").join(&key);
-            fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-            chown(&dir, Some(self.owner.0), Some(self.owner.1)).map_err(|e| e.to_string())?;
+            self.own_dir(&dir).map_err(Arc::new)?;
             let layout = host
                 .materialize(&self.data, faults, &dir, self.owner)
-                .map_err(|e| e.to_string())?;
-            let sim = sim_kernel(host, &self.data, &layout, &dir).map_err(|e| e.to_string())?;
+                .map_err(|e| Arc::new(e.into()))?;
+            let sim = sim_kernel(host, &self.data, &layout, &dir)
+                .map_err(|source| Arc::new(CaseError::SimKernel { source }))?;
             let plan =
-                Arc::new(SyscallPlan::new(&sim, &[]).map_err(|e| format!("syscall layer: {e}"))?);
+                Arc::new(SyscallPlan::new(&sim, &[]).map_err(|e| Arc::new(CaseError::Syscall(e)))?);
             let systemd_layout = host
                 .systemd
                 .map(|_| systemd::units::Layout::of(host, &self.data));
@@ -347,6 +429,19 @@ impl Session {
             }))
         })
         .clone()
+        .map_err(CaseError::HostSlot)
+    }
+
+    /// Create `dir`, owned by the sandbox's root.
+    fn own_dir(&self, dir: &Path) -> Result<(), CaseError> {
+        fs::create_dir(dir).map_err(|source| CaseError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        chown(dir, Some(self.owner.0), Some(self.owner.1)).map_err(|source| CaseError::Chown {
+            path: dir.to_path_buf(),
+            source,
+        })
     }
 
     /// Run one case: materialize (or reuse) its host, set up its sandbox, run the target
@@ -356,7 +451,7 @@ impl Session {
         match self.try_run(host, faults, launch) {
             Ok(o) => o,
             Err(e) => Observed {
-                setup_error: Some(e),
+                setup_error: Some(e.to_string()),
                 ..Observed::default()
             },
         }
@@ -367,7 +462,7 @@ impl Session {
         host: &Host,
         faults: &[ContentFault],
         launch: &Launch,
-    ) -> Result<Observed, String> {
+    ) -> Result<Observed, CaseError> {
         if super::interrupt::interrupted() {
             return Ok(Observed {
                 interrupted: true,
@@ -380,9 +475,7 @@ impl Session {
         let upper = case_dir.join("upper");
         let work = case_dir.join("work");
         for d in [&case_dir, &upper, &work] {
-            fs::create_dir(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
-            chown(d, Some(self.owner.0), Some(self.owner.1))
-                .map_err(|e| format!("chown {}: {e}", d.display()))?;
+            self.own_dir(d)?;
         }
         // The cgroupfs model (FUSE) where asked for, else the tree. Never a silent
         // fallback: a case that wants the model runs on it or fails with the reason (the
@@ -390,7 +483,7 @@ impl Session {
         let wants_model = match host.cgroupfs {
             CgroupfsKind::Model => {
                 if let Some(why) = &self.model_unavailable {
-                    return Err(why.clone());
+                    return Err(CaseError::ModelUnavailable(why.clone()));
                 }
                 true
             }
@@ -407,19 +500,14 @@ impl Session {
                 faults,
                 model_faults,
                 Box::new(cgroupfs::AnyPid),
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             Some(match self.shared_cgroupfs() {
                 Some(shared) => {
-                    let (attached, tree) = shared.attach(m).map_err(|e| e.to_string())?;
+                    let (attached, tree) = shared.attach(m)?;
                     CaseCgroupfs::Shared { attached, tree }
                 }
                 None => CaseCgroupfs::PerCase {
-                    device: cgroupfs::server::open_device().map_err(|e| {
-                        format!(
-                            "the case wants the cgroupfs model, but /dev/fuse cannot be opened: {e}"
-                        )
-                    })?,
+                    device: cgroupfs::server::open_device().map_err(CaseError::FuseDevice)?,
                     model: Box::new(m),
                 },
             })
@@ -431,7 +519,7 @@ impl Session {
         let systemd = match (host.systemd, &mhost.systemd_layout) {
             (Some(version), Some(layout)) => Some(SystemdSetup {
                 sockets: systemd::bus::Sockets::bind(&case_dir.join("run"), self.owner)
-                    .map_err(|e| format!("the simulated systemd's sockets: {e}"))?,
+                    .map_err(CaseError::SystemdSockets)?,
                 version,
                 layout: layout.clone(),
             }),
@@ -482,7 +570,7 @@ impl Session {
         model: Option<CaseCgroupfs>,
         syscall_faults: &[SyscallFault],
         systemd: Option<SystemdSetup>,
-    ) -> (Option<libc::pid_t>, Result<Observed, String>) {
+    ) -> (Option<libc::pid_t>, Result<Observed, CaseError>) {
         let mut init = None;
         let r = self.run_in_inner(layers, launch, model, syscall_faults, systemd, &mut init);
         (init, r)
@@ -496,10 +584,10 @@ impl Session {
         syscall_faults: &[SyscallFault],
         systemd: Option<SystemdSetup>,
         started: &mut Option<libc::pid_t>,
-    ) -> Result<Observed, String> {
+    ) -> Result<Observed, CaseError> {
         let (mhost, upper, work) = (layers.host, layers.upper, layers.work);
-        let cs = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
-        let c = |s: &str| CString::new(s).map_err(|e| e.to_string());
+        let cs = |p: &Path| CString::new(p.as_os_str().as_bytes());
+        let c = |s: &str| CString::new(s);
 
         let stdin = memfd_with(&launch.stdin)?;
         let (stdout_r, stdout_w) = pipe()?;
@@ -598,9 +686,7 @@ impl Session {
             let dir = layers.case.join(format!("writable-{i}"));
             let (up, wk) = (dir.join("upper"), dir.join("work"));
             for d in [&dir, &up, &wk] {
-                fs::create_dir(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
-                chown(d, Some(self.owner.0), Some(self.owner.1))
-                    .map_err(|e| format!("chown {}: {e}", d.display()))?;
+                self.own_dir(d)?;
             }
             let mut data = format!(
                 "lowerdir={},upperdir={},workdir={}",
@@ -625,7 +711,7 @@ impl Session {
             }
             covered.push(ancestor.clone());
         }
-        let mounts = readonly::host_mounts().map_err(|e| format!("reading mountinfo: {e}"))?;
+        let mounts = readonly::host_mounts().map_err(CaseError::Mountinfo)?;
         let covered_refs: Vec<&Path> = covered.iter().map(PathBuf::as_path).collect();
         init_steps.extend(readonly::read_only_steps(&mounts, &covered_refs)?);
         for w in &writable {
@@ -710,7 +796,7 @@ impl Session {
             else {
                 continue;
             };
-            let rel = dir.strip_prefix(cover).map_err(|e| e.to_string())?;
+            let rel = dir.strip_prefix(cover)?;
             let mut comps = rel.components();
             let Some(first) = comps.next() else {
                 continue;
@@ -774,7 +860,7 @@ impl Session {
             None => init_steps.push(Step::LoopbackUp),
         }
 
-        let (uid_map, gid_map) = if unsafe { libc::geteuid() } == 0 {
+        let (uid_map, gid_map) = if geteuid().is_root() {
             let m = format!("0 {SUBORDINATE_ID} {SUBORDINATE_COUNT}\n");
             (c(&m)?, c(&m)?)
         } else {
@@ -800,12 +886,9 @@ impl Session {
         let plan = if syscall_faults.is_empty() {
             Arc::clone(&mhost.plan)
         } else {
-            Arc::new(
-                SyscallPlan::new(&mhost.sim, syscall_faults)
-                    .map_err(|e| format!("syscall layer: {e}"))?,
-            )
+            Arc::new(SyscallPlan::new(&mhost.sim, syscall_faults).map_err(CaseError::Syscall)?)
         };
-        let (sup_sock, target_sock) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        let (sup_sock, target_sock) = UnixStream::pair().map_err(CaseError::Socketpair)?;
         let mut prepared = Prepared::new(
             self.strategy,
             init_steps,
@@ -840,7 +923,7 @@ impl Session {
             .collect(),
         );
         if self.strategy == Strategy::UserNs {
-            let count = if unsafe { libc::geteuid() } == 0 {
+            let count = if geteuid().is_root() {
                 SUBORDINATE_COUNT
             } else {
                 1
@@ -849,17 +932,17 @@ impl Session {
         }
         let hook_plan = Arc::clone(&plan);
         let sock = target_sock.as_raw_fd();
-        // SAFETY (async-signal-safety): install_and_send makes only raw syscalls.
-        prepared.before_exec = Some(Box::new(move || unsafe {
-            syscall::install_and_send(hook_plan.filter(), sock)
+        prepared.before_exec = Some(Box::new(move || {
+            // SAFETY: runs in the target between clone and exec, where only
+            // async-signal-safe code may run: install_and_send makes only raw syscalls on
+            // the plan's prebuilt filter and `sock`, and allocates nothing.
+            unsafe { syscall::install_and_send(hook_plan.filter(), sock) }
         }));
 
-        let init = unsafe { spawn::start(&prepared) }.map_err(|e| {
-            format!(
-                "cannot create the case's namespaces (clone): {}",
-                std::io::Error::from_raw_os_error(e)
-            )
-        })?;
+        // SAFETY: `prepared` outlives the call; the child works on its own copy of memory
+        // and runs only spawn's async-signal-safe code.
+        let init = unsafe { spawn::start(&prepared) }
+            .map_err(|e| CaseError::Clone(std::io::Error::from_raw_os_error(e)))?;
         *started = Some(init);
         drop((
             stdin,
@@ -903,8 +986,9 @@ impl Session {
                 match systemd::bus::serve(sd.sockets, manager) {
                     Ok(s) => Some(s),
                     Err(e) => {
-                        unsafe { libc::kill(init, libc::SIGKILL) };
-                        return Err(format!("cannot start the simulated systemd: {e}"));
+                        // Init is our unreaped child: its pid cannot have been reused.
+                        let _ = kill(Pid::from_raw(init), Signal::SIGKILL);
+                        return Err(CaseError::Systemd(e));
                     }
                 }
             }
@@ -928,19 +1012,20 @@ impl Session {
             },
         );
         if self.strategy == Strategy::UserNs {
-            let deny = unsafe { libc::geteuid() } != 0;
-            if let Err(e) =
-                unsafe { spawn::write_id_maps(init, &prepared.uid_map, &prepared.gid_map, deny) }
-            {
-                unsafe { libc::kill(init, libc::SIGKILL) };
-                return Err(format!(
-                    "cannot write the user namespace's id maps: {}",
-                    std::io::Error::from_raw_os_error(e)
-                ));
+            let deny = !geteuid().is_root();
+            // SAFETY: write_id_maps only opens, writes and closes /proc/<init>/*_map files
+            // with the NUL-terminated maps; any context may call it.
+            let maps =
+                unsafe { spawn::write_id_maps(init, &prepared.uid_map, &prepared.gid_map, deny) };
+            if let Err(e) = maps {
+                // Init is our unreaped child: its pid cannot have been reused.
+                let _ = kill(Pid::from_raw(init), Signal::SIGKILL);
+                return Err(CaseError::IdMaps(std::io::Error::from_raw_os_error(e)));
             }
         }
-        let go = [1u8];
-        unsafe { libc::write(sync_w.as_raw_fd(), go.as_ptr().cast(), 1) };
+        // Init waits for this byte; if it cannot be written init is gone, which the watch
+        // below reports.
+        let _ = nix::unistd::write(&sync_w, &[1u8]);
         drop(sync_w);
 
         let watched = supervise::watch(
@@ -1035,9 +1120,9 @@ impl Drop for Session {
 /// short-lived thread: `unshare` moves only the calling thread.
 fn shared_netns() -> std::io::Result<OwnedFd> {
     std::thread::spawn(|| -> std::io::Result<OwnedFd> {
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        // SAFETY: loopback_up only makes socket/ioctl/close calls on its own socket and a
+        // zeroed ifreq it owns.
         if unsafe { spawn::loopback_up() } != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -1063,8 +1148,8 @@ fn model_unavailable(strategy: Strategy) -> Option<String> {
 
 /// Which faults the cgroupfs model applies and which the syscall layer does
 /// ([`crate::fault::route`]).
-fn split_faults(launch: &Launch, model: bool) -> Result<(Vec<Fault>, Vec<Fault>), String> {
-    let r = crate::fault::route(&launch.faults, model).map_err(|e| e.to_string())?;
+fn split_faults(launch: &Launch, model: bool) -> Result<(Vec<Fault>, Vec<Fault>), CaseError> {
+    let r = crate::fault::route(&launch.faults, model)?;
     Ok((r.model, r.syscall))
 }
 
@@ -1134,10 +1219,13 @@ fn sim_kernel(
 /// namespace outlives it through the fd.
 fn target_userns() -> std::io::Result<OwnedFd> {
     let (r, w) = pipe().map_err(std::io::Error::other)?;
+    // SAFETY: the child runs only the raw syscalls below (no allocation, no locks: the
+    // harness may be multithreaded) and leaves with _exit.
     let pid = unsafe { spawn::raw_clone(libc::CLONE_NEWUSER) };
     if pid == 0 {
-        // The child: only raw syscalls (the harness may be multithreaded).
         let mut b = 0u8;
+        // SAFETY: in the post-clone child: close, read and _exit are async-signal-safe;
+        // `b` is a live byte on this stack.
         unsafe {
             libc::close(w.as_raw_fd());
             libc::read(r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
@@ -1149,15 +1237,16 @@ fn target_userns() -> std::io::Result<OwnedFd> {
     }
     let pid = pid as libc::pid_t;
     let map = CString::new(format!("0 {SUBORDINATE_ID} {SUBORDINATE_COUNT}\n")).expect("no NUL");
+    // SAFETY: write_id_maps only opens, writes and closes /proc/<pid>/*_map files with
+    // the NUL-terminated map.
     let result = unsafe { spawn::write_id_maps(pid, &map, &map, false) }
         .map_err(std::io::Error::from_raw_os_error)
         .and_then(|()| fs::File::open(format!("/proc/{pid}/ns/user")).map(OwnedFd::from));
     // Release the child with a byte, not by closing: a child cloned at the same moment by
     // another harness thread holds a copy of our write end, so EOF may never come.
-    unsafe { libc::write(w.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+    let _ = nix::unistd::write(&w, &[1u8]);
     drop(w);
-    let mut st = 0;
-    unsafe { libc::waitpid(pid, &mut st, 0) };
+    let _ = waitpid(Pid::from_raw(pid), None);
     drop(r);
     result
 }
@@ -1170,32 +1259,26 @@ fn scratch_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     let shm = Path::new("/dev/shm");
-    let c = c"/dev/shm";
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    let tmpfs = unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0 && st.f_type == libc::TMPFS_MAGIC;
-    if tmpfs && unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+    let tmpfs = nix::sys::statfs::statfs(shm).is_ok_and(|st| st.filesystem_type() == TMPFS_MAGIC);
+    if tmpfs && nix::unistd::access(shm, nix::unistd::AccessFlags::W_OK).is_ok() {
         return shm.to_path_buf();
     }
     std::env::temp_dir()
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    let mut fds = [0; 2];
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
-    }
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+fn pipe() -> Result<(OwnedFd, OwnedFd), CaseError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| CaseError::Pipe(std::io::Error::from(e)))
 }
 
-fn memfd_with(data: &[u8]) -> Result<OwnedFd, String> {
+fn memfd_with(data: &[u8]) -> Result<OwnedFd, CaseError> {
     use std::io::{Seek, Write};
-    let fd = unsafe { libc::memfd_create(c"cgrepro-stdin".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
-    }
-    let mut f = unsafe { fs::File::from_raw_fd(fd) };
-    f.write_all(data).map_err(|e| e.to_string())?;
-    f.rewind().map_err(|e| e.to_string())?;
+    let fd =
+        nix::sys::memfd::memfd_create(c"cgrepro-stdin", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| CaseError::Memfd(std::io::Error::from(e)))?;
+    let mut f = fs::File::from(fd);
+    f.write_all(data).map_err(CaseError::Stdin)?;
+    f.rewind().map_err(CaseError::Stdin)?;
     Ok(OwnedFd::from(f))
 }
 

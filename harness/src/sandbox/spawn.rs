@@ -26,11 +26,6 @@
 //!   with `Root`, the target then cannot undo init's mounts (unmount the private /tmp,
 //!   remount the read-only root read-write).
 
-// TEMPORARY (issue 14): this file is being rewritten for speed (issue 12), which adds
-// the SAFETY notes its unsafe blocks lack; remove these allows at that merge.
-#![allow(clippy::undocumented_unsafe_blocks)]
-#![allow(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::CString;
 use std::os::fd::RawFd;
 
@@ -124,8 +119,10 @@ pub struct Prepared {
     /// target joins right before exec.
     pub userns: Option<RawFd>,
     pub exe: CString,
-    pub argv: Vec<CString>,
-    pub envp: Vec<CString>,
+    /// Owners of what `argv_ptrs`/`envp_ptrs` point into: private, so that nothing can
+    /// change them under those pointers.
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
     pub cwd: CString,
     /// Harness-side fds handed to the target as 0, 1, 2, 3.
     pub stdio: [RawFd; 4],
@@ -149,8 +146,11 @@ pub struct Prepared {
     view_fd_base: c_int,
 }
 
-// The raw pointers point into the CStrings owned by the same struct.
+// SAFETY: the raw pointers (`argv_ptrs`, `envp_ptrs`) point only into the heap data of the
+// private `_argv`/`_envp` CStrings of the same struct, which nothing changes after `new`
+// (moving the struct does not move that heap data); they are only read, by execve.
 unsafe impl Send for Prepared {}
+// SAFETY: as for Send: every access through the pointers is a read of immutable data.
 unsafe impl Sync for Prepared {}
 
 impl Prepared {
@@ -211,8 +211,8 @@ impl Prepared {
             gid_map,
             userns,
             exe,
-            argv,
-            envp,
+            _argv: argv,
+            _envp: envp,
             cwd,
             stdio,
             status_w,
@@ -337,6 +337,9 @@ fn send(fd: RawFd, tag: i32, a: i32, b: i32) {
     buf[0..4].copy_from_slice(&tag.to_ne_bytes());
     buf[4..8].copy_from_slice(&a.to_ne_bytes());
     buf[8..12].copy_from_slice(&b.to_ne_bytes());
+    // SAFETY: `buf` is a live 12-byte stack buffer; write(2) is async-signal-safe, so this
+    // is callable from init and the target before exec. A failed write is the harness's
+    // EOF to see.
     unsafe {
         libc::write(fd, buf.as_ptr().cast(), 12);
     }
@@ -347,15 +350,24 @@ fn errno() -> c_int {
 }
 
 /// A raw fork-like clone: no stack switch, no tid bookkeeping. Returns 0 in the child.
+///
+/// # Safety
+/// The child is a copy of a possibly multithreaded process with only the calling thread:
+/// until it execs or `_exit`s it may make only async-signal-safe calls (no allocation, no
+/// locks, nothing that runs destructors or atexit handlers).
 pub(crate) unsafe fn raw_clone(flags: c_int) -> c_long {
-    libc::syscall(
-        libc::SYS_clone,
-        (flags | libc::SIGCHLD) as c_ulong,
-        0usize,
-        0usize,
-        0usize,
-        0usize,
-    )
+    // SAFETY: SYS_clone without CLONE_VM and with a null stack and tid pointers forks the
+    // calling thread like fork(2); what the child then does is the caller's contract above.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    }
 }
 
 /// Start init. Returns init's pid (in the harness's PID namespace) or the clone errno.
@@ -363,51 +375,75 @@ pub(crate) unsafe fn raw_clone(flags: c_int) -> c_long {
 /// # Safety
 /// `p` must stay alive until the call returns (the child works on its own copy).
 pub unsafe fn start(p: &Prepared) -> Result<libc::pid_t, c_int> {
-    match raw_clone(p.clone_flags) {
-        -1 => Err(errno()),
-        0 => init_main(p),
-        pid => Ok(pid as libc::pid_t),
+    // SAFETY: the child runs only init_main, which makes raw syscalls and allocates
+    // nothing; the parent returns at once. `p` is alive for the call (caller's contract).
+    unsafe {
+        match raw_clone(p.clone_flags) {
+            -1 => Err(errno()),
+            0 => init_main(p),
+            pid => Ok(pid as libc::pid_t),
+        }
     }
 }
 
 /// Close every fd that is not in `keep` (sorted).
+///
+/// # Safety
+/// Closes fds that other code of this process may own: only for a post-clone child.
 unsafe fn close_others(keep: &[RawFd]) {
-    let mut next: u32 = 0;
-    for &k in keep {
-        let k = k as u32;
-        if k > next {
-            close_range(next, k - 1);
+    // SAFETY: only close_range below (raw syscalls); the caller is a post-clone child that
+    // owns every fd it inherited.
+    unsafe {
+        let mut next: u32 = 0;
+        for &k in keep {
+            let k = k as u32;
+            if k > next {
+                close_range(next, k - 1);
+            }
+            next = k + 1;
         }
-        next = k + 1;
+        close_range(next, u32::MAX);
     }
-    close_range(next, u32::MAX);
 }
 
+/// # Safety
+/// As [`close_others`].
 unsafe fn close_range(first: u32, last: u32) {
-    if libc::syscall(libc::SYS_close_range, first, last, 0u32) == 0 {
-        return;
-    }
-    // Before 5.9: close one by one up to a sane bound.
-    let mut fd = first;
-    while fd <= last && fd < 65_536 {
-        libc::close(fd as c_int);
-        fd += 1;
+    // SAFETY: close_range(2) and close(2) on plain integers; no memory is touched. Closing
+    // fds we do not own is the caller's contract (a post-clone child).
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first, last, 0u32) == 0 {
+            return;
+        }
+        // Before 5.9: close one by one up to a sane bound.
+        let mut fd = first;
+        while fd <= last && fd < 65_536 {
+            libc::close(fd as c_int);
+            fd += 1;
+        }
     }
 }
 
+/// Write `data` into an existing file (async-signal-safe).
+///
+/// # Safety
+/// `path` must be NUL-terminated.
 unsafe fn write_file(path: &[u8], data: &[u8]) -> Result<(), c_int> {
-    // `path` is NUL-terminated.
-    let fd = libc::open(path.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
-    if fd < 0 {
-        return Err(errno());
-    }
-    let n = libc::write(fd, data.as_ptr().cast(), data.len());
-    let e = errno();
-    libc::close(fd);
-    if n as usize == data.len() {
-        Ok(())
-    } else {
-        Err(e)
+    // SAFETY: `path` is NUL-terminated (contract) and `data` a live slice of `data.len()`
+    // bytes; open/write/close are async-signal-safe and the fd is ours.
+    unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(errno());
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        let e = errno();
+        libc::close(fd);
+        if n as usize == data.len() {
+            Ok(())
+        } else {
+            Err(e)
+        }
     }
 }
 
@@ -422,128 +458,160 @@ pub unsafe fn write_id_maps(
     gid_map: &CString,
     deny_setgroups: bool,
 ) -> Result<(), c_int> {
-    let file = |name: &[u8]| {
-        let mut p = CPath::new();
-        p.push(b"/proc/").num(pid as u32).push(b"/").push(name);
-        p
-    };
-    if deny_setgroups {
-        write_file(&file(b"setgroups").buf, b"deny")?;
+    // SAFETY: CPath formats on the stack (no allocation); each path is NUL-terminated, as
+    // write_file requires.
+    unsafe {
+        let file = |name: &[u8]| {
+            let mut p = CPath::new();
+            p.push(b"/proc/").num(pid as u32).push(b"/").push(name);
+            p
+        };
+        if deny_setgroups {
+            write_file(&file(b"setgroups").buf, b"deny")?;
+        }
+        write_file(&file(b"uid_map").buf, uid_map.as_bytes())?;
+        write_file(&file(b"gid_map").buf, gid_map.as_bytes())?;
+        Ok(())
     }
-    write_file(&file(b"uid_map").buf, uid_map.as_bytes())?;
-    write_file(&file(b"gid_map").buf, gid_map.as_bytes())?;
-    Ok(())
 }
 
+/// Run one of init's setup steps.
+///
+/// # Safety
+/// Changes the calling process's mounts and namespaces: only for init, in its own
+/// namespaces, after clone.
 unsafe fn run_step(step: &Step, view_fds: &[c_int]) -> Result<(), c_int> {
-    let r = match step {
-        Step::MakePrivate => libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ),
-        Step::Detach(p) => libc::umount2(p.as_ptr(), libc::MNT_DETACH),
-        Step::Mount {
-            source,
-            target,
-            fstype,
-            flags,
-            data,
-        } => libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            *flags,
-            data.as_ref()
-                .map_or(std::ptr::null(), |d| d.as_ptr().cast()),
-        ),
-        Step::BindView { view, target } => {
-            let mut src = CPath::new();
-            src.push(b"/proc/self/fd/").num(view_fds[*view] as u32);
-            bind(&src, target.as_ptr())
-        }
-        Step::Mkdir(p) => {
-            let r = libc::mkdir(p.as_ptr(), 0o755);
-            if r != 0 && errno() == libc::EEXIST {
-                0
-            } else {
-                r
-            }
-        }
-        Step::Hostname(h) => libc::sethostname(h.as_ptr(), h.as_bytes().len()),
-        Step::LoopbackUp => loopback_up(),
-        Step::JoinNetns(fd) => libc::setns(*fd, libc::CLONE_NEWNET),
-        Step::MoveMount { fd, target } => libc::syscall(
-            libc::SYS_move_mount,
-            *fd,
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            crate::sandbox::cgroupfs::shared::MOVE_MOUNT_F_EMPTY_PATH,
-        ) as c_int,
-        Step::ReadOnly { target, keep } => {
-            // MS_BIND is what keeps this a per-mount change: without it, MS_REMOUNT would
-            // make the file system itself read-only, for the whole machine.
-            let r = libc::mount(
+    // SAFETY: every pointer passed is a NUL-terminated CString of `step` or a stack CPath,
+    // alive for the call, or null where the syscall allows it; mount/umount2/mkdir/
+    // sethostname/setns/move_mount are raw syscalls (async-signal-safe, no allocation).
+    unsafe {
+        let r = match step {
+            Step::MakePrivate => libc::mount(
                 std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ),
+            Step::Detach(p) => libc::umount2(p.as_ptr(), libc::MNT_DETACH),
+            Step::Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            } => libc::mount(
+                source.as_ptr(),
                 target.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
-                std::ptr::null(),
-            );
-            if r != 0 && matches!(errno(), libc::EINVAL | libc::ENOENT | libc::EACCES) {
-                0
-            } else {
-                r
+                fstype.as_ptr(),
+                *flags,
+                data.as_ref()
+                    .map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+            ),
+            Step::BindView { view, target } => {
+                let mut src = CPath::new();
+                src.push(b"/proc/self/fd/").num(view_fds[*view] as u32);
+                bind(&src, target.as_ptr())
             }
+            Step::Mkdir(p) => {
+                let r = libc::mkdir(p.as_ptr(), 0o755);
+                if r != 0 && errno() == libc::EEXIST {
+                    0
+                } else {
+                    r
+                }
+            }
+            Step::Hostname(h) => libc::sethostname(h.as_ptr(), h.as_bytes().len()),
+            Step::LoopbackUp => loopback_up(),
+            Step::JoinNetns(fd) => libc::setns(*fd, libc::CLONE_NEWNET),
+            Step::MoveMount { fd, target } => libc::syscall(
+                libc::SYS_move_mount,
+                *fd,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                crate::sandbox::cgroupfs::shared::MOVE_MOUNT_F_EMPTY_PATH,
+            ) as c_int,
+            Step::ReadOnly { target, keep } => {
+                // MS_BIND is what keeps this a per-mount change: without it, MS_REMOUNT would
+                // make the file system itself read-only, for the whole machine.
+                let r = libc::mount(
+                    std::ptr::null(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
+                    std::ptr::null(),
+                );
+                if r != 0 && matches!(errno(), libc::EINVAL | libc::ENOENT | libc::EACCES) {
+                    0
+                } else {
+                    r
+                }
+            }
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(errno())
         }
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(errno())
     }
 }
 
 /// Bring up `lo` in the caller's network namespace (0 or -1 with errno).
+///
+/// # Safety
+/// None beyond the syscalls' own: unsafe so that it may be called between clone and exec
+/// (it is async-signal-safe: a socket, two ioctls on a stack ifreq, close).
 pub(crate) unsafe fn loopback_up() -> c_int {
-    let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-    if s < 0 {
-        return -1;
+    // SAFETY: an all-zero ifreq is valid (a C struct of integers and byte arrays); the
+    // ioctls read and write only `ifr`, which lives on this stack; `s` is our own socket.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return -1;
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        ifr.ifr_name[0] = b'l' as c_char;
+        ifr.ifr_name[1] = b'o' as c_char;
+        let mut r = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr);
+        if r == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as i16;
+            r = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+        }
+        libc::close(s);
+        r
     }
-    let mut ifr: libc::ifreq = std::mem::zeroed();
-    ifr.ifr_name[0] = b'l' as c_char;
-    ifr.ifr_name[1] = b'o' as c_char;
-    let mut r = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr);
-    if r == 0 {
-        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as i16;
-        r = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
-    }
-    libc::close(s);
-    r
 }
 
 extern "C" fn forward_term(_: c_int) {
     // As pid 1 of the case: SIGTERM every other process of the case.
+    // SAFETY: kill(2) is async-signal-safe (this is a signal handler) and touches no memory.
     unsafe {
         libc::kill(-1, libc::SIGTERM);
     }
 }
 
+/// Become uid/gid 0 of the current user namespace.
+///
+/// # Safety
+/// Changes the ids of the calling thread only (raw syscalls): for post-clone children,
+/// whose only thread it is.
 unsafe fn become_root() -> Result<(), c_int> {
-    // Raw syscalls, not glibc's wrappers: those broadcast the change to every thread
-    // glibc believes the process has (the harness's, copied by clone) and can wait
-    // forever for a thread that was being created at the time of the clone.
-    if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0
-        || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0
-    {
-        return Err(errno());
+    // SAFETY: raw setresgid/setresuid/setgroups syscalls; setgroups gets size 0 with a
+    // null list, which the kernel accepts.
+    unsafe {
+        // Raw syscalls, not glibc's wrappers: those broadcast the change to every thread
+        // glibc believes the process has (the harness's, copied by clone) and can wait
+        // forever for a thread that was being created at the time of the clone.
+        if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0
+            || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0
+        {
+            return Err(errno());
+        }
+        // Drop supplementary groups where the user namespace allows it.
+        libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>());
+        Ok(())
     }
-    // Drop supplementary groups where the user namespace allows it.
-    libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>());
-    Ok(())
 }
 
 /// A NUL-terminated path built without allocating.
@@ -588,178 +656,206 @@ impl CPath {
     }
 }
 
+/// Bind-mount `src` over `target`.
+///
+/// # Safety
+/// `target` must be a NUL-terminated path, alive for the call.
 unsafe fn bind(src: &CPath, target: *const c_char) -> c_int {
-    libc::mount(
-        src.as_ptr(),
-        target,
-        std::ptr::null(),
-        libc::MS_BIND,
-        std::ptr::null(),
-    )
+    // SAFETY: `src` is NUL-terminated by CPath, `target` by the caller's contract; null
+    // fstype and data are allowed with MS_BIND.
+    unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target,
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    }
 }
 
 const MAX_VIEWS: usize = 16;
 
 /// Init (UserNs): a child user namespace of init's with the ids of `map`, open on fd
 /// `at`. Made by a child that only waits, like the harness's `target_userns`.
+///
+/// # Safety
+/// Replaces fd `at`: only for init, after clone, which owns every fd.
 unsafe fn nested_userns(map: &CString, at: c_int) -> Result<(), c_int> {
-    let mut fds = [0 as c_int; 2];
-    if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-        return Err(errno());
+    // SAFETY: in init, a post-clone child: only raw syscalls on our own fds and stack
+    // buffers (CPath, `fds`, `b`, `st`), no allocation; the grandchild only reads one byte
+    // and _exits; write_id_maps and raw_clone are used within their contracts.
+    unsafe {
+        let mut fds = [0 as c_int; 2];
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(errno());
+        }
+        // Init's id switch made it non-dumpable, so the child's /proc files would belong to
+        // the machine's root and init could not write its id maps: dumpable for the clone
+        // only (no target exists yet that could ptrace init meanwhile).
+        libc::prctl(libc::PR_SET_DUMPABLE, 1);
+        let pid = raw_clone(libc::CLONE_NEWUSER);
+        if pid != 0 {
+            libc::prctl(libc::PR_SET_DUMPABLE, 0);
+        }
+        if pid == 0 {
+            let mut b = 0u8;
+            libc::read(fds[0], (&mut b as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+        let result = if pid < 0 {
+            Err(errno())
+        } else {
+            let pid = pid as libc::pid_t;
+            let mut path = CPath::new();
+            path.push(b"/proc/").num(pid as u32).push(b"/ns/user");
+            let r = write_id_maps(pid, map, map, false).and_then(|()| {
+                let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                if fd < 0 || libc::dup3(fd, at, libc::O_CLOEXEC) < 0 {
+                    return Err(errno());
+                }
+                libc::close(fd);
+                Ok(())
+            });
+            libc::write(fds[1], [1u8].as_ptr().cast(), 1);
+            let mut st: c_int = 0;
+            libc::waitpid(pid, &mut st, 0);
+            r
+        };
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+        result
     }
-    // Init's id switch made it non-dumpable, so the child's /proc files would belong to
-    // the machine's root and init could not write its id maps: dumpable for the clone
-    // only (no target exists yet that could ptrace init meanwhile).
-    libc::prctl(libc::PR_SET_DUMPABLE, 1);
-    let pid = raw_clone(libc::CLONE_NEWUSER);
-    if pid != 0 {
-        libc::prctl(libc::PR_SET_DUMPABLE, 0);
-    }
-    if pid == 0 {
-        let mut b = 0u8;
-        libc::read(fds[0], (&mut b as *mut u8).cast(), 1);
-        libc::_exit(0);
-    }
-    let result = if pid < 0 {
-        Err(errno())
-    } else {
-        let pid = pid as libc::pid_t;
-        let mut path = CPath::new();
-        path.push(b"/proc/").num(pid as u32).push(b"/ns/user");
-        let r = write_id_maps(pid, map, map, false).and_then(|()| {
-            let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-            if fd < 0 || libc::dup3(fd, at, libc::O_CLOEXEC) < 0 {
-                return Err(errno());
-            }
-            libc::close(fd);
-            Ok(())
-        });
-        libc::write(fds[1], [1u8].as_ptr().cast(), 1);
-        let mut st: c_int = 0;
-        libc::waitpid(pid, &mut st, 0);
-        r
-    };
-    libc::close(fds[0]);
-    libc::close(fds[1]);
-    result
 }
 
 /// Pid 1 of the case.
+///
+/// # Safety
+/// Only in the child of [`start`]'s clone: it closes every fd but `p.keep`, changes the
+/// process's mounts and namespaces and never returns.
 unsafe fn init_main(p: &Prepared) -> ! {
-    close_others(&p.keep);
-    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong);
-    // Wait for the harness's go-ahead (id maps written, in UserNs). If the harness died
-    // before the parent-death signal was armed, its end of the pipe is closed: EOF.
-    let mut b = 0u8;
-    if libc::read(p.sync_r, (&mut b as *mut u8).cast(), 1) != 1 {
-        libc::_exit(1);
-    }
-    libc::close(p.sync_r);
-    let status = p.status_w;
-    if p.strategy == Strategy::UserNs {
-        if let Err(e) = become_root() {
-            send(status, TAG_INIT_FAIL, SetupStep::BecomeRoot as i32, e);
+    // SAFETY: a post-clone child of a multithreaded harness: everything here is a raw
+    // syscall or stack-only code (CPath, arrays), no allocation or lock; the pointers passed
+    // are into `p`'s CStrings (its own copy of the harness's memory) or stack buffers. The
+    // target's clone uses CLONE_VM|CLONE_VFORK: init is suspended until the target execs
+    // or dies, and the target writes only its own stack (`target_stack`, 16-byte aligned,
+    // top computed within the Vec).
+    unsafe {
+        close_others(&p.keep);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong);
+        // Wait for the harness's go-ahead (id maps written, in UserNs). If the harness died
+        // before the parent-death signal was armed, its end of the pipe is closed: EOF.
+        let mut b = 0u8;
+        if libc::read(p.sync_r, (&mut b as *mut u8).cast(), 1) != 1 {
             libc::_exit(1);
         }
-    }
-    // Open the views while the session directory is visible (before /tmp is covered);
-    // binding them later goes through /proc/self/fd, inside this mount namespace.
-    let mut view_fds = [-1 as c_int; MAX_VIEWS];
-    if p.views.len() > MAX_VIEWS {
-        send(
-            status,
-            TAG_TARGET_FAIL,
-            SetupStep::TooManyViews as i32,
-            libc::E2BIG,
-        );
-        libc::_exit(1);
-    }
-    for (i, v) in p.views.iter().enumerate() {
-        // On fixed numbers (`view_fd_base + i`) so the target finds them too.
-        let fd = libc::open(v.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
-        let fixed = p.view_fd_base + i as c_int;
-        if fd < 0 || libc::dup3(fd, fixed, libc::O_CLOEXEC) < 0 {
+        libc::close(p.sync_r);
+        let status = p.status_w;
+        if p.strategy == Strategy::UserNs {
+            if let Err(e) = become_root() {
+                send(status, TAG_INIT_FAIL, SetupStep::BecomeRoot as i32, e);
+                libc::_exit(1);
+            }
+        }
+        // Open the views while the session directory is visible (before /tmp is covered);
+        // binding them later goes through /proc/self/fd, inside this mount namespace.
+        let mut view_fds = [-1 as c_int; MAX_VIEWS];
+        if p.views.len() > MAX_VIEWS {
             send(
                 status,
                 TAG_TARGET_FAIL,
-                SetupStep::OpenViews as i32,
+                SetupStep::TooManyViews as i32,
+                libc::E2BIG,
+            );
+            libc::_exit(1);
+        }
+        for (i, v) in p.views.iter().enumerate() {
+            // On fixed numbers (`view_fd_base + i`) so the target finds them too.
+            let fd = libc::open(v.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+            let fixed = p.view_fd_base + i as c_int;
+            if fd < 0 || libc::dup3(fd, fixed, libc::O_CLOEXEC) < 0 {
+                send(
+                    status,
+                    TAG_TARGET_FAIL,
+                    SetupStep::OpenViews as i32,
+                    errno(),
+                );
+                libc::_exit(1);
+            }
+            libc::close(fd);
+            view_fds[i] = fixed;
+        }
+        let view_fds = &view_fds[..p.views.len()];
+        for (i, step) in p.init_steps.iter().enumerate() {
+            if let Err(e) = run_step(step, view_fds) {
+                send(status, TAG_INIT_FAIL, i as i32, e);
+                libc::_exit(1);
+            }
+        }
+        if let Some(map) = &p.nested_map {
+            if let Err(e) = nested_userns(map, p.view_fd_base + MAX_VIEWS as c_int) {
+                send(status, TAG_TARGET_FAIL, SetupStep::MakeUserns as i32, e);
+                libc::_exit(1);
+            }
+        }
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = forward_term as *const () as usize;
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+
+        // The target: a vfork-style clone on its own stack (no second copy of the harness's
+        // page tables); init resumes once it has exec'd or died. It reports its own setup
+        // failures on the status pipe.
+        let stack_top = p.target_stack.as_ptr().add(p.target_stack.len()) as *mut libc::c_void;
+        let stack_top = ((stack_top as usize) & !15) as *mut libc::c_void;
+        let target = libc::clone(
+            target_entry,
+            stack_top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            p as *const Prepared as *mut libc::c_void,
+        );
+        if target < 0 {
+            send(
+                status,
+                TAG_TARGET_FAIL,
+                SetupStep::CloneTarget as i32,
                 errno(),
             );
             libc::_exit(1);
         }
-        libc::close(fd);
-        view_fds[i] = fixed;
-    }
-    let view_fds = &view_fds[..p.views.len()];
-    for (i, step) in p.init_steps.iter().enumerate() {
-        if let Err(e) = run_step(step, view_fds) {
-            send(status, TAG_INIT_FAIL, i as i32, e);
-            libc::_exit(1);
+        for &fd in p.stdio.iter().chain(view_fds) {
+            libc::close(fd);
         }
-    }
-    if let Some(map) = &p.nested_map {
-        if let Err(e) = nested_userns(map, p.view_fd_base + MAX_VIEWS as c_int) {
-            send(status, TAG_TARGET_FAIL, SetupStep::MakeUserns as i32, e);
-            libc::_exit(1);
-        }
-    }
-    let mut sa: libc::sigaction = std::mem::zeroed();
-    sa.sa_sigaction = forward_term as *const () as usize;
-    libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
 
-    // The target: a vfork-style clone on its own stack (no second copy of the harness's
-    // page tables); init resumes once it has exec'd or died. It reports its own setup
-    // failures on the status pipe.
-    let stack_top = p.target_stack.as_ptr().add(p.target_stack.len()) as *mut libc::c_void;
-    let stack_top = ((stack_top as usize) & !15) as *mut libc::c_void;
-    let target = libc::clone(
-        target_entry,
-        stack_top,
-        libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-        p as *const Prepared as *mut libc::c_void,
-    );
-    if target < 0 {
-        send(
-            status,
-            TAG_TARGET_FAIL,
-            SetupStep::CloneTarget as i32,
-            errno(),
-        );
-        libc::_exit(1);
-    }
-    for &fd in p.stdio.iter().chain(view_fds) {
-        libc::close(fd);
-    }
-
-    // Reap until the target exits; then end everything else in the case.
-    loop {
-        let mut st: c_int = 0;
-        let pid = libc::waitpid(-1, &mut st, 0);
-        if pid == target {
-            send(status, TAG_EXIT, st, 0);
-            break;
+        // Reap until the target exits; then end everything else in the case.
+        loop {
+            let mut st: c_int = 0;
+            let pid = libc::waitpid(-1, &mut st, 0);
+            if pid == target {
+                send(status, TAG_EXIT, st, 0);
+                break;
+            }
+            if pid < 0 && errno() != libc::EINTR {
+                break;
+            }
         }
-        if pid < 0 && errno() != libc::EINTR {
-            break;
+        libc::kill(-1, libc::SIGKILL);
+        let mut leftovers = 0;
+        loop {
+            let mut st: c_int = 0;
+            let pid = libc::waitpid(-1, &mut st, 0);
+            if pid > 0 {
+                leftovers += 1;
+            } else if errno() != libc::EINTR {
+                break;
+            }
         }
+        send(status, TAG_LEFTOVERS, leftovers, 0);
+        // Close explicitly: on exit, the last close of a file is deferred until after the
+        // namespaces are torn down (milliseconds with a FUSE mount), and the harness waits for
+        // this EOF. The teardown itself is the reaper's to wait for.
+        libc::close(status);
+        libc::_exit(0);
     }
-    libc::kill(-1, libc::SIGKILL);
-    let mut leftovers = 0;
-    loop {
-        let mut st: c_int = 0;
-        let pid = libc::waitpid(-1, &mut st, 0);
-        if pid > 0 {
-            leftovers += 1;
-        } else if errno() != libc::EINTR {
-            break;
-        }
-    }
-    send(status, TAG_LEFTOVERS, leftovers, 0);
-    // Close explicitly: on exit, the last close of a file is deferred until after the
-    // namespaces are torn down (milliseconds with a FUSE mount), and the harness waits for
-    // this EOF. The teardown itself is the reaper's to wait for.
-    libc::close(status);
-    libc::_exit(0);
 }
 
 extern "C" fn target_entry(arg: *mut libc::c_void) -> c_int {
@@ -769,62 +865,70 @@ extern "C" fn target_entry(arg: *mut libc::c_void) -> c_int {
 
 /// The target, before exec. Runs in init's memory (CLONE_VM) while init is suspended:
 /// it must write nothing but its own stack.
+///
+/// # Safety
+/// Only as the entry of init's CLONE_VM|CLONE_VFORK clone, with init's `Prepared`.
 unsafe fn target_main(p: &Prepared) -> ! {
-    let status = p.status_w;
-    let fail = |step: i32, e: c_int| -> ! {
-        send(status, TAG_TARGET_FAIL, step, e);
+    // SAFETY: between clone and exec in init's memory: raw syscalls only, on `p`'s CStrings
+    // and pointer arrays (alive: init is suspended) and stack buffers; no allocation, no
+    // lock. `before_exec` is the syscall layer's hook, which promises the same.
+    unsafe {
+        let status = p.status_w;
+        let fail = |step: i32, e: c_int| -> ! {
+            send(status, TAG_TARGET_FAIL, step, e);
+            libc::_exit(127);
+        };
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        // Its own /proc/self views, bound while it still may (in init's mount namespace).
+        for (i, (view, name)) in p.process_views.iter().enumerate() {
+            let mut src = CPath::new();
+            src.push(b"/proc/self/fd/")
+                .num((p.view_fd_base + *view as c_int) as u32);
+            let mut dst = CPath::new();
+            dst.push(b"/proc/self/").push(name.as_bytes());
+            if bind(&src, dst.as_ptr()) != 0 {
+                fail(i as i32, errno());
+            }
+        }
+        // Root: into the session's user namespace, where uid 0 is an unprivileged uid on the
+        // host. Its mount namespace stays init's (owned by the initial user namespace), so
+        // the target cannot undo any of init's mounts.
+        let userns = match p.nested_map {
+            Some(_) => Some(p.view_fd_base + MAX_VIEWS as c_int),
+            None => p.userns,
+        };
+        if let Some(fd) = userns {
+            if libc::setns(fd, libc::CLONE_NEWUSER) != 0 {
+                fail(SetupStep::JoinUserns as i32, errno());
+            }
+            if let Err(e) = become_root() {
+                fail(SetupStep::BecomeRoot as i32, e);
+            }
+        }
+        libc::setsid();
+        // Move the four stdio fds out of the way, then into place.
+        let mut high = [0 as c_int; 4];
+        for (i, &fd) in p.stdio.iter().enumerate() {
+            high[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 512);
+            if high[i] < 0 {
+                fail(SetupStep::Stdio as i32, errno());
+            }
+        }
+        for (i, &fd) in high.iter().enumerate() {
+            if libc::dup2(fd, i as c_int) < 0 {
+                fail(SetupStep::Stdio as i32, errno());
+            }
+        }
+        if libc::chdir(p.cwd.as_ptr()) != 0 {
+            fail(SetupStep::Chdir as i32, errno());
+        }
+        if let Some(hook) = &p.before_exec {
+            if let Err(e) = hook() {
+                fail(SetupStep::SyscallLayer as i32, e);
+            }
+        }
+        libc::execve(p.exe.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
+        send(status, TAG_EXEC_FAIL, 0, errno());
         libc::_exit(127);
-    };
-    libc::signal(libc::SIGTERM, libc::SIG_DFL);
-    // Its own /proc/self views, bound while it still may (in init's mount namespace).
-    for (i, (view, name)) in p.process_views.iter().enumerate() {
-        let mut src = CPath::new();
-        src.push(b"/proc/self/fd/")
-            .num((p.view_fd_base + *view as c_int) as u32);
-        let mut dst = CPath::new();
-        dst.push(b"/proc/self/").push(name.as_bytes());
-        if bind(&src, dst.as_ptr()) != 0 {
-            fail(i as i32, errno());
-        }
     }
-    // Root: into the session's user namespace, where uid 0 is an unprivileged uid on the
-    // host. Its mount namespace stays init's (owned by the initial user namespace), so
-    // the target cannot undo any of init's mounts.
-    let userns = match p.nested_map {
-        Some(_) => Some(p.view_fd_base + MAX_VIEWS as c_int),
-        None => p.userns,
-    };
-    if let Some(fd) = userns {
-        if libc::setns(fd, libc::CLONE_NEWUSER) != 0 {
-            fail(SetupStep::JoinUserns as i32, errno());
-        }
-        if let Err(e) = become_root() {
-            fail(SetupStep::BecomeRoot as i32, e);
-        }
-    }
-    libc::setsid();
-    // Move the four stdio fds out of the way, then into place.
-    let mut high = [0 as c_int; 4];
-    for (i, &fd) in p.stdio.iter().enumerate() {
-        high[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 512);
-        if high[i] < 0 {
-            fail(SetupStep::Stdio as i32, errno());
-        }
-    }
-    for (i, &fd) in high.iter().enumerate() {
-        if libc::dup2(fd, i as c_int) < 0 {
-            fail(SetupStep::Stdio as i32, errno());
-        }
-    }
-    if libc::chdir(p.cwd.as_ptr()) != 0 {
-        fail(SetupStep::Chdir as i32, errno());
-    }
-    if let Some(hook) = &p.before_exec {
-        if let Err(e) = hook() {
-            fail(SetupStep::SyscallLayer as i32, e);
-        }
-    }
-    libc::execve(p.exe.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
-    send(status, TAG_EXEC_FAIL, 0, errno());
-    libc::_exit(127);
 }

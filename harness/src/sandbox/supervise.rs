@@ -3,11 +3,10 @@
 //! timeout as the poll deadline. On timeout: SIGTERM to init (which forwards it to every
 //! process of the case), `grace`, then SIGKILL (the PID namespace dies with init).
 
-// TEMPORARY (issue 14): this file is being rewritten for speed (issue 12), which adds
-// the SAFETY notes its unsafe blocks lack; remove these allows at that merge.
-#![allow(clippy::undocumented_unsafe_blocks)]
-
 use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::time::{Duration, Instant};
 
 use super::spawn::Record;
@@ -101,6 +100,8 @@ pub(crate) fn watch(
                 .as_millis()
                 .min(i32::MAX as u128) as i32
         };
+        // SAFETY: `pfds` is a live, initialised array of `pfds.len()` pollfds whose fds
+        // this function owns (the pipes) or borrows for its duration (the interrupt pipe).
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as _, wait_ms) };
         if n < 0 {
             if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
@@ -116,11 +117,12 @@ pub(crate) fn watch(
             if !term_sent {
                 obs.timed_out = true;
                 term_sent = true;
-                unsafe { libc::kill(init, libc::SIGTERM) };
+                // Init is the caller's unreaped child: its pid cannot be reused yet.
+                let _ = kill(Pid::from_raw(init), Signal::SIGTERM);
                 deadline = Instant::now() + grace;
             } else {
                 kill_sent = true;
-                unsafe { libc::kill(init, libc::SIGKILL) };
+                let _ = kill(Pid::from_raw(init), Signal::SIGKILL);
             }
             continue;
         }
@@ -131,9 +133,11 @@ pub(crate) fn watch(
             if i == 4 {
                 obs.interrupted = true;
                 kill_sent = true;
-                unsafe { libc::kill(init, libc::SIGKILL) };
+                let _ = kill(Pid::from_raw(init), Signal::SIGKILL);
                 continue;
             }
+            // SAFETY: `fds[i]` is an open pipe end owned by `pipes`, and `buf` is a live
+            // buffer of `buf.len()` writable bytes.
             let r = unsafe { libc::read(fds[i], buf.as_mut_ptr().cast(), buf.len()) };
             if r <= 0 {
                 if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {

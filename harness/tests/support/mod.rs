@@ -76,6 +76,17 @@ pub fn need_root(what: &str) -> Need {
     }
 }
 
+/// A sandbox for cases on this machine (root or user namespaces, seccomp user
+/// notification): what running any case needs. CI machines have it.
+pub fn need_sandbox() -> Need {
+    let data = cgrepro::host::HostData::load(&root().join("fixtures"))
+        .map_err(|e| Unmet::ci_provides(format!("the repository's host data: {e}")))?;
+    match cgrepro::sandbox::Session::new(std::sync::Arc::new(data)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Unmet::ci_provides(format!("cases cannot run here: {e}"))),
+    }
+}
+
 /// A program on `PATH` or at an absolute path.
 pub fn need_program(p: &str) -> Need {
     let found = if p.starts_with('/') {
@@ -209,4 +220,40 @@ pub fn env_count(var: &str, default: usize) -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
+}
+
+/// Make this test process the reaper of its orphaned descendants
+/// (`PR_SET_CHILD_SUBREAPER`): a process a case starts then stays this process's
+/// descendant even after its parent dies, so [`ours`] tells this run's processes from a
+/// concurrent run's (another `cargo test` on the same machine).
+pub fn adopt_orphans() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+}
+
+/// Whether process `pid` descends from this test process (see [`adopt_orphans`]).
+pub fn ours(pid: u32) -> bool {
+    let me = std::process::id();
+    let mut p = pid;
+    // Bounded: a pid namespace nests at most 32 deep, a process tree is not a cycle.
+    for _ in 0..4096 {
+        let Some(parent) = parent_of(p) else {
+            return false;
+        };
+        if parent == me {
+            return true;
+        }
+        if parent <= 1 {
+            return false;
+        }
+        p = parent;
+    }
+    false
+}
+
+/// The parent pid from `/proc/<pid>/stat` (the field after the state, after `comm`'s
+/// closing parenthesis: `comm` may itself hold spaces and parentheses).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
