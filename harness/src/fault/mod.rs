@@ -58,6 +58,7 @@ impl Effect {
     pub fn describe(&self) -> String {
         match self {
             Effect::Errno(e) => errno_name(*e).to_owned(),
+            Effect::Short(1) => "short write of 1 byte".to_string(),
             Effect::Short(n) => format!("short write of {n} bytes"),
             Effect::Corrupt(c) => format!("corrupted read {c:?}"),
         }

@@ -226,6 +226,7 @@ fn every_fault_and_hit_is_printed_the_same_way() {
         short.describe(),
         "#3 write /sys/fs/cgroup/x/cpu.max -> short write of 3 bytes, call 1 only"
     );
+    assert_eq!(Effect::Short(1).describe(), "short write of 1 byte");
     let corrupt = fault(
         4,
         Op::Read,
