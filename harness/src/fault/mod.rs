@@ -124,19 +124,60 @@ pub struct FaultHit {
 impl FaultHit {
     /// `#1 openat /sys/fs/cgroup/x/memory.max -> EINVAL (call 2, syscall layer)`.
     pub fn describe(&self) -> String {
+        self.describe_calls(self.call, self.call)
+    }
+
+    /// The same line for a run of calls `first..=last` of this hit's kind
+    /// (`calls 1–10`).
+    fn describe_calls(&self, first: u64, last: u64) -> String {
         let what = self
             .effect
             .as_ref()
             .map_or_else(|| "delayed".to_string(), Effect::describe);
+        let calls = if first == last {
+            format!("call {first}")
+        } else {
+            format!("calls {first}–{last}")
+        };
         format!(
-            "#{} {} {} -> {what} (call {}, {})",
+            "#{} {} {} -> {what} ({calls}, {})",
             self.fault,
             self.syscall,
             self.path,
-            self.call,
             self.layer.name()
         )
     }
+
+    /// Whether `next` is the call after this one, of the same fault, site and effect.
+    fn continued_by(&self, next: &FaultHit) -> bool {
+        next.call == self.call + 1
+            && next.fault == self.fault
+            && next.layer == self.layer
+            && next.syscall == self.syscall
+            && next.path == self.path
+            && next.effect == self.effect
+    }
+}
+
+/// One line per run of consecutive calls a fault fired on at one site: a retry loop that
+/// meets the same fault ten times reads as `(calls 1–10, ...)`, not as ten lines.
+pub fn describe_hits<'a>(hits: impl IntoIterator<Item = &'a FaultHit>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut run: Option<(&FaultHit, &FaultHit)> = None;
+    for h in hits {
+        run = match run {
+            Some((first, last)) if last.continued_by(h) => Some((first, h)),
+            Some((first, last)) => {
+                lines.push(first.describe_calls(first.call, last.call));
+                Some((h, h))
+            }
+            None => Some((h, h)),
+        };
+    }
+    if let Some((first, last)) = run {
+        lines.push(first.describe_calls(first.call, last.call));
+    }
+    lines
 }
 
 /// The operations the cgroupfs model applies faults to.

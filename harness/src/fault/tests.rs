@@ -253,3 +253,37 @@ fn every_fault_and_hit_is_printed_the_same_way() {
         "#3 write x/cpu.max -> short write of 3 bytes (call 1, cgroupfs model)"
     );
 }
+
+/// A retry loop meeting the same fault reads as one line per run of calls; a different
+/// site, effect or a gap in the calls starts a new line.
+#[test]
+fn consecutive_hits_of_one_fault_at_one_site_read_as_one_line() {
+    let hit = |fault: u32, path: &str, call: u64| FaultHit {
+        fault,
+        layer: Layer::Model,
+        op: Op::Rmdir,
+        syscall: "rmdir",
+        path: path.into(),
+        effect: Some(Effect::Errno(libc::EBUSY)),
+        call,
+        pid: 0,
+    };
+    let hits = [
+        hit(1, "x", 1),
+        hit(1, "x", 2),
+        hit(1, "x", 3),
+        hit(1, "y", 4),
+        hit(1, "y", 6),
+        hit(2, "y", 1),
+    ];
+    assert_eq!(
+        describe_hits(&hits),
+        [
+            "#1 rmdir x -> EBUSY (calls 1–3, cgroupfs model)",
+            "#1 rmdir y -> EBUSY (call 4, cgroupfs model)",
+            "#1 rmdir y -> EBUSY (call 6, cgroupfs model)",
+            "#2 rmdir y -> EBUSY (call 1, cgroupfs model)",
+        ]
+    );
+    assert!(describe_hits(&[]).is_empty());
+}

@@ -124,13 +124,16 @@ impl Report {
                     }
                 })
                 .collect(),
-            faults_fired: observed
-                .syscalls
-                .iter()
-                .flat_map(|s| &s.faults_fired)
-                .chain(&observed.model_hits)
-                .map(|h| norm.apply(&h.describe()))
-                .collect(),
+            faults_fired: crate::fault::describe_hits(
+                observed
+                    .syscalls
+                    .iter()
+                    .flat_map(|s| &s.faults_fired)
+                    .chain(&observed.model_hits),
+            )
+            .iter()
+            .map(|l| norm.apply(l))
+            .collect(),
             refused: observed
                 .syscalls
                 .iter()
