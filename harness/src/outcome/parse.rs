@@ -263,10 +263,12 @@ pub fn last_line(text: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    const GO_NIL_DEREF: &str = "time=\"2024-12-02T10:00:00Z\" level=info msg=\"loaded configuration\"
+    /// A Go nil dereference in Kata's resource controller, as a shim's stderr shows it
+    /// (also the Go trace of the classification table tests).
+    pub(crate) const GO_NIL_DEREF: &str = "time=\"2024-12-02T10:00:00Z\" level=info msg=\"loaded configuration\"
 panic: runtime error: invalid memory address or nil pointer dereference
 [signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x1a2b3c4]
 

@@ -6,6 +6,7 @@
 use rstest::rstest;
 
 use super::normalize::Normalizer;
+use super::parse::tests::GO_NIL_DEREF;
 use super::{classify, Outcome, Runtime};
 use crate::evidence::{Exit, Observed};
 
@@ -60,17 +61,6 @@ fn panic_frames() -> Vec<String> {
     ])
 }
 
-const GO_NIL_DEREF: &str = "time=\"2024-12-02T10:00:00Z\" level=info msg=\"loaded configuration\"
-panic: runtime error: invalid memory address or nil pointer dereference
-[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x1a2b3c4]
-
-goroutine 47 [running]:
-github.com/kata-containers/kata-containers/src/runtime/pkg/resourcecontrol.NewSandboxResourceController({0xc000512000, 0x4c}, 0xc0004e6000, 0x1)
-\t/go/src/github.com/kata-containers/kata-containers/src/runtime/pkg/resourcecontrol/cgroups.go:189 +0x2f4
-created by main.main
-\t/go/src/main.go:12 +0x1
-";
-
 const GO_EXPLICIT_PANIC: &str = "panic: cgroups: cgroup mountpoint does not exist\n\ngoroutine 1 [running]:\nruntime.gopanic(...)\n\t/usr/lib/go/src/runtime/panic.go:1 +0x1\nmain.load(...)\n\t/src/main.go:12 +0x1d\nmain.main()\n\t/src/main.go:5 +0x1\n";
 
 fn go_nil_deref_crash(signal: &str) -> Outcome {
@@ -80,7 +70,10 @@ fn go_nil_deref_crash(signal: &str) -> Outcome {
         op: None,
         message: Some("runtime error: invalid memory address or nil pointer dereference".into()),
         location: Some("src/runtime/pkg/resourcecontrol/cgroups.go:189".into()),
-        frames: strings(&["github.com/kata-containers/kata-containers/src/runtime/pkg/resourcecontrol.NewSandboxResourceController (src/runtime/pkg/resourcecontrol/cgroups.go:189)"]),
+        frames: strings(&[
+            "github.com/kata-containers/kata-containers/src/runtime/pkg/resourcecontrol.NewSandboxResourceController (src/runtime/pkg/resourcecontrol/cgroups.go:189)",
+            "github.com/kata-containers/kata-containers/src/runtime/virtcontainers.(*Sandbox).createResourceController (src/runtime/virtcontainers/sandbox_linux.go:46)",
+        ]),
     }
 }
 
