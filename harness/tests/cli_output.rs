@@ -26,6 +26,10 @@ fn main() {
             json_junit_and_artifacts_for_ci,
         )
         .test(
+            "a_scenario_outside_scenarios_keeps_its_artifacts_in_the_run",
+            a_scenario_outside_scenarios_keeps_its_artifacts_in_the_run,
+        )
+        .test(
             "whole_output_is_kept_beyond_the_snapshot_tail",
             whole_output_is_kept_beyond_the_snapshot_tail,
         )
@@ -153,6 +157,53 @@ fn json_junit_and_artifacts_for_ci() {
         2
     );
     assert!(latest.join("index.html").is_file());
+}
+
+/// A scenario file anywhere (a bug report saved in /tmp, a benchmark fixture) is named by
+/// its absolute path; its cases' artifacts still go under the run directory, never beside
+/// the file (they once did: 5,000 files next to a benchmark fixture).
+fn a_scenario_outside_scenarios_keeps_its_artifacts_in_the_run() {
+    let repo = repo_with_a_failing_case();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("report.toml");
+    std::fs::write(
+        &file,
+        "[scenario]\ntitle = \"exit 3\"\n\n[target]\ndriver = \"crasher-exit3\"\n",
+    )
+    .unwrap();
+    let art = repo.path().join("runs");
+    let o = cgrepro(repo.path())
+        .args(["matrix", "--format", "json", "--artifacts"])
+        .arg(&art)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let beside: Vec<_> = std::fs::read_dir(elsewhere.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(beside, [std::ffi::OsString::from("report.toml")]);
+    let record: Value = serde_json::from_str(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .expect("a record"),
+    )
+    .unwrap();
+    let report = Path::new(record["artifacts"]["report_yaml"].as_str().unwrap());
+    assert!(report.is_file(), "{}", report.display());
+    assert!(
+        report.starts_with(art.canonicalize().unwrap()) || report.starts_with(&art),
+        "{}",
+        report.display()
+    );
 }
 
 fn whole_output_is_kept_beyond_the_snapshot_tail() {

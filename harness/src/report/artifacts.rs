@@ -55,9 +55,15 @@ fn prune(base: &Path, keep: usize) {
     }
 }
 
-/// A case's directory in a run (named as its snapshot).
+/// A case's directory in a run (named as its snapshot). A scenario outside `scenarios/` is
+/// named by its absolute path: its directory still goes under the run, never beside the
+/// scenario file.
 pub fn case_dir(run: &Path, case: &Case) -> PathBuf {
-    run.join(case.snapshot_dir()).join(case.snapshot_name())
+    let within: PathBuf = Path::new(case.snapshot_dir())
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect();
+    run.join(within).join(case.snapshot_name())
 }
 
 /// Write what the report holds beyond the captured output (which the sandbox wrote as
