@@ -120,12 +120,16 @@ fn throughput(engine: &Engine, path: &Path, label: &str, jobs: &[usize]) {
         let reports = pool::map(&cases, jobs, |c| engine.run(c, false));
         let el = t.elapsed();
         // Every case must have done what the matrix says (created, limited and deleted
-        // its group): a panic or an error would be timing something else.
-        if let Some(r) = reports
-            .iter()
-            .flatten()
-            .find(|r| r.outcome.class() != Class::Ok)
-        {
+        // its group): a panic or an error would be timing something else. On the plain
+        // tree a group is a directory that keeps its files, so cgroups-rs's delete ends
+        // in ENOTEMPTY (after its own retries): that one error is the tree's.
+        let tree = path.to_string_lossy().contains("-tree");
+        if let Some(r) = reports.iter().flatten().find(|r| {
+            r.outcome.class() != Class::Ok
+                && !(tree
+                    && r.signature().starts_with("error in delete:")
+                    && r.signature().contains("DirectoryNotEmpty"))
+        }) {
             panic!("a throughput case did not succeed:\n{}", r.snapshot());
         }
         println!(
