@@ -286,8 +286,15 @@ pub fn run(root: &Path, a: Args) -> i32 {
                 {
                     continue;
                 }
-                k += 1;
-                let p = dir.join(format!("{}-{}-{k:03}.toml", d.series, d.mode));
+                // The next number whose file does not exist: a count of the fixtures
+                // alone would overwrite one after another was deleted.
+                let p = loop {
+                    k += 1;
+                    let p = dir.join(format!("{}-{}-{k:03}.toml", d.series, d.mode));
+                    if !p.exists() {
+                        break p;
+                    }
+                };
                 if let Err(e) = std::fs::write(&p, d.to_toml()) {
                     eprintln!("error: {}: {e}", p.display());
                     ok = false;
