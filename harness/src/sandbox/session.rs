@@ -131,6 +131,10 @@ pub enum CaseError {
 pub enum PerCaseReason {
     #[error("CGREPRO_FUSE_PER_CASE=1")]
     Forced,
+    /// The userns strategy: a FUSE mount in a user namespace needs a /dev/fuse fd opened
+    /// in that namespace, so each case's init opens and mounts its own.
+    #[error("the userns strategy: each case's init mounts a /dev/fuse it opened itself")]
+    UserNs,
     #[error(transparent)]
     Unavailable(#[from] cgroupfs::shared::SharedError),
 }
@@ -210,16 +214,26 @@ struct MaterializedHost {
 }
 
 /// How a case's cgroupfs model is served: on the session's connection (a clone of the
-/// case's directory, moved by init), or on a FUSE mount of its own (kernels before 6.15).
+/// case's directory, moved by init), or on a FUSE mount of its own (kernels before 6.15,
+/// and the userns strategy).
 enum CaseCgroupfs {
     Shared {
         attached: cgroupfs::shared::Attached,
         tree: OwnedFd,
     },
     PerCase {
-        device: OwnedFd,
+        device: FuseDevice,
         model: Box<cgroupfs::Model>,
     },
+}
+
+/// A per-case FUSE mount's /dev/fuse fd.
+enum FuseDevice {
+    /// Root: opened by the harness; init mounts it by number.
+    Opened(OwnedFd),
+    /// UserNs: opened and mounted by init (`Step::MountFuse`), which sends it back over
+    /// `send`; the harness receives it on `receive`.
+    FromInit { receive: OwnedFd, send: OwnedFd },
 }
 
 /// A case's model while it is being served.
@@ -326,7 +340,7 @@ impl Session {
             netns,
             userns,
             reaper: Reaper::default(),
-            model_unavailable: model_unavailable(strategy),
+            model_unavailable: model_unavailable(),
             stale_removed,
             shared_cgroupfs: OnceLock::new(),
         })
@@ -342,6 +356,9 @@ impl Session {
     fn shared_cgroupfs(&self) -> Option<&cgroupfs::shared::Shared> {
         self.shared_cgroupfs
             .get_or_init(|| {
+                if self.strategy == Strategy::UserNs {
+                    return Err(PerCaseReason::UserNs);
+                }
                 if std::env::var_os("CGREPRO_FUSE_PER_CASE").is_some_and(|v| v == "1") {
                     return Err(PerCaseReason::Forced);
                 }
@@ -507,7 +524,19 @@ impl Session {
                     CaseCgroupfs::Shared { attached, tree }
                 }
                 None => CaseCgroupfs::PerCase {
-                    device: cgroupfs::server::open_device().map_err(CaseError::FuseDevice)?,
+                    device: match self.strategy {
+                        Strategy::Root => FuseDevice::Opened(
+                            cgroupfs::server::open_device().map_err(CaseError::FuseDevice)?,
+                        ),
+                        Strategy::UserNs => {
+                            let (receive, send) =
+                                UnixStream::pair().map_err(CaseError::Socketpair)?;
+                            FuseDevice::FromInit {
+                                receive: receive.into(),
+                                send: send.into(),
+                            }
+                        }
+                    },
                     model: Box::new(m),
                 },
             })
@@ -619,7 +648,10 @@ impl Session {
                 fd: tree.as_raw_fd(),
                 target: c("/sys/fs/cgroup")?,
             }),
-            Some(CaseCgroupfs::PerCase { device, .. }) => init_steps.push(Step::Mount {
+            Some(CaseCgroupfs::PerCase {
+                device: FuseDevice::Opened(device),
+                ..
+            }) => init_steps.push(Step::Mount {
                 source: c("cgrepro")?,
                 target: c("/sys/fs/cgroup")?,
                 fstype: c("fuse")?,
@@ -629,6 +661,15 @@ impl Session {
                     fuse_ids.0,
                     fuse_ids.1,
                 ))?),
+            }),
+            Some(CaseCgroupfs::PerCase {
+                device: FuseDevice::FromInit { send, .. },
+                ..
+            }) => init_steps.push(Step::MountFuse {
+                target: c("/sys/fs/cgroup")?,
+                flags: nosuid,
+                options: c(&cgroupfs::server::mount_options(fuse_ids.0, fuse_ids.1))?,
+                sock: send.as_raw_fd(),
             }),
             None => init_steps.push(Step::Mount {
                 source: c("cgrepro")?,
@@ -915,7 +956,10 @@ impl Session {
                 Some(target_sock.as_raw_fd()),
                 model.as_ref().map(|m| match m {
                     CaseCgroupfs::Shared { tree, .. } => tree.as_raw_fd(),
-                    CaseCgroupfs::PerCase { device, .. } => device.as_raw_fd(),
+                    CaseCgroupfs::PerCase {
+                        device: FuseDevice::Opened(fd) | FuseDevice::FromInit { send: fd, .. },
+                        ..
+                    } => fd.as_raw_fd(),
                 }),
             ]
             .into_iter()
@@ -956,7 +1000,14 @@ impl Session {
         let served = model.map(|m| match m {
             CaseCgroupfs::PerCase { device, mut model } => {
                 model.set_pids(Box::new(cgroupfs::pids::CasePids::new(init)));
-                Served::PerCase(cgroupfs::server::serve(device, *model, fuse_ids))
+                Served::PerCase(match device {
+                    FuseDevice::Opened(fd) => cgroupfs::server::serve(fd, *model, fuse_ids),
+                    // Init has its own end: the socket reports EOF if init ends unmounted.
+                    FuseDevice::FromInit { receive, send } => {
+                        drop(send);
+                        cgroupfs::server::serve_received(receive, *model, fuse_ids)
+                    }
+                })
             }
             CaseCgroupfs::Shared { attached, tree } => {
                 // Init has its own copy of the clone (moved before the target starts).
@@ -1132,17 +1183,19 @@ fn shared_netns() -> std::io::Result<OwnedFd> {
     .map_err(|_| std::io::Error::other("netns thread panicked"))?
 }
 
-/// The cgroupfs model needs the root strategy and /dev/fuse.
-fn model_unavailable(strategy: Strategy) -> Option<String> {
-    if strategy != Strategy::Root {
-        return Some(
-            "the cgroupfs model needs root (the kernel refuses a FUSE mount in a user namespace \
-             with a /dev/fuse opened outside it); run as root, or set [host] cgroupfs = \"tree\""
-                .into(),
-        );
-    }
+/// The cgroupfs model needs a /dev/fuse this user may open: the harness opens it (Root),
+/// or each case's init, which is this user on the machine when it opens it (UserNs).
+fn model_unavailable() -> Option<String> {
     cgroupfs::server::open_device().err().map(|e| {
-        format!("the cgroupfs model needs /dev/fuse ({e}); or set [host] cgroupfs = \"tree\"")
+        let hint = match (e.kind(), fs::metadata("/dev/fuse")) {
+            (std::io::ErrorKind::PermissionDenied, Ok(m)) => format!(
+                ": /dev/fuse is mode {:04o} here, and unprivileged FUSE mounts need it open \
+                 to every user (0666, as distributions ship it); run as root, or make it so",
+                m.permissions().mode() & 0o7777
+            ),
+            _ => String::new(),
+        };
+        format!("the cgroupfs model needs /dev/fuse ({e}){hint}; or set [host] cgroupfs = \"tree\"")
     })
 }
 

@@ -80,6 +80,18 @@ pub enum Step {
         target: CString,
         keep: c_ulong,
     },
+    /// UserNs, the cgroupfs model: mount the `/dev/fuse` fd init opened (see
+    /// [`Prepared::opens_fuse`]) on `target` with `fd=<n>,<options>`, then hand the fd to
+    /// the harness over the unix socket `sock` (SCM_RIGHTS), which serves the model on it.
+    /// The kernel accepts a FUSE mount in a user namespace only with a /dev/fuse fd
+    /// opened by that namespace (`fuse_fill_super`: `f_cred->user_ns != s_user_ns` is
+    /// EINVAL), so the harness cannot open it itself as it does for `Root`.
+    MountFuse {
+        target: CString,
+        flags: c_ulong,
+        options: CString,
+        sock: RawFd,
+    },
 }
 
 impl Step {
@@ -97,6 +109,9 @@ impl Step {
             Step::JoinNetns(_) => "join the session's network namespace".into(),
             Step::MoveMount { target, .. } => format!("attach the cgroupfs at {}", s(target)),
             Step::ReadOnly { target, .. } => format!("remount {} read-only", s(target)),
+            Step::MountFuse { target, .. } => {
+                format!("mount the cgroupfs model (FUSE) on {}", s(target))
+            }
         }
     }
 }
@@ -228,6 +243,16 @@ impl Prepared {
     }
 }
 
+impl Prepared {
+    /// Whether init opens /dev/fuse for a [`Step::MountFuse`]. Async-signal-safe (a scan
+    /// of the steps): init asks.
+    pub fn opens_fuse(&self) -> bool {
+        self.init_steps
+            .iter()
+            .any(|s| matches!(s, Step::MountFuse { .. }))
+    }
+}
+
 /// A setup step outside init's [`Step`] list that can fail, as reported on the status
 /// pipe (negative numbers; a non-negative number is an index into `init_steps` for init,
 /// into `process_views` for the target). Shared by the child (which sends it) and the
@@ -251,10 +276,12 @@ pub enum SetupStep {
     OpenViews = -8,
     /// Init (UserNs): make the target's user namespace.
     MakeUserns = -9,
+    /// Init (UserNs, the cgroupfs model): open /dev/fuse.
+    OpenFuse = -10,
 }
 
 impl SetupStep {
-    const ALL: [SetupStep; 9] = [
+    const ALL: [SetupStep; 10] = [
         SetupStep::JoinUserns,
         SetupStep::BecomeRoot,
         SetupStep::Stdio,
@@ -264,6 +291,7 @@ impl SetupStep {
         SetupStep::TooManyViews,
         SetupStep::OpenViews,
         SetupStep::MakeUserns,
+        SetupStep::OpenFuse,
     ];
 
     pub fn from_code(code: i32) -> Option<SetupStep> {
@@ -281,6 +309,7 @@ impl SetupStep {
             SetupStep::TooManyViews => "open the /proc views (too many)",
             SetupStep::OpenViews => "open the /proc views",
             SetupStep::MakeUserns => "create the target's user namespace",
+            SetupStep::OpenFuse => "open /dev/fuse",
         }
     }
 }
@@ -480,7 +509,7 @@ pub unsafe fn write_id_maps(
 /// # Safety
 /// Changes the calling process's mounts and namespaces: only for init, in its own
 /// namespaces, after clone.
-unsafe fn run_step(step: &Step, view_fds: &[c_int]) -> Result<(), c_int> {
+unsafe fn run_step(step: &Step, view_fds: &[c_int], fuse_fd: c_int) -> Result<(), c_int> {
     // SAFETY: every pointer passed is a NUL-terminated CString of `step` or a stack CPath,
     // alive for the call, or null where the syscall allows it; mount/umount2/mkdir/
     // sethostname/setns/move_mount are raw syscalls (async-signal-safe, no allocation).
@@ -548,11 +577,82 @@ unsafe fn run_step(step: &Step, view_fds: &[c_int]) -> Result<(), c_int> {
                     r
                 }
             }
+            Step::MountFuse {
+                target,
+                flags,
+                options,
+                sock,
+            } => {
+                let mut data = CPath::new();
+                data.push(b"fd=")
+                    .num(fuse_fd as u32)
+                    .push(b",")
+                    .push(options.as_bytes());
+                let mut r = libc::mount(
+                    c"cgrepro".as_ptr(),
+                    target.as_ptr(),
+                    c"fuse".as_ptr(),
+                    *flags,
+                    data.as_ptr().cast(),
+                );
+                if r == 0 {
+                    r = send_fd(*sock, fuse_fd);
+                }
+                // The mount holds the connection and the harness its own copy of the fd;
+                // nothing of it is left for the target to inherit.
+                let e = errno();
+                libc::close(fuse_fd);
+                libc::close(*sock);
+                if r != 0 {
+                    return Err(e);
+                }
+                0
+            }
         };
         if r == 0 {
             Ok(())
         } else {
             Err(errno())
+        }
+    }
+}
+
+/// Send `fd` over the unix socket `sock` (SCM_RIGHTS, with one byte of data): 0, or -1
+/// with errno. Hand-written on raw `sendmsg`: nix's `sendmsg` allocates its control
+/// buffer, which a post-clone child may not.
+///
+/// # Safety
+/// None beyond the syscall's own: unsafe so that it may be called between clone and exec
+/// (it is async-signal-safe: stack buffers and one sendmsg).
+unsafe fn send_fd(sock: c_int, fd: c_int) -> c_int {
+    /// Room for one `cmsghdr` carrying one int, aligned as `cmsghdr` needs.
+    #[repr(C, align(8))]
+    struct Control([u8; 32]);
+    // SAFETY: every pointer handed to the kernel is into this stack frame (`byte`, `iov`,
+    // `control`, `msg`), alive for the call; an all-zero msghdr is valid; CMSG_FIRSTHDR
+    // of a msghdr with a control buffer of CMSG_SPACE(4) <= 32 bytes is a non-null pointer
+    // into `control`, and CMSG_DATA of it has room for the int (written unaligned).
+    unsafe {
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut control = Control([0; 32]);
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) as _;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<c_int>(), fd);
+        if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) == 1 {
+            0
+        } else {
+            -1
         }
     }
 }
@@ -690,13 +790,18 @@ unsafe fn nested_userns(map: &CString, at: c_int) -> Result<(), c_int> {
         if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
             return Err(errno());
         }
-        // Init's id switch made it non-dumpable, so the child's /proc files would belong to
-        // the machine's root and init could not write its id maps: dumpable for the clone
-        // only (no target exists yet that could ptrace init meanwhile).
+        // Init's id switch made it non-dumpable (when the harness is root), so the child's
+        // /proc files would belong to the machine's root and init could not write its id
+        // maps: dumpable for the clone only (no target exists yet that could ptrace init
+        // meanwhile), then as before. A non-root harness's init made no switch and stays
+        // dumpable: the harness reads the case's procfs through /proc/<init>/root (the
+        // cgroupfs model's pids); the target, in a child user namespace, still cannot
+        // ptrace init (it has no capability in init's namespace).
+        let was = libc::prctl(libc::PR_GET_DUMPABLE);
         libc::prctl(libc::PR_SET_DUMPABLE, 1);
         let pid = raw_clone(libc::CLONE_NEWUSER);
-        if pid != 0 {
-            libc::prctl(libc::PR_SET_DUMPABLE, 0);
+        if pid != 0 && was >= 0 {
+            libc::prctl(libc::PR_SET_DUMPABLE, was as c_ulong);
         }
         if pid == 0 {
             let mut b = 0u8;
@@ -751,6 +856,21 @@ unsafe fn init_main(p: &Prepared) -> ! {
         }
         libc::close(p.sync_r);
         let status = p.status_w;
+        // UserNs, the cgroupfs model: /dev/fuse is opened before init becomes its
+        // namespace's root, while it still has the harness's uid on the machine (so it may
+        // open what the harness may, e.g. root's mode-0600 /dev/fuse when the harness is
+        // root); the fd's credentials already name init's user namespace, as the FUSE
+        // mount requires (Step::MountFuse).
+        // On a fixed number above the views and the target's user namespace fd.
+        let fuse_fd = p.view_fd_base + MAX_VIEWS as c_int + 1;
+        if p.opens_fuse() {
+            let fd = libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+            if fd < 0 || libc::dup3(fd, fuse_fd, libc::O_CLOEXEC) < 0 {
+                send(status, TAG_INIT_FAIL, SetupStep::OpenFuse as i32, errno());
+                libc::_exit(1);
+            }
+            libc::close(fd);
+        }
         if p.strategy == Strategy::UserNs {
             if let Err(e) = become_root() {
                 send(status, TAG_INIT_FAIL, SetupStep::BecomeRoot as i32, e);
@@ -787,7 +907,7 @@ unsafe fn init_main(p: &Prepared) -> ! {
         }
         let view_fds = &view_fds[..p.views.len()];
         for (i, step) in p.init_steps.iter().enumerate() {
-            if let Err(e) = run_step(step, view_fds) {
+            if let Err(e) = run_step(step, view_fds, fuse_fd) {
                 send(status, TAG_INIT_FAIL, i as i32, e);
                 libc::_exit(1);
             }
@@ -797,6 +917,12 @@ unsafe fn init_main(p: &Prepared) -> ! {
                 send(status, TAG_TARGET_FAIL, SetupStep::MakeUserns as i32, e);
                 libc::_exit(1);
             }
+            // The namespace's maker was pid 2 of the case: the target becomes pid 2 again,
+            // as under Root, so that pids in op logs and snapshots are the same under both
+            // strategies. Init may (CAP_SYS_ADMIN in the user namespace that owns the case's
+            // PID namespace). Best effort: without CONFIG_CHECKPOINT_RESTORE the file does
+            // not exist and the target is pid 3 (a snapshot diff says so).
+            let _ = write_file(b"/proc/sys/kernel/ns_last_pid\0", b"1");
         }
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = forward_term as *const () as usize;
