@@ -1054,11 +1054,20 @@ impl Session {
                 m.fork(tid).err()
             }))
         });
+        // The userns strategy's FUSE mount serves only tasks of the case's user namespace:
+        // the supervisor's lookups below /sys/fs/cgroup are made from in there.
+        let userns = match (&served, self.strategy) {
+            (Some(_), Strategy::UserNs) => fs::File::open(format!("/proc/{init}/ns/user"))
+                .ok()
+                .map(|f| Arc::new(OwnedFd::from(f))),
+            _ => None,
+        };
         let supervisor = Supervisor::start_with(
             OwnedFd::from(sup_sock),
             plan,
             syscall::SupervisorOptions {
                 fork_gate,
+                userns,
                 ..Default::default()
             },
         );

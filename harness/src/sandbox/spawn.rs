@@ -588,71 +588,31 @@ unsafe fn run_step(step: &Step, view_fds: &[c_int], fuse_fd: c_int) -> Result<()
                     .num(fuse_fd as u32)
                     .push(b",")
                     .push(options.as_bytes());
-                let mut r = libc::mount(
+                let r = libc::mount(
                     c"cgrepro".as_ptr(),
                     target.as_ptr(),
                     c"fuse".as_ptr(),
                     *flags,
                     data.as_ptr().cast(),
                 );
-                if r == 0 {
-                    r = send_fd(*sock, fuse_fd);
-                }
                 // The mount holds the connection and the harness its own copy of the fd;
-                // nothing of it is left for the target to inherit.
-                let e = errno();
-                libc::close(fuse_fd);
+                // nothing of it is left for the target to inherit (send_fd closes it).
+                let sent = if r == 0 {
+                    crate::sandbox::syscall::send_fd(*sock, fuse_fd)
+                } else {
+                    let e = errno();
+                    libc::close(fuse_fd);
+                    Err(e)
+                };
                 libc::close(*sock);
-                if r != 0 {
-                    return Err(e);
-                }
-                0
+                sent?;
+                r
             }
         };
         if r == 0 {
             Ok(())
         } else {
             Err(errno())
-        }
-    }
-}
-
-/// Send `fd` over the unix socket `sock` (SCM_RIGHTS, with one byte of data): 0, or -1
-/// with errno. Hand-written on raw `sendmsg`: nix's `sendmsg` allocates its control
-/// buffer, which a post-clone child may not.
-///
-/// # Safety
-/// None beyond the syscall's own: unsafe so that it may be called between clone and exec
-/// (it is async-signal-safe: stack buffers and one sendmsg).
-unsafe fn send_fd(sock: c_int, fd: c_int) -> c_int {
-    /// Room for one `cmsghdr` carrying one int, aligned as `cmsghdr` needs.
-    #[repr(C, align(8))]
-    struct Control([u8; 32]);
-    // SAFETY: every pointer handed to the kernel is into this stack frame (`byte`, `iov`,
-    // `control`, `msg`), alive for the call; an all-zero msghdr is valid; CMSG_FIRSTHDR
-    // of a msghdr with a control buffer of CMSG_SPACE(4) <= 32 bytes is a non-null pointer
-    // into `control`, and CMSG_DATA of it has room for the int (written unaligned).
-    unsafe {
-        let mut byte = [0u8; 1];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
-        };
-        let mut control = Control([0; 32]);
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) as _;
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<c_int>(), fd);
-        if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) == 1 {
-            0
-        } else {
-            -1
         }
     }
 }

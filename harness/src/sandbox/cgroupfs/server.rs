@@ -656,7 +656,8 @@ fn receive(sock: &OwnedFd, stop: &AtomicBool) -> Result<Option<OwnedFd>, FuseErr
     }
     let mut byte = [0u8; 1];
     let mut iov = [std::io::IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!(RawFd);
+    // Init's send_fd adds its credentials to the fd.
+    let mut space = nix::cmsg_space!(RawFd, libc::ucred);
     let msg = recvmsg::<()>(
         sock.as_raw_fd(),
         &mut iov,
