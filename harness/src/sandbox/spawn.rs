@@ -836,6 +836,18 @@ unsafe fn init_main(p: &Prepared) -> ! {
                 send(status, TAG_INIT_FAIL, SetupStep::BecomeRoot as i32, e);
                 libc::_exit(1);
             }
+            // Changing the effective uid on the machine (a root harness's init becomes
+            // uid 100000) cleared the parent-death signal: armed again, and if the harness
+            // died meanwhile (its end of the status pipe is gone), init leaves at once.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong);
+            let mut pfd = libc::pollfd {
+                fd: status,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            if libc::poll(&mut pfd, 1, 0) == 1 && pfd.revents & libc::POLLERR != 0 {
+                libc::_exit(1);
+            }
         }
         // Open the views while the session directory is visible (before /tmp is covered);
         // binding them later goes through /proc/self/fd, inside this mount namespace.
