@@ -24,7 +24,9 @@
 //!   mount namespace, so the target goes one level deeper: init makes a child user
 //!   namespace (the same ids, `nested_map`) and the target joins it right before exec. As
 //!   with `Root`, the target then cannot undo init's mounts (unmount the private /tmp,
-//!   remount the read-only root read-write).
+//!   remount the read-only root read-write). The cgroupfs model's FUSE mount must be made
+//!   with a /dev/fuse opened in init's user namespace: init opens it, mounts it and hands
+//!   the fd to the harness ([`Step::MountFuse`]).
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
