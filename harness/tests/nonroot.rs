@@ -107,16 +107,24 @@ fn nobody_gets_roots_outcomes_and_snapshots() {
     let mut known_seen = Vec::new();
     for filter in FILTERS {
         let dir = |who: &str| runs.path().join(who).join(filter.trim_end_matches('/'));
-        let as_root = Command::new(env!("CARGO_BIN_EXE_cgrepro"))
-            .args([
+        let root_dir = dir("root");
+        let args = |artifacts: &Path| {
+            let a = artifacts.to_str().unwrap().to_string();
+            [
                 "run",
                 filter,
                 "--format",
                 "json",
                 "--allow-ignored",
                 "--artifacts",
-            ])
-            .arg(dir("root"))
+            ]
+            .map(String::from)
+            .into_iter()
+            .chain([a])
+            .collect::<Vec<String>>()
+        };
+        let as_root = Command::new(env!("CARGO_BIN_EXE_cgrepro"))
+            .args(args(&root_dir))
             .current_dir(&repo)
             .env("CGREPRO_SKIP_BUILD", "1")
             .env_remove("CGREPRO_STRATEGY")
@@ -126,18 +134,11 @@ fn nobody_gets_roots_outcomes_and_snapshots() {
         let nobody_dir = dir("nobody");
         std::fs::create_dir_all(&nobody_dir).unwrap();
         std::fs::set_permissions(&nobody_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let nobody_args = args(&nobody_dir);
         let as_nobody = cgrepro_as_nobody(
             &repo,
             0o666,
-            &[
-                "run",
-                filter,
-                "--format",
-                "json",
-                "--allow-ignored",
-                "--artifacts",
-                nobody_dir.to_str().unwrap(),
-            ],
+            &nobody_args.iter().map(String::as_str).collect::<Vec<_>>(),
             &[shims],
         );
         let root_records = records(&String::from_utf8_lossy(&as_root.stdout));
