@@ -250,10 +250,17 @@ impl Served {
         }
     }
 
-    /// The model once the case is over, and the per-case FUSE session's error if any.
-    fn finish(self) -> (Arc<Mutex<cgroupfs::Model>>, Option<String>) {
+    /// The model once the case is over, the per-case FUSE session's error if any, and
+    /// its thread if it still runs.
+    fn finish(
+        self,
+    ) -> (
+        Arc<Mutex<cgroupfs::Model>>,
+        Option<String>,
+        Option<cgroupfs::server::Lingering>,
+    ) {
         match self {
-            Served::Shared(a) => (a.finish(), None),
+            Served::Shared(a) => (a.finish(), None, None),
             Served::PerCase(s) => s.finish(),
         }
     }
@@ -282,6 +289,9 @@ pub struct Session {
     /// The session's one FUSE connection for the cgroupfs model, made by the first case
     /// that needs it; `None` inside: this kernel cannot (a FUSE mount per case then).
     shared_cgroupfs: OnceLock<Result<cgroupfs::shared::Shared, PerCaseReason>>,
+    /// Per-case FUSE threads still running after their case (they end as the kernel
+    /// tears each case's mount down), waited for when the session ends.
+    lingering: Mutex<Vec<cgroupfs::server::Lingering>>,
 }
 
 impl Session {
@@ -343,6 +353,7 @@ impl Session {
             model_unavailable: model_unavailable(),
             stale_removed,
             shared_cgroupfs: OnceLock::new(),
+            lingering: Mutex::new(Vec::new()),
         })
     }
 
@@ -1107,7 +1118,12 @@ impl Session {
             observed.systemd = true;
         }
         if let Some(served) = served {
-            let (model, err) = served.finish();
+            let (model, err, lingering) = served.finish();
+            if let Some(l) = lingering {
+                let mut all = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
+                all.retain(|t| !t.is_finished());
+                all.push(l);
+            }
             let m = model.lock().unwrap_or_else(|e| e.into_inner());
             observed.effects = m.effects();
             observed.cgroupfs_ops = m.log().iter().map(|e| e.line()).collect();
@@ -1169,6 +1185,16 @@ impl Drop for Session {
         self.reaper.finish();
         // The cases' namespaces are gone: the connection can end.
         drop(self.shared_cgroupfs.take());
+        // So do the per-case connections, as the kernel finishes tearing their mounts
+        // down (milliseconds); a thread that would not end is left, not waited for forever.
+        let lingering = std::mem::take(self.lingering.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while lingering.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        for t in lingering.into_iter().filter(|t| t.is_finished()) {
+            t.join();
+        }
         if self.dir.is_some() {
             remove_tree(&self.path);
             // TempDir's own removal then finds nothing left.

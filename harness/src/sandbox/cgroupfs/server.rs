@@ -752,6 +752,21 @@ fn start(source: Source, model: Model, owner: (u32, u32)) -> Served {
     }
 }
 
+/// A per-case FUSE session thread still running after its case; it ends once the kernel
+/// has torn the case's mount down (the connection is then aborted).
+pub struct Lingering(JoinHandle<Result<(), FuseError>>);
+
+impl Lingering {
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+
+    /// Wait for the thread (its outcome no longer matters: the case is reported).
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -763,18 +778,22 @@ impl Served {
     /// hand back the model and the session's error, if it already ended with one. The
     /// session thread is not waited for: it ends by itself when the kernel tears the
     /// mount down with the case's mount namespace, which costs an RCU grace period
-    /// (~10 ms) that no case should pay.
-    pub fn finish(mut self) -> (Arc<Mutex<Model>>, Option<String>) {
+    /// (~10 ms) that no case should pay: it comes back as [`Lingering`], for the
+    /// session to wait for when it ends.
+    pub fn finish(mut self) -> (Arc<Mutex<Model>>, Option<String>, Option<Lingering>) {
         self.stop.store(true, Ordering::Relaxed);
         let mut err = None;
+        let mut lingering = None;
         if let Some(t) = self.thread.take() {
             if t.is_finished() {
                 if let Ok(Err(e)) = t.join() {
                     err = Some(e.to_string());
                 }
+            } else {
+                lingering = Some(Lingering(t));
             }
         }
-        (Arc::clone(&self.model), err)
+        (Arc::clone(&self.model), err, lingering)
     }
 
     pub fn model(&self) -> &Arc<Mutex<Model>> {
