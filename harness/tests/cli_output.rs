@@ -520,10 +520,14 @@ fn the_html_page_renders_in_a_real_browser() {
     );
 }
 
-/// A non-root user (nobody, through `setpriv`) runs cases for real in a user namespace;
-/// cases that need what it lacks (the cgroupfs model's FUSE mount) fail the run loudly.
+/// A non-root user (nobody, through `setpriv`) runs cases for real in user namespaces: on
+/// the plain tree and on the cgroupfs model (each case's init opens /dev/fuse and mounts
+/// it), with the syscall layer answering as the simulated kernel (uname, the statfs magic
+/// of a v1 hierarchy on the model) and injecting a fault. Where /dev/fuse is not open to
+/// every user, the model's cases fail the run loudly, naming it.
 fn a_non_root_user_runs_cases_or_fails_loudly() {
     use std::os::unix::fs::PermissionsExt;
+    use support::nobody::cgrepro_as_nobody;
     let repo = repo_with_a_failing_case();
     let p = repo.path();
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -533,48 +537,75 @@ fn a_non_root_user_runs_cases_or_fails_loudly() {
          [target]\ndriver = \"crasher-abort\"\n\n[[expect]]\nclass = \"crash\"\nsignal = \"SIGABRT\"\n",
     )
     .unwrap();
+    std::fs::remove_file(p.join("scenarios/demo/exit3.toml")).unwrap();
     std::fs::write(
-        p.join("scenarios/demo/exit3.toml"),
-        "[scenario]\ntitle = \"exit 3 on the model\"\n\n[target]\ndriver = \"crasher-exit3\"\n",
+        p.join("scenarios/demo/model.toml"),
+        r#"[scenario]
+title = "the model and the syscall layer, unprivileged"
+
+[host]
+preset = "amazonlinux-2"
+
+[target]
+command = ["sh", "-c", """
+uname -r
+stat -f -c %t /sys/fs/cgroup/memory
+mkdir /sys/fs/cgroup/memory/x
+echo $$ > /sys/fs/cgroup/memory/x/cgroup.procs
+cat /sys/fs/cgroup/memory/x/cgroup.procs
+cat /etc/os-release
+"""]
+
+[[fault]]
+op    = "open"
+path  = "/etc/os-release"
+errno = "EIO"
+
+[[expect]]
+class = "error"
+"#,
     )
     .unwrap();
     let runs = p.join("runs");
     std::fs::create_dir(&runs).unwrap();
     std::fs::set_permissions(&runs, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let bin = Path::new(env!("CARGO_BIN_EXE_cgrepro"));
-    let as_nobody = |args: &[&str]| {
-        let o = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(bin)
-            .args(args)
-            .arg("--artifacts")
-            .arg(&runs)
-            .current_dir(p)
-            .env("CGREPRO_SKIP_BUILD", "1")
-            .env("CGREPRO_BIN_DIR", bin.parent().unwrap())
-            .env_remove("CGREPRO_STRATEGY")
-            .output()
-            .expect("setpriv (util-linux)");
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+    let runs_arg = runs.to_str().unwrap();
+    let run = |fuse_mode: u32, args: &[&str]| {
+        let args = [args, &["--artifacts", runs_arg]].concat();
+        cgrepro_as_nobody(p, fuse_mode, &args, &[])
     };
-    // The tree case runs for real, unprivileged.
-    let (code, out, err) = as_nobody(&["run", "demo/abort"]);
-    assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.contains("ok       demo/abort  SIGABRT"), "{out}");
-    assert!(out.contains("1 passed, 0 failed, 0 ignored"), "{out}");
-    // The model case cannot run without root here: loud, and a failing exit status.
-    let (code, out, err) = as_nobody(&["run"]);
-    assert_eq!(code, Some(3), "{out}{err}");
-    assert!(out.contains("1 passed, 0 failed, 1 ignored"), "{out}");
+    // /dev/fuse open to every user (as distributions ship it): both cases run for real.
+    let r = run(0o666, &["run"]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(0), "{all}");
+    assert!(r.stdout.contains("ok       demo/abort  SIGABRT"), "{all}");
+    assert!(r.stdout.contains("2 passed, 0 failed, 0 ignored"), "{all}");
+    let report =
+        std::fs::read_to_string(runs.join("latest/demo/model/report.yaml")).expect("the report");
+    for line in [
+        // The model served the case, and its op log saw the target as pid 2 (as under root).
+        "cgroupfs: model",
+        "- mkdir memory/x -> ok",
+        "- write memory/x/cgroup.procs \"2\\n\" -> ok",
+        // The syscall layer: the simulated kernel's release and a v1 hierarchy's statfs
+        // magic (CGROUP_SUPER_MAGIC, not FUSE's), and the injected fault.
+        "5.10.230-223.885.amzn2.x86_64",
+        "27e0eb",
+        "cat: /etc/os-release: Input/output error",
+    ] {
+        assert!(report.contains(line), "{line:?} not in\n{report}");
+    }
+    // /dev/fuse for root alone (mode 0600, as on this machine's VM image): the model case
+    // cannot run; loud, with the reason, and a failing exit status.
+    let r = run(0o600, &["run"]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(3), "{all}");
+    assert!(r.stdout.contains("1 passed, 0 failed, 1 ignored"), "{all}");
     assert!(
-        err.contains("error: 1 of 2 selected case(s) cannot run on this machine"),
-        "{err}"
+        r.stderr
+            .contains("error: 1 of 2 selected case(s) cannot run on this machine"),
+        "{all}"
     );
-    assert!(err.contains("cgroupfs model"), "{err}");
-    let (code, _, _) = as_nobody(&["run", "--allow-ignored"]);
-    assert_eq!(code, Some(0));
+    assert!(r.stderr.contains("/dev/fuse is mode 0600 here"), "{all}");
+    assert_eq!(run(0o600, &["run", "--allow-ignored"]).code, Some(0));
 }

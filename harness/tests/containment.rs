@@ -291,13 +291,18 @@ fn hostile_root_target_cannot_touch_the_host(strategy: Strategy) {
         .unwrap();
     assert!(!scenario.cases.is_empty());
     for case in &scenario.cases {
-        let mut case = case.clone();
-        if strategy == Strategy::UserNs {
-            // The cgroupfs model needs the root strategy: on the tree (the case's outcome
-            // is not what this test checks).
-            case.host.cgroupfs = cgrepro::sandbox::cgroupfs::CgroupfsKind::Tree;
-        }
-        let report = engine.run(&case, false);
+        // On the cgroupfs model under both strategies (under UserNs each case's init
+        // mounts its own FUSE connection).
+        assert_eq!(
+            case.host.cgroupfs,
+            cgrepro::sandbox::cgroupfs::CgroupfsKind::Model
+        );
+        let report = engine.run(case, false);
+        assert!(
+            report.snapshot().contains("\ncgroupfs: model\n"),
+            "{}",
+            report.snapshot()
+        );
         assert_ne!(
             report.outcome.class(),
             Class::HarnessError,

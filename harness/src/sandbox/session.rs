@@ -131,6 +131,10 @@ pub enum CaseError {
 pub enum PerCaseReason {
     #[error("CGREPRO_FUSE_PER_CASE=1")]
     Forced,
+    /// The userns strategy: a FUSE mount in a user namespace needs a /dev/fuse fd opened
+    /// in that namespace, so each case's init opens and mounts its own.
+    #[error("the userns strategy: each case's init mounts a /dev/fuse it opened itself")]
+    UserNs,
     #[error(transparent)]
     Unavailable(#[from] cgroupfs::shared::SharedError),
 }
@@ -210,16 +214,26 @@ struct MaterializedHost {
 }
 
 /// How a case's cgroupfs model is served: on the session's connection (a clone of the
-/// case's directory, moved by init), or on a FUSE mount of its own (kernels before 6.15).
+/// case's directory, moved by init), or on a FUSE mount of its own (kernels before 6.15,
+/// and the userns strategy).
 enum CaseCgroupfs {
     Shared {
         attached: cgroupfs::shared::Attached,
         tree: OwnedFd,
     },
     PerCase {
-        device: OwnedFd,
+        device: FuseDevice,
         model: Box<cgroupfs::Model>,
     },
+}
+
+/// A per-case FUSE mount's /dev/fuse fd.
+enum FuseDevice {
+    /// Root: opened by the harness; init mounts it by number.
+    Opened(OwnedFd),
+    /// UserNs: opened and mounted by init (`Step::MountFuse`), which sends it back over
+    /// `send`; the harness receives it on `receive`.
+    FromInit { receive: OwnedFd, send: OwnedFd },
 }
 
 /// A case's model while it is being served.
@@ -236,10 +250,17 @@ impl Served {
         }
     }
 
-    /// The model once the case is over, and the per-case FUSE session's error if any.
-    fn finish(self) -> (Arc<Mutex<cgroupfs::Model>>, Option<String>) {
+    /// The model once the case is over, the per-case FUSE session's error if any, and
+    /// its thread if it still runs.
+    fn finish(
+        self,
+    ) -> (
+        Arc<Mutex<cgroupfs::Model>>,
+        Option<String>,
+        Option<cgroupfs::server::Lingering>,
+    ) {
         match self {
-            Served::Shared(a) => (a.finish(), None),
+            Served::Shared(a) => (a.finish(), None, None),
             Served::PerCase(s) => s.finish(),
         }
     }
@@ -268,6 +289,9 @@ pub struct Session {
     /// The session's one FUSE connection for the cgroupfs model, made by the first case
     /// that needs it; `None` inside: this kernel cannot (a FUSE mount per case then).
     shared_cgroupfs: OnceLock<Result<cgroupfs::shared::Shared, PerCaseReason>>,
+    /// Per-case FUSE threads still running after their case (they end as the kernel
+    /// tears each case's mount down), waited for when the session ends.
+    lingering: Mutex<Vec<cgroupfs::server::Lingering>>,
 }
 
 impl Session {
@@ -326,9 +350,10 @@ impl Session {
             netns,
             userns,
             reaper: Reaper::default(),
-            model_unavailable: model_unavailable(strategy),
+            model_unavailable: model_unavailable(),
             stale_removed,
             shared_cgroupfs: OnceLock::new(),
+            lingering: Mutex::new(Vec::new()),
         })
     }
 
@@ -342,6 +367,9 @@ impl Session {
     fn shared_cgroupfs(&self) -> Option<&cgroupfs::shared::Shared> {
         self.shared_cgroupfs
             .get_or_init(|| {
+                if self.strategy == Strategy::UserNs {
+                    return Err(PerCaseReason::UserNs);
+                }
                 if std::env::var_os("CGREPRO_FUSE_PER_CASE").is_some_and(|v| v == "1") {
                     return Err(PerCaseReason::Forced);
                 }
@@ -507,7 +535,19 @@ impl Session {
                     CaseCgroupfs::Shared { attached, tree }
                 }
                 None => CaseCgroupfs::PerCase {
-                    device: cgroupfs::server::open_device().map_err(CaseError::FuseDevice)?,
+                    device: match self.strategy {
+                        Strategy::Root => FuseDevice::Opened(
+                            cgroupfs::server::open_device().map_err(CaseError::FuseDevice)?,
+                        ),
+                        Strategy::UserNs => {
+                            let (receive, send) =
+                                UnixStream::pair().map_err(CaseError::Socketpair)?;
+                            FuseDevice::FromInit {
+                                receive: receive.into(),
+                                send: send.into(),
+                            }
+                        }
+                    },
                     model: Box::new(m),
                 },
             })
@@ -619,7 +659,10 @@ impl Session {
                 fd: tree.as_raw_fd(),
                 target: c("/sys/fs/cgroup")?,
             }),
-            Some(CaseCgroupfs::PerCase { device, .. }) => init_steps.push(Step::Mount {
+            Some(CaseCgroupfs::PerCase {
+                device: FuseDevice::Opened(device),
+                ..
+            }) => init_steps.push(Step::Mount {
                 source: c("cgrepro")?,
                 target: c("/sys/fs/cgroup")?,
                 fstype: c("fuse")?,
@@ -629,6 +672,15 @@ impl Session {
                     fuse_ids.0,
                     fuse_ids.1,
                 ))?),
+            }),
+            Some(CaseCgroupfs::PerCase {
+                device: FuseDevice::FromInit { send, .. },
+                ..
+            }) => init_steps.push(Step::MountFuse {
+                target: c("/sys/fs/cgroup")?,
+                flags: nosuid,
+                options: c(&cgroupfs::server::mount_options(fuse_ids.0, fuse_ids.1))?,
+                sock: send.as_raw_fd(),
             }),
             None => init_steps.push(Step::Mount {
                 source: c("cgrepro")?,
@@ -915,7 +967,10 @@ impl Session {
                 Some(target_sock.as_raw_fd()),
                 model.as_ref().map(|m| match m {
                     CaseCgroupfs::Shared { tree, .. } => tree.as_raw_fd(),
-                    CaseCgroupfs::PerCase { device, .. } => device.as_raw_fd(),
+                    CaseCgroupfs::PerCase {
+                        device: FuseDevice::Opened(fd) | FuseDevice::FromInit { send: fd, .. },
+                        ..
+                    } => fd.as_raw_fd(),
                 }),
             ]
             .into_iter()
@@ -956,7 +1011,14 @@ impl Session {
         let served = model.map(|m| match m {
             CaseCgroupfs::PerCase { device, mut model } => {
                 model.set_pids(Box::new(cgroupfs::pids::CasePids::new(init)));
-                Served::PerCase(cgroupfs::server::serve(device, *model, fuse_ids))
+                Served::PerCase(match device {
+                    FuseDevice::Opened(fd) => cgroupfs::server::serve(fd, *model, fuse_ids),
+                    // Init has its own end: the socket reports EOF if init ends unmounted.
+                    FuseDevice::FromInit { receive, send } => {
+                        drop(send);
+                        cgroupfs::server::serve_received(receive, *model, fuse_ids)
+                    }
+                })
             }
             CaseCgroupfs::Shared { attached, tree } => {
                 // Init has its own copy of the clone (moved before the target starts).
@@ -1003,11 +1065,20 @@ impl Session {
                 m.fork(tid).err()
             }))
         });
+        // The userns strategy's FUSE mount serves only tasks of the case's user namespace:
+        // the supervisor's lookups below /sys/fs/cgroup are made from in there.
+        let userns = match (&served, self.strategy) {
+            (Some(_), Strategy::UserNs) => fs::File::open(format!("/proc/{init}/ns/user"))
+                .ok()
+                .map(|f| Arc::new(OwnedFd::from(f))),
+            _ => None,
+        };
         let supervisor = Supervisor::start_with(
             OwnedFd::from(sup_sock),
             plan,
             syscall::SupervisorOptions {
                 fork_gate,
+                userns,
                 ..Default::default()
             },
         );
@@ -1047,7 +1118,12 @@ impl Session {
             observed.systemd = true;
         }
         if let Some(served) = served {
-            let (model, err) = served.finish();
+            let (model, err, lingering) = served.finish();
+            if let Some(l) = lingering {
+                let mut all = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
+                all.retain(|t| !t.is_finished());
+                all.push(l);
+            }
             let m = model.lock().unwrap_or_else(|e| e.into_inner());
             observed.effects = m.effects();
             observed.cgroupfs_ops = m.log().iter().map(|e| e.line()).collect();
@@ -1109,6 +1185,16 @@ impl Drop for Session {
         self.reaper.finish();
         // The cases' namespaces are gone: the connection can end.
         drop(self.shared_cgroupfs.take());
+        // So do the per-case connections, as the kernel finishes tearing their mounts
+        // down (milliseconds); a thread that would not end is left, not waited for forever.
+        let lingering = std::mem::take(self.lingering.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while lingering.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        for t in lingering.into_iter().filter(|t| t.is_finished()) {
+            t.join();
+        }
         if self.dir.is_some() {
             remove_tree(&self.path);
             // TempDir's own removal then finds nothing left.
@@ -1132,17 +1218,19 @@ fn shared_netns() -> std::io::Result<OwnedFd> {
     .map_err(|_| std::io::Error::other("netns thread panicked"))?
 }
 
-/// The cgroupfs model needs the root strategy and /dev/fuse.
-fn model_unavailable(strategy: Strategy) -> Option<String> {
-    if strategy != Strategy::Root {
-        return Some(
-            "the cgroupfs model needs root (the kernel refuses a FUSE mount in a user namespace \
-             with a /dev/fuse opened outside it); run as root, or set [host] cgroupfs = \"tree\""
-                .into(),
-        );
-    }
+/// The cgroupfs model needs a /dev/fuse this user may open: the harness opens it (Root),
+/// or each case's init, which is this user on the machine when it opens it (UserNs).
+fn model_unavailable() -> Option<String> {
     cgroupfs::server::open_device().err().map(|e| {
-        format!("the cgroupfs model needs /dev/fuse ({e}); or set [host] cgroupfs = \"tree\"")
+        let hint = match (e.kind(), fs::metadata("/dev/fuse")) {
+            (std::io::ErrorKind::PermissionDenied, Ok(m)) => format!(
+                ": /dev/fuse is mode {:04o} here, and unprivileged FUSE mounts need it open \
+                 to every user (0666, as distributions ship it); run as root, or make it so",
+                m.permissions().mode() & 0o7777
+            ),
+            _ => String::new(),
+        };
+        format!("the cgroupfs model needs /dev/fuse ({e}){hint}; or set [host] cgroupfs = \"tree\"")
     })
 }
 

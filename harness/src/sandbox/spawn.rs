@@ -24,7 +24,9 @@
 //!   mount namespace, so the target goes one level deeper: init makes a child user
 //!   namespace (the same ids, `nested_map`) and the target joins it right before exec. As
 //!   with `Root`, the target then cannot undo init's mounts (unmount the private /tmp,
-//!   remount the read-only root read-write).
+//!   remount the read-only root read-write). The cgroupfs model's FUSE mount must be made
+//!   with a /dev/fuse opened in init's user namespace: init opens it, mounts it and hands
+//!   the fd to the harness ([`Step::MountFuse`]).
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -80,6 +82,18 @@ pub enum Step {
         target: CString,
         keep: c_ulong,
     },
+    /// UserNs, the cgroupfs model: mount the `/dev/fuse` fd init opened (see
+    /// [`Prepared::opens_fuse`]) on `target` with `fd=<n>,<options>`, then hand the fd to
+    /// the harness over the unix socket `sock` (SCM_RIGHTS), which serves the model on it.
+    /// The kernel accepts a FUSE mount in a user namespace only with a /dev/fuse fd
+    /// opened by that namespace (`fuse_fill_super`: `f_cred->user_ns != s_user_ns` is
+    /// EINVAL), so the harness cannot open it itself as it does for `Root`.
+    MountFuse {
+        target: CString,
+        flags: c_ulong,
+        options: CString,
+        sock: RawFd,
+    },
 }
 
 impl Step {
@@ -97,6 +111,9 @@ impl Step {
             Step::JoinNetns(_) => "join the session's network namespace".into(),
             Step::MoveMount { target, .. } => format!("attach the cgroupfs at {}", s(target)),
             Step::ReadOnly { target, .. } => format!("remount {} read-only", s(target)),
+            Step::MountFuse { target, .. } => {
+                format!("mount the cgroupfs model (FUSE) on {}", s(target))
+            }
         }
     }
 }
@@ -228,6 +245,16 @@ impl Prepared {
     }
 }
 
+impl Prepared {
+    /// Whether init opens /dev/fuse for a [`Step::MountFuse`]. Async-signal-safe (a scan
+    /// of the steps): init asks.
+    pub fn opens_fuse(&self) -> bool {
+        self.init_steps
+            .iter()
+            .any(|s| matches!(s, Step::MountFuse { .. }))
+    }
+}
+
 /// A setup step outside init's [`Step`] list that can fail, as reported on the status
 /// pipe (negative numbers; a non-negative number is an index into `init_steps` for init,
 /// into `process_views` for the target). Shared by the child (which sends it) and the
@@ -251,10 +278,12 @@ pub enum SetupStep {
     OpenViews = -8,
     /// Init (UserNs): make the target's user namespace.
     MakeUserns = -9,
+    /// Init (UserNs, the cgroupfs model): open /dev/fuse.
+    OpenFuse = -10,
 }
 
 impl SetupStep {
-    const ALL: [SetupStep; 9] = [
+    const ALL: [SetupStep; 10] = [
         SetupStep::JoinUserns,
         SetupStep::BecomeRoot,
         SetupStep::Stdio,
@@ -264,6 +293,7 @@ impl SetupStep {
         SetupStep::TooManyViews,
         SetupStep::OpenViews,
         SetupStep::MakeUserns,
+        SetupStep::OpenFuse,
     ];
 
     pub fn from_code(code: i32) -> Option<SetupStep> {
@@ -281,6 +311,7 @@ impl SetupStep {
             SetupStep::TooManyViews => "open the /proc views (too many)",
             SetupStep::OpenViews => "open the /proc views",
             SetupStep::MakeUserns => "create the target's user namespace",
+            SetupStep::OpenFuse => "open /dev/fuse",
         }
     }
 }
@@ -480,7 +511,7 @@ pub unsafe fn write_id_maps(
 /// # Safety
 /// Changes the calling process's mounts and namespaces: only for init, in its own
 /// namespaces, after clone.
-unsafe fn run_step(step: &Step, view_fds: &[c_int]) -> Result<(), c_int> {
+unsafe fn run_step(step: &Step, view_fds: &[c_int], fuse_fd: c_int) -> Result<(), c_int> {
     // SAFETY: every pointer passed is a NUL-terminated CString of `step` or a stack CPath,
     // alive for the call, or null where the syscall allows it; mount/umount2/mkdir/
     // sethostname/setns/move_mount are raw syscalls (async-signal-safe, no allocation).
@@ -547,6 +578,37 @@ unsafe fn run_step(step: &Step, view_fds: &[c_int]) -> Result<(), c_int> {
                 } else {
                     r
                 }
+            }
+            Step::MountFuse {
+                target,
+                flags,
+                options,
+                sock,
+            } => {
+                let mut data = CPath::new();
+                data.push(b"fd=")
+                    .num(fuse_fd as u32)
+                    .push(b",")
+                    .push(options.as_bytes());
+                let r = libc::mount(
+                    c"cgrepro".as_ptr(),
+                    target.as_ptr(),
+                    c"fuse".as_ptr(),
+                    *flags,
+                    data.as_ptr().cast(),
+                );
+                // The mount holds the connection and the harness its own copy of the fd;
+                // nothing of it is left for the target to inherit (send_fd closes it).
+                let sent = if r == 0 {
+                    crate::sandbox::syscall::send_fd(*sock, fuse_fd)
+                } else {
+                    let e = errno();
+                    libc::close(fuse_fd);
+                    Err(e)
+                };
+                libc::close(*sock);
+                sent?;
+                r
             }
         };
         if r == 0 {
@@ -690,13 +752,18 @@ unsafe fn nested_userns(map: &CString, at: c_int) -> Result<(), c_int> {
         if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
             return Err(errno());
         }
-        // Init's id switch made it non-dumpable, so the child's /proc files would belong to
-        // the machine's root and init could not write its id maps: dumpable for the clone
-        // only (no target exists yet that could ptrace init meanwhile).
+        // Init's id switch made it non-dumpable (when the harness is root), so the child's
+        // /proc files would belong to the machine's root and init could not write its id
+        // maps: dumpable for the clone only (no target exists yet that could ptrace init
+        // meanwhile), then as before. A non-root harness's init made no switch and stays
+        // dumpable: the harness reads the case's procfs through /proc/<init>/root (the
+        // cgroupfs model's pids); the target, in a child user namespace, still cannot
+        // ptrace init (it has no capability in init's namespace).
+        let was = libc::prctl(libc::PR_GET_DUMPABLE);
         libc::prctl(libc::PR_SET_DUMPABLE, 1);
         let pid = raw_clone(libc::CLONE_NEWUSER);
-        if pid != 0 {
-            libc::prctl(libc::PR_SET_DUMPABLE, 0);
+        if pid != 0 && was >= 0 {
+            libc::prctl(libc::PR_SET_DUMPABLE, was as c_ulong);
         }
         if pid == 0 {
             let mut b = 0u8;
@@ -751,9 +818,36 @@ unsafe fn init_main(p: &Prepared) -> ! {
         }
         libc::close(p.sync_r);
         let status = p.status_w;
+        // UserNs, the cgroupfs model: /dev/fuse is opened before init becomes its
+        // namespace's root, while it still has the harness's uid on the machine (so it may
+        // open what the harness may, e.g. root's mode-0600 /dev/fuse when the harness is
+        // root); the fd's credentials already name init's user namespace, as the FUSE
+        // mount requires (Step::MountFuse).
+        // On a fixed number above the views and the target's user namespace fd.
+        let fuse_fd = p.view_fd_base + MAX_VIEWS as c_int + 1;
+        if p.opens_fuse() {
+            let fd = libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+            if fd < 0 || libc::dup3(fd, fuse_fd, libc::O_CLOEXEC) < 0 {
+                send(status, TAG_INIT_FAIL, SetupStep::OpenFuse as i32, errno());
+                libc::_exit(1);
+            }
+            libc::close(fd);
+        }
         if p.strategy == Strategy::UserNs {
             if let Err(e) = become_root() {
                 send(status, TAG_INIT_FAIL, SetupStep::BecomeRoot as i32, e);
+                libc::_exit(1);
+            }
+            // Changing the effective uid on the machine (a root harness's init becomes
+            // uid 100000) cleared the parent-death signal: armed again, and if the harness
+            // died meanwhile (its end of the status pipe is gone), init leaves at once.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong);
+            let mut pfd = libc::pollfd {
+                fd: status,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            if libc::poll(&mut pfd, 1, 0) == 1 && pfd.revents & libc::POLLERR != 0 {
                 libc::_exit(1);
             }
         }
@@ -787,7 +881,7 @@ unsafe fn init_main(p: &Prepared) -> ! {
         }
         let view_fds = &view_fds[..p.views.len()];
         for (i, step) in p.init_steps.iter().enumerate() {
-            if let Err(e) = run_step(step, view_fds) {
+            if let Err(e) = run_step(step, view_fds, fuse_fd) {
                 send(status, TAG_INIT_FAIL, i as i32, e);
                 libc::_exit(1);
             }
@@ -797,6 +891,12 @@ unsafe fn init_main(p: &Prepared) -> ! {
                 send(status, TAG_TARGET_FAIL, SetupStep::MakeUserns as i32, e);
                 libc::_exit(1);
             }
+            // The namespace's maker was pid 2 of the case: the target becomes pid 2 again,
+            // as under Root, so that pids in op logs and snapshots are the same under both
+            // strategies. Init may (CAP_SYS_ADMIN in the user namespace that owns the case's
+            // PID namespace). Best effort: without CONFIG_CHECKPOINT_RESTORE the file does
+            // not exist and the target is pid 3 (a snapshot diff says so).
+            let _ = write_file(b"/proc/sys/kernel/ns_last_pid\0", b"1");
         }
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = forward_term as *const () as usize;

@@ -20,6 +20,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod nobody;
+
 use std::path::{Path, PathBuf};
 
 use libtest_mimic::{Arguments, Failed, Trial};

@@ -9,6 +9,13 @@
 //! from inside the case's PID namespace, requests carry pids of that namespace — the
 //! pids the target itself reads and writes.
 //!
+//! Under the userns strategy the harness cannot open the fd itself (the kernel accepts a
+//! FUSE mount in a user namespace only with a /dev/fuse fd opened in it): the case's init
+//! opens /dev/fuse, mounts it ([`mount_options`], `crate::sandbox::spawn::Step::MountFuse`)
+//! and sends the fd back over a unix socket, on which [`serve_received`] waits for it. The
+//! mount is then made in the case's user and PID namespaces: file owners are ids of the
+//! case's user namespace (0 = the sandbox's root), requests carry the case's pids, as above.
+//!
 //! A `delay` fault holds only its caller: the operation is done at once under the
 //! model's lock, and the answer is sent from a thread of its own once the delay is over
 //! ([`answer_after`]; fuser replies may be sent from any thread), while the session goes
@@ -56,7 +63,12 @@ pub fn open_device() -> std::io::Result<OwnedFd> {
 /// (the sandbox's root), every user of the case allowed in, no kernel permission checks
 /// (cgroupfs as seen by root: the model decides).
 pub fn mount_data(fd: RawFd, uid: u32, gid: u32) -> String {
-    format!("fd={fd},rootmode=40000,user_id={uid},group_id={gid},allow_other")
+    format!("fd={fd},{}", mount_options(uid, gid))
+}
+
+/// [`mount_data`] without the `fd=` (which init puts in front when it opened the fd).
+pub fn mount_options(uid: u32, gid: u32) -> String {
+    format!("rootmode=40000,user_id={uid},group_id={gid},allow_other")
 }
 
 struct Handle {
@@ -592,6 +604,16 @@ pub enum FuseError {
     Handshake(#[source] std::io::Error),
     #[error("FUSE session: {0}")]
     Session(#[source] std::io::Error),
+    #[error("receiving the /dev/fuse fd from the case's init: {0}")]
+    Receive(#[source] std::io::Error),
+}
+
+/// Where the serving thread gets its /dev/fuse fd.
+enum Source {
+    /// Opened by the harness (`Root`).
+    Device(OwnedFd),
+    /// Sent by the case's init over this unix socket once it has mounted it (`UserNs`).
+    FromInit(OwnedFd),
 }
 
 /// A model being served on a FUSE fd.
@@ -601,8 +623,63 @@ pub struct Served {
     thread: Option<JoinHandle<Result<(), FuseError>>>,
 }
 
-/// Serve `model` on `fd` in a new thread; files are owned by `owner` (host ids).
+/// Serve `model` on `fd` in a new thread; files are owned by `owner` (ids of the mount's
+/// user namespace).
 pub fn serve(fd: OwnedFd, model: Model, owner: (u32, u32)) -> Served {
+    start(Source::Device(fd), model, owner)
+}
+
+/// Serve `model` on the /dev/fuse fd the case's init sends over `sock` (SCM_RIGHTS) once
+/// it has mounted it; if init ends first (the socket closes with nothing sent) nothing is
+/// served, and the case's setup error says why.
+pub fn serve_received(sock: OwnedFd, model: Model, owner: (u32, u32)) -> Served {
+    start(Source::FromInit(sock), model, owner)
+}
+
+/// Wait for init's fd on `sock`, or for `stop`: `None` when none comes.
+fn receive(sock: &OwnedFd, stop: &AtomicBool) -> Result<Option<OwnedFd>, FuseError> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let mut p = libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `p` is one live pollfd on a socket this thread owns.
+        if unsafe { libc::poll(&mut p, 1, 5) } > 0 {
+            break;
+        }
+    }
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    // Init's send_fd adds its credentials to the fd.
+    let mut space = nix::cmsg_space!(RawFd, libc::ucred);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| FuseError::Receive(e.into()))?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().map_err(|e| FuseError::Receive(e.into()))? {
+        if let ControlMessageOwned::ScmRights(v) = c {
+            fds.extend(v);
+        }
+    }
+    // SAFETY: SCM_RIGHTS installed these fds in this process just now; nothing else
+    // knows their numbers, so each is owned here.
+    let mut owned = fds
+        .into_iter()
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(owned.next())
+}
+
+fn start(source: Source, model: Model, owner: (u32, u32)) -> Served {
     let model = Arc::new(Mutex::new(model));
     let stop = Arc::new(AtomicBool::new(false));
     let cases = Arc::new(Cases::default());
@@ -616,6 +693,13 @@ pub fn serve(fd: OwnedFd, model: Model, owner: (u32, u32)) -> Served {
     let thread = std::thread::Builder::new()
         .name("cgroupfs".into())
         .spawn(move || {
+            let fd = match source {
+                Source::Device(fd) => fd,
+                Source::FromInit(sock) => match receive(&sock, &st)? {
+                    Some(fd) => fd,
+                    None => return Ok(()),
+                },
+            };
             // Wait for the mount (the kernel queues FUSE_INIT), or for the harness to give up.
             loop {
                 if st.load(Ordering::Relaxed) {
@@ -668,6 +752,21 @@ pub fn serve(fd: OwnedFd, model: Model, owner: (u32, u32)) -> Served {
     }
 }
 
+/// A per-case FUSE session thread still running after its case; it ends once the kernel
+/// has torn the case's mount down (the connection is then aborted).
+pub struct Lingering(JoinHandle<Result<(), FuseError>>);
+
+impl Lingering {
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+
+    /// Wait for the thread (its outcome no longer matters: the case is reported).
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -679,18 +778,22 @@ impl Served {
     /// hand back the model and the session's error, if it already ended with one. The
     /// session thread is not waited for: it ends by itself when the kernel tears the
     /// mount down with the case's mount namespace, which costs an RCU grace period
-    /// (~10 ms) that no case should pay.
-    pub fn finish(mut self) -> (Arc<Mutex<Model>>, Option<String>) {
+    /// (~10 ms) that no case should pay: it comes back as [`Lingering`], for the
+    /// session to wait for when it ends.
+    pub fn finish(mut self) -> (Arc<Mutex<Model>>, Option<String>, Option<Lingering>) {
         self.stop.store(true, Ordering::Relaxed);
         let mut err = None;
+        let mut lingering = None;
         if let Some(t) = self.thread.take() {
             if t.is_finished() {
                 if let Ok(Err(e)) = t.join() {
                     err = Some(e.to_string());
                 }
+            } else {
+                lingering = Some(Lingering(t));
             }
         }
-        (Arc::clone(&self.model), err)
+        (Arc::clone(&self.model), err, lingering)
     }
 
     pub fn model(&self) -> &Arc<Mutex<Model>> {

@@ -86,6 +86,7 @@
 //!   the project's VM); the fd's path comes from `/proc/<pid>/fd/<n>`.
 
 mod filter;
+mod joined;
 pub mod nr;
 mod procpath;
 mod remote;

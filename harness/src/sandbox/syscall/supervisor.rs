@@ -18,15 +18,15 @@ use crate::fault::{Effect, FaultHit, Layer, Op};
 
 /// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (6.6+), for `SECCOMP_IOCTL_NOTIF_SET_FLAGS`.
 const SYNC_WAKE_UP: u64 = 1;
-const RESOLVE_IN_ROOT: u64 = 0x10;
+pub(super) const RESOLVE_IN_ROOT: u64 = 0x10;
 const O_TMPFILE_DIR: i32 = libc::O_TMPFILE;
 
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
+pub(super) struct OpenHow {
+    pub(super) flags: u64,
+    pub(super) mode: u64,
+    pub(super) resolve: u64,
 }
 
 /// Why the supervisor stopped answering (recorded in [`SupervisorStats::errors`]).
@@ -65,6 +65,9 @@ pub struct SupervisorOptions {
     /// Asked on every trapped fork/clone (the plan traps them when
     /// [`super::SimKernel::gate_forks`] is set): `Some(errno)` refuses it.
     pub fork_gate: Option<ForkGate>,
+    /// The userns strategy: the case's user namespace (its init's), for the lookups on
+    /// the case's FUSE mount that FUSE refuses a task outside it (module `joined`).
+    pub userns: Option<Arc<OwnedFd>>,
 }
 
 /// Decides whether a task may fork: called with the caller's pid as the supervisor sees
@@ -85,6 +88,7 @@ impl Default for SupervisorOptions {
             sync_wakeup: true,
             pin_cpu: None,
             fork_gate: None,
+            userns: None,
         }
     }
 }
@@ -356,6 +360,7 @@ fn run(
     });
     let mut sup = Ctx::new(plan, listener, pid);
     sup.fork_gate = opts.fork_gate.clone();
+    sup.userns = opts.userns.clone();
     let end = sup.serve(stop, stats);
     set(&|s| s.ended = end);
 }
@@ -388,6 +393,8 @@ enum PathArg {
 struct Ctx {
     plan: Arc<SyscallPlan>,
     fork_gate: Option<ForkGate>,
+    /// See [`SupervisorOptions::userns`].
+    userns: Option<Arc<OwnedFd>>,
     listener: OwnedFd,
     names: Vec<Option<&'static str>>,
     /// The plan's faults with this run's counters.
@@ -435,6 +442,7 @@ impl Ctx {
             .collect();
         Ctx {
             fork_gate: None,
+            userns: None,
             faults: plan.faults.clone(),
             plan,
             listener,
@@ -848,7 +856,9 @@ impl Ctx {
             return Response::Continue;
         }
         let pid = n.pid;
-        // The file the target means, opened O_PATH, and its canonical path.
+        // The file the target means, opened O_PATH, and its canonical path (and the file
+        // system's statfs when it had to be opened from the case's user namespace).
+        let mut known = None;
         let (fd, canonical) = match arg {
             PathArg::Fd(fd) => {
                 let link = format!("/proc/{pid}/fd/{fd}");
@@ -868,8 +878,18 @@ impl Ctx {
                 if !self.id_valid(n.id) {
                     return Response::Continue;
                 }
-                let Some(fd) = open_in_root(pid, &abs) else {
-                    return Response::Continue;
+                let fd = match (open_in_root(pid, &abs), &self.userns) {
+                    (Ok(fd), _) => fd,
+                    (Err(libc::EACCES), Some(userns)) => {
+                        match super::joined::open_in_root(userns, pid, &abs) {
+                            Ok((fd, st)) => {
+                                known = Some(st);
+                                fd
+                            }
+                            Err(_) => return Response::Continue,
+                        }
+                    }
+                    (Err(_), _) => return Response::Continue,
                 };
                 let Some(l) =
                     remote::readlink(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes())
@@ -893,6 +913,7 @@ impl Ctx {
             return Response::Continue;
         };
         match (fd, arg) {
+            (Some(_), _) if known.is_some() => self.statfs_reply(n, known, m, buf),
             (Some(fd), _) => self.statfs_answer(n, "", Some(fd.as_raw_fd()), m, buf),
             (None, PathArg::Fd(tfd)) => {
                 self.statfs_answer(n, &format!("/proc/{pid}/fd/{tfd}"), None, m, buf)
@@ -913,7 +934,18 @@ impl Ctx {
             Some(fd) => remote::fstatfs(fd),
             None => remote::statfs(path.as_bytes()),
         };
-        let Ok(mut st) = st else {
+        self.statfs_reply(n, st.ok(), f_type, buf)
+    }
+
+    /// Answer a statfs with `st` (`None`: let the kernel answer), its type replaced.
+    fn statfs_reply(
+        &mut self,
+        n: &libc::seccomp_notif,
+        st: Option<libc::statfs>,
+        f_type: i64,
+        buf: u64,
+    ) -> Response {
+        let Some(mut st) = st else {
             return Response::Continue;
         };
         st.f_type = f_type as _;
@@ -1123,8 +1155,8 @@ fn open_file(path: &Path, flags: i32) -> Option<OwnedFd> {
 
 /// Open `abs` (an absolute path as the target sees it) with O_PATH, resolving inside the
 /// target's root (absolute symlinks included) when the kernel has openat2.
-fn open_in_root(pid: u32, abs: &[u8]) -> Option<OwnedFd> {
-    let root = CString::new(format!("/proc/{pid}/root")).ok()?;
+fn open_in_root(pid: u32, abs: &[u8]) -> Result<OwnedFd, i32> {
+    let root = CString::new(format!("/proc/{pid}/root")).map_err(|_| libc::EINVAL)?;
     // SAFETY: valid C string.
     let rfd = unsafe {
         libc::open(
@@ -1133,16 +1165,12 @@ fn open_in_root(pid: u32, abs: &[u8]) -> Option<OwnedFd> {
         )
     };
     if rfd < 0 {
-        return None;
+        return Err(errno());
     }
     // SAFETY: fresh fd.
     let rfd = unsafe { OwnedFd::from_raw_fd(rfd) };
-    let rel = CString::new(abs.strip_prefix(b"/").unwrap_or(abs).to_vec()).ok()?;
-    let rel = if rel.as_bytes().is_empty() {
-        CString::new(".").ok()?
-    } else {
-        rel
-    };
+    let rel = abs.strip_prefix(b"/").unwrap_or(abs);
+    let rel = CString::new(if rel.is_empty() { b"." } else { rel }).map_err(|_| libc::EINVAL)?;
     let how = OpenHow {
         flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
         mode: 0,
@@ -1170,8 +1198,11 @@ fn open_in_root(pid: u32, abs: &[u8]) -> Option<OwnedFd> {
     } else {
         fd
     };
+    if fd < 0 {
+        return Err(errno());
+    }
     // SAFETY: fresh fd.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The operation a syscall performs and its path arguments, for fault matching.
