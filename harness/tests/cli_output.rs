@@ -29,6 +29,7 @@ fn main() {
             "a_scenario_outside_scenarios_keeps_its_artifacts_in_the_run",
             a_scenario_outside_scenarios_keeps_its_artifacts_in_the_run,
         )
+        .test("several_filters_select_any", several_filters_select_any)
         .test(
             "whole_output_is_kept_beyond_the_snapshot_tail",
             whole_output_is_kept_beyond_the_snapshot_tail,
@@ -204,6 +205,32 @@ fn a_scenario_outside_scenarios_keeps_its_artifacts_in_the_run() {
         "{}",
         report.display()
     );
+}
+
+/// `cgrepro list|run a b`, as `cargo test -- a b`: a case is selected when its name
+/// contains any of the filters.
+fn several_filters_select_any() {
+    let repo = repo_with_a_failing_case();
+    let list = |args: &[&str]| {
+        let o = cgrepro(repo.path())
+            .arg("list")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(list(&["abort"]), "demo/abort\n");
+    assert_eq!(list(&["exit3", "abort"]), "demo/abort\ndemo/exit3\n");
+    assert_eq!(list(&["nothing", "exit3"]), "demo/exit3\n");
+    assert_eq!(list(&[]), "demo/abort\ndemo/exit3\n");
+    let o = cgrepro(repo.path())
+        .args(["run", "exit3", "nothing", "--artifacts"])
+        .arg(repo.path().join("runs"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("1 passed, 0 failed, 0 ignored"), "{out}");
 }
 
 fn whole_output_is_kept_beyond_the_snapshot_tail() {

@@ -50,11 +50,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// List cases (scenario × matrix cell) whose name contains FILTER.
-    List { filter: Option<String> },
-    /// Run cases whose name contains FILTER; check expectations and snapshots.
+    /// List cases (scenario × matrix cell) whose name contains any FILTER (all without one).
+    List { filters: Vec<String> },
+    /// Run cases whose name contains any FILTER (all without one); check expectations and
+    /// snapshots.
     Run {
-        filter: Option<String>,
+        filters: Vec<String>,
         /// Parallel cases (default: number of CPUs).
         #[arg(long, short)]
         jobs: Option<usize>,
@@ -147,8 +148,8 @@ fn main_inner() -> i32 {
         engine.drivers.kata_shim_dir = d.canonicalize().unwrap_or_else(|_| d.clone());
     }
     let code = match cli.command {
-        Command::List { filter } => list(&engine, filter.as_deref()),
-        Command::Run { filter, jobs, out } => run(&engine, filter.as_deref(), jobs, &out),
+        Command::List { filters } => list(&engine, &filters),
+        Command::Run { filters, jobs, out } => run(&engine, &filters, jobs, &out),
         Command::Replay { file, cells, keep } => replay(&mut engine, &file, &cells, keep),
         Command::Matrix { file, jobs, out } => matrix(&engine, &file, jobs, &out),
         Command::Report { dir, html } => report_page(&engine, dir, html),
@@ -189,13 +190,19 @@ fn load_all_or_report(engine: &Engine) -> Result<Vec<Scenario>, i32> {
     Ok(scenarios)
 }
 
-fn list(engine: &Engine, filter: Option<&str>) -> i32 {
+/// Whether a case is selected: its name contains any of the filters (as libtest's
+/// filters), or there are none.
+fn selected(name: &str, filters: &[String]) -> bool {
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+fn list(engine: &Engine, filters: &[String]) -> i32 {
     let scenarios = match load_all_or_report(engine) {
         Ok(s) => s,
         Err(c) => return c,
     };
     for case in scenarios.iter().flat_map(|s| &s.cases) {
-        if filter.is_some_and(|f| !case.name.contains(f)) {
+        if !selected(&case.name, filters) {
             continue;
         }
         match engine.ignore_reason(case) {
@@ -220,7 +227,7 @@ fn jobs(n: Option<usize>) -> usize {
         .max(1)
 }
 
-fn run(engine: &Engine, filter: Option<&str>, n: Option<usize>, out: &OutputArgs) -> i32 {
+fn run(engine: &Engine, filters: &[String], n: Option<usize>, out: &OutputArgs) -> i32 {
     let scenarios = match load_all_or_report(engine) {
         Ok(s) => s,
         Err(c) => return c,
@@ -229,7 +236,7 @@ fn run(engine: &Engine, filter: Option<&str>, n: Option<usize>, out: &OutputArgs
     let cases: Vec<&Case> = scenarios
         .iter()
         .flat_map(|s| &s.cases)
-        .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
+        .filter(|c| selected(&c.name, filters))
         .collect();
     let run = exec::execute(engine, &cases, jobs(n), out);
     exec::summary(&run, out, |l| say(out, l))
