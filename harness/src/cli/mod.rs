@@ -284,6 +284,9 @@ fn replay(engine: &mut Engine, file: &std::path::Path, cells: &[String], keep: b
     let report = engine.run(&case, keep);
     println!("\n{}", report.snapshot());
     println!("duration  {:.2?}", report.duration);
+    if let Some(l) = &report.syscall_layer {
+        println!("syscalls  {l}");
+    }
     if let Some(shim) = report.shim.as_ref().filter(|s| !s.phases.is_empty()) {
         let phases: Vec<String> = shim
             .phases

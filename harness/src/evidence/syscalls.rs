@@ -44,3 +44,51 @@ pub struct SupervisorStats {
     pub gone: u64,
     pub errors: Vec<String>,
 }
+
+impl SupervisorStats {
+    /// One line on what the layer trapped and how it answered, e.g. `34 calls trapped
+    /// (openat 30, statfs 2, uname 2): 5 answered from a /proc view, 2 spoofed, 27 let
+    /// through` (`cgrepro replay` prints it: a trap costs ~10 µs, see BENCHMARKS.md).
+    pub fn summary(&self) -> String {
+        let by: Vec<String> = self
+            .per_syscall
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        let mut line = format!("{} calls trapped", self.notifications);
+        if !by.is_empty() {
+            line.push_str(&format!(" ({})", by.join(", ")));
+        }
+        line.push_str(&format!(
+            ": {} answered from a /proc view, {} spoofed, {} let through",
+            self.redirected, self.spoofed, self.continued
+        ));
+        if !self.denied.is_empty() {
+            line.push_str(&format!(", {} refused", self.denied.len()));
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_each_trapped_syscall_and_each_kind_of_answer() {
+        let s = SupervisorStats {
+            notifications: 7,
+            per_syscall: [("openat", 5), ("uname", 1), ("mount", 1)].into(),
+            redirected: 2,
+            spoofed: 1,
+            continued: 3,
+            denied: vec!["mount cgroup2 on /x".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            s.summary(),
+            "7 calls trapped (mount 1, openat 5, uname 1): 2 answered from a /proc view, \
+             1 spoofed, 3 let through, 1 refused"
+        );
+    }
+}

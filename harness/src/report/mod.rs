@@ -53,6 +53,9 @@ pub struct Report {
     pub shim: Option<ShimEvidence>,
     /// Not part of the snapshot (unstable); shown by the CLI.
     pub duration: std::time::Duration,
+    /// What the syscall layer trapped ([`crate::evidence::SupervisorStats::summary`]);
+    /// not part of the snapshot, shown by `cgrepro replay`.
+    pub syscall_layer: Option<String>,
     pub kept: Option<std::path::PathBuf>,
     /// The case's artifacts directory (full output, logs), when the run keeps them.
     pub artifacts: Option<std::path::PathBuf>,
@@ -103,6 +106,7 @@ impl Report {
             stderr_bytes: observed.stderr.total,
             shim: None,
             duration: observed.duration,
+            syscall_layer: observed.syscalls.as_ref().map(|s| s.summary()),
             kept: observed.kept.clone(),
             artifacts: None,
             expectation_failures,
