@@ -141,7 +141,8 @@ struct Hier {
 /// The simulated cgroupfs of one case.
 pub struct Model {
     host: Host,
-    tables: KernelTables,
+    /// Shared with the session's host data: one copy for every case.
+    tables: std::sync::Arc<KernelTables>,
     version: KernelVersion,
     entries: Vec<Option<Entry>>,
     hiers: Vec<Hier>,
