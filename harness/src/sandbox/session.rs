@@ -31,6 +31,7 @@ use super::reaper::Reaper;
 use super::spawn::{self, Prepared, SetupStep, Step, Strategy};
 use super::supervise::{self, Pipes, SetupFailure};
 use super::syscall::{self, magic, SimKernel, Supervisor, SyscallFault, SyscallPlan};
+use super::template::{MountTemplate, TemplateError};
 use super::{Launch, Observed};
 use crate::fault::{Fault, FaultId};
 use crate::host::{ContentFault, Host, HostData, Layout};
@@ -55,6 +56,8 @@ pub enum SessionError {
     Netns(std::io::Error),
     #[error("cannot create the session's user namespace: {0}")]
     Userns(std::io::Error),
+    #[error("cannot read this machine's mount table (/proc/self/mountinfo): {0}")]
+    Mountinfo(std::io::Error),
 }
 
 /// Why one case's sandbox could not be set up (before the target ran). Its text is the
@@ -268,6 +271,19 @@ pub struct Session {
     /// The session's one FUSE connection for the cgroupfs model, made by the first case
     /// that needs it; `None` inside: this kernel cannot (a FUSE mount per case then).
     shared_cgroupfs: OnceLock<Result<cgroupfs::shared::Shared, PerCaseReason>>,
+    /// The machine's mounts, which every case makes read-only (re-read when they change).
+    mount_table: readonly::MountTable,
+    /// Root: the prepared mount namespace cases start from, made from the current mount
+    /// table (remade when it changes), or why it could not be.
+    template: Mutex<Option<TemplateSlot>>,
+    /// Why this session's cases cannot start from a template at all, if they cannot.
+    template_unusable: Option<TemplateError>,
+}
+
+/// The session's mount template for one snapshot of the machine's mounts.
+struct TemplateSlot {
+    made_from: Arc<Vec<readonly::HostMount>>,
+    result: Result<Arc<MountTemplate>, Arc<TemplateError>>,
 }
 
 impl Session {
@@ -315,6 +331,12 @@ impl Session {
             ),
             Strategy::UserNs => (None, None),
         };
+        let mount_table = readonly::MountTable::open().map_err(SessionError::Mountinfo)?;
+        let template_unusable = match strategy {
+            Strategy::Root => MountTemplate::usable(&path).err(),
+            // Init's own user namespace cannot enter a namespace the session's owns.
+            Strategy::UserNs => None,
+        };
         Ok(Session {
             dir: Some(dir),
             path,
@@ -329,6 +351,9 @@ impl Session {
             model_unavailable: model_unavailable(strategy),
             stale_removed,
             shared_cgroupfs: OnceLock::new(),
+            mount_table,
+            template: Mutex::new(None),
+            template_unusable,
         })
     }
 
@@ -372,6 +397,48 @@ impl Session {
             .get()
             .and_then(|s| s.as_ref().ok())
             .map_or(0, cgroupfs::shared::Shared::serving)
+    }
+
+    /// Why this session's cases build their mount namespace step by step rather than copy
+    /// the session's prepared one (Root strategy), once a case ran; `None` when they copy it.
+    pub fn mount_template_error(&self) -> Option<String> {
+        if self.strategy != Strategy::Root {
+            return Some("the userns strategy builds each case's mounts".into());
+        }
+        if let Some(e) = &self.template_unusable {
+            return Some(e.to_string());
+        }
+        let slot = self.template.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref().map(|s| &s.result) {
+            None => Some("no case ran yet".into()),
+            Some(Ok(_)) => None,
+            Some(Err(e)) => Some(e.to_string()),
+        }
+    }
+
+    /// The prepared mount namespace for the machine's current mounts, made (again) when
+    /// they changed; `None` when cases must build theirs (see [`super::template`]).
+    fn mount_template(
+        &self,
+        mounts: &Arc<Vec<readonly::HostMount>>,
+        private: &[&Path],
+    ) -> Option<Arc<MountTemplate>> {
+        if self.strategy != Strategy::Root || self.template_unusable.is_some() {
+            return None;
+        }
+        let mut slot = self.template.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(&s.made_from, mounts))
+        {
+            *slot = Some(TemplateSlot {
+                made_from: Arc::clone(mounts),
+                result: MountTemplate::make(Arc::clone(mounts), private)
+                    .map(Arc::new)
+                    .map_err(Arc::new),
+            });
+        }
+        slot.as_ref().and_then(|s| s.result.as_ref().ok().cloned())
     }
 
     /// Why cases on the cgroupfs model cannot run in this session, if they cannot.
@@ -597,8 +664,24 @@ impl Session {
         let (sync_r, sync_w) = pipe()?;
 
         let root = self.strategy == Strategy::Root;
-        let mut init_steps = vec![Step::MakePrivate];
-        if root {
+        // The machine's mounts, private and read-only: copied from the session's template
+        // (Root), else made so step by step (module `readonly`).
+        let private = readonly::PRIVATE;
+        let var_run = !Path::new("/var/run").is_symlink() && Path::new("/var/run").is_dir();
+        let mut covered: Vec<PathBuf> = private.iter().map(|(d, _)| PathBuf::from(d)).collect();
+        if var_run {
+            covered.push("/var/run".into());
+        }
+        let mounts = self.mount_table.current().map_err(CaseError::Mountinfo)?;
+        let template = {
+            let private: Vec<&Path> = covered.iter().map(PathBuf::as_path).collect();
+            self.mount_template(&mounts, &private)
+        };
+        let mut init_steps = match &template {
+            Some(t) => vec![Step::EnterMounts(t.fd())],
+            None => vec![Step::MakePrivate],
+        };
+        if root && template.is_none() {
             init_steps.push(Step::Detach(c("/sys/fs/cgroup")?));
         }
         let mut overlay = format!(
@@ -668,12 +751,6 @@ impl Session {
         // the copy-on-write layers for missing `[host] writable` dirs (their upper layers
         // are in the case directory, which is about to become read-only), then every
         // mount of the machine read-only, then the private, writable places.
-        let private = readonly::PRIVATE;
-        let var_run = !Path::new("/var/run").is_symlink() && Path::new("/var/run").is_dir();
-        let mut covered: Vec<PathBuf> = private.iter().map(|(d, _)| PathBuf::from(d)).collect();
-        if var_run {
-            covered.push("/var/run".into());
-        }
         let writable = layers
             .writable
             .iter()
@@ -711,9 +788,10 @@ impl Session {
             }
             covered.push(ancestor.clone());
         }
-        let mounts = readonly::host_mounts().map_err(CaseError::Mountinfo)?;
-        let covered_refs: Vec<&Path> = covered.iter().map(PathBuf::as_path).collect();
-        init_steps.extend(readonly::read_only_steps(&mounts, &covered_refs)?);
+        if template.is_none() {
+            let covered_refs: Vec<&Path> = covered.iter().map(PathBuf::as_path).collect();
+            init_steps.extend(readonly::read_only_steps(&mounts, &covered_refs)?);
+        }
         for w in &writable {
             let (readonly::Writable::Tmpfs(p) | readonly::Writable::Overlay { path: p, .. }) = w
             else {

@@ -80,6 +80,11 @@ pub enum Step {
         target: CString,
         keep: c_ulong,
     },
+    /// Enter the session's prepared mount namespace (open as this fd) and take a private
+    /// copy of it (`setns` + `unshare(CLONE_NEWNS)`; see [`super::template`]). Only as
+    /// init's first step, which init then runs before it opens the views; init is
+    /// cloned without a mount namespace of its own.
+    EnterMounts(RawFd),
 }
 
 impl Step {
@@ -97,6 +102,7 @@ impl Step {
             Step::JoinNetns(_) => "join the session's network namespace".into(),
             Step::MoveMount { target, .. } => format!("attach the cgroupfs at {}", s(target)),
             Step::ReadOnly { target, .. } => format!("remount {} read-only", s(target)),
+            Step::EnterMounts(_) => "enter the session's prepared mount namespace".into(),
         }
     }
 }
@@ -128,7 +134,8 @@ pub struct Prepared {
     pub stdio: [RawFd; 4],
     /// Write end of the status pipe (init and target report on it).
     pub status_w: RawFd,
-    /// Read end of the go-ahead pipe (harness → init, after writing id maps).
+    /// Read end of the go-ahead pipe (harness → init, after writing id maps and starting
+    /// the case's supervisor; Root: init reads it only before starting the target).
     pub sync_r: RawFd,
     /// Fds init must keep open (everything above), sorted.
     keep: Vec<RawFd>,
@@ -172,15 +179,17 @@ impl Prepared {
         userns: Option<RawFd>,
         extra_keep: Vec<RawFd>,
     ) -> Prepared {
-        let mut clone_flags = libc::CLONE_NEWNS
-            | libc::CLONE_NEWPID
-            | libc::CLONE_NEWUTS
-            | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWCGROUP;
+        let mut clone_flags =
+            libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWCGROUP;
         if strategy == Strategy::UserNs {
             clone_flags |= libc::CLONE_NEWUSER;
         }
         let mut keep = Vec::new();
+        // A prepared mount namespace to copy (EnterMounts), else a copy of the harness's.
+        match init_steps.first() {
+            Some(Step::EnterMounts(fd)) => keep.push(*fd),
+            _ => clone_flags |= libc::CLONE_NEWNS,
+        }
         // A fresh network namespace costs ~0.6 ms; a session may share one (JoinNetns).
         match init_steps.iter().find_map(|s| match s {
             Step::JoinNetns(fd) => Some(*fd),
@@ -524,6 +533,14 @@ unsafe fn run_step(step: &Step, view_fds: &[c_int]) -> Result<(), c_int> {
             Step::Hostname(h) => libc::sethostname(h.as_ptr(), h.as_bytes().len()),
             Step::LoopbackUp => loopback_up(),
             Step::JoinNetns(fd) => libc::setns(*fd, libc::CLONE_NEWNET),
+            Step::EnterMounts(fd) => {
+                let r = libc::setns(*fd, libc::CLONE_NEWNS);
+                if r == 0 {
+                    libc::unshare(libc::CLONE_NEWNS)
+                } else {
+                    r
+                }
+            }
             Step::MoveMount { fd, target } => libc::syscall(
                 libc::SYS_move_mount,
                 *fd,
@@ -555,6 +572,19 @@ unsafe fn run_step(step: &Step, view_fds: &[c_int]) -> Result<(), c_int> {
             Err(errno())
         }
     }
+}
+
+/// Run `steps` in order; the index and errno of the first that fails.
+///
+/// # Safety
+/// As [`run_step`]; for a post-clone child that owns the mount namespace it changes (the
+/// session's template).
+pub(crate) unsafe fn run_steps(steps: &[Step]) -> Result<(), (usize, c_int)> {
+    for (i, step) in steps.iter().enumerate() {
+        // SAFETY: the caller's contract; no step here binds a view.
+        unsafe { run_step(step, &[]) }.map_err(|e| (i, e))?;
+    }
+    Ok(())
 }
 
 /// Bring up `lo` in the caller's network namespace (0 or -1 with errno).
@@ -728,6 +758,24 @@ unsafe fn nested_userns(map: &CString, at: c_int) -> Result<(), c_int> {
     }
 }
 
+/// Wait for the harness's go-ahead byte (id maps written, the case's supervisor and
+/// services started), then close the pipe. If the harness died before init armed its
+/// parent-death signal, its end of the pipe is closed: EOF, and init exits.
+///
+/// # Safety
+/// Only for init (a post-clone child): `sync_r` is its own fd, which this closes.
+unsafe fn wait_go_ahead(sync_r: RawFd) {
+    // SAFETY: read(2) into a live stack byte, close(2) and _exit(2): async-signal-safe
+    // raw calls on init's own fd.
+    unsafe {
+        let mut b = 0u8;
+        if libc::read(sync_r, (&mut b as *mut u8).cast(), 1) != 1 {
+            libc::_exit(1);
+        }
+        libc::close(sync_r);
+    }
+}
+
 /// Pid 1 of the case.
 ///
 /// # Safety
@@ -743,13 +791,13 @@ unsafe fn init_main(p: &Prepared) -> ! {
     unsafe {
         close_others(&p.keep);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong);
-        // Wait for the harness's go-ahead (id maps written, in UserNs). If the harness died
-        // before the parent-death signal was armed, its end of the pipe is closed: EOF.
-        let mut b = 0u8;
-        if libc::read(p.sync_r, (&mut b as *mut u8).cast(), 1) != 1 {
-            libc::_exit(1);
+        // UserNs: init needs its id maps (written by the harness) before anything else.
+        // Root: init builds the case's mounts while the harness starts the case's
+        // supervisor and services, and waits only before starting the target (the two
+        // setups overlap on two CPUs).
+        if p.strategy == Strategy::UserNs {
+            wait_go_ahead(p.sync_r);
         }
-        libc::close(p.sync_r);
         let status = p.status_w;
         if p.strategy == Strategy::UserNs {
             if let Err(e) = become_root() {
@@ -757,6 +805,18 @@ unsafe fn init_main(p: &Prepared) -> ! {
                 libc::_exit(1);
             }
         }
+        // Into the session's prepared mount namespace first: the views must be opened in
+        // the namespace that binds them.
+        let entered = match p.init_steps.first() {
+            Some(step @ Step::EnterMounts(_)) => {
+                if let Err(e) = run_step(step, &[]) {
+                    send(status, TAG_INIT_FAIL, 0, e);
+                    libc::_exit(1);
+                }
+                1
+            }
+            _ => 0,
+        };
         // Open the views while the session directory is visible (before /tmp is covered);
         // binding them later goes through /proc/self/fd, inside this mount namespace.
         let mut view_fds = [-1 as c_int; MAX_VIEWS];
@@ -786,7 +846,7 @@ unsafe fn init_main(p: &Prepared) -> ! {
             view_fds[i] = fixed;
         }
         let view_fds = &view_fds[..p.views.len()];
-        for (i, step) in p.init_steps.iter().enumerate() {
+        for (i, step) in p.init_steps.iter().enumerate().skip(entered) {
             if let Err(e) = run_step(step, view_fds) {
                 send(status, TAG_INIT_FAIL, i as i32, e);
                 libc::_exit(1);
@@ -801,6 +861,9 @@ unsafe fn init_main(p: &Prepared) -> ! {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = forward_term as *const () as usize;
         libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+        if p.strategy == Strategy::Root {
+            wait_go_ahead(p.sync_r);
+        }
 
         // The target: a vfork-style clone on its own stack (no second copy of the harness's
         // page tables); init resumes once it has exec'd or died. It reports its own setup
