@@ -210,6 +210,9 @@ struct MaterializedHost {
     plan: Arc<SyscallPlan>,
     /// Where its systemd keeps units (hosts with systemd), worked out once.
     systemd_layout: Option<systemd::units::Layout>,
+    /// Its cgroupfs model as built, which each model case copies
+    /// ([`cgroupfs::Model::for_case`]); made by the first.
+    model: Mutex<Option<cgroupfs::Model>>,
 }
 
 /// How a case's cgroupfs model is served: on the session's connection (a clone of the
@@ -493,6 +496,7 @@ impl Session {
                 sim,
                 plan,
                 systemd_layout,
+                model: Mutex::new(None),
             }))
         })
         .clone()
@@ -561,13 +565,22 @@ impl Session {
         let (model_faults, syscall_faults) = split_faults(launch, wants_model)?;
         let model_fault_ids: Vec<FaultId> = model_faults.iter().map(|f| f.id).collect();
         let model = if wants_model {
-            let m = cgroupfs::Model::new(
-                host,
-                &self.data,
-                faults,
-                model_faults,
-                Box::new(cgroupfs::AnyPid),
-            )?;
+            let m = {
+                let mut built = mhost.model.lock().unwrap_or_else(|e| e.into_inner());
+                if built.is_none() {
+                    *built = Some(cgroupfs::Model::new(
+                        host,
+                        &self.data,
+                        faults,
+                        Vec::new(),
+                        Box::new(cgroupfs::AnyPid),
+                    )?);
+                }
+                built
+                    .as_ref()
+                    .expect("built above")
+                    .for_case(model_faults, Box::new(cgroupfs::AnyPid))
+            };
             Some(match self.shared_cgroupfs() {
                 Some(shared) => {
                     let (attached, tree) = shared.attach(m)?;
