@@ -173,4 +173,49 @@ fn building_a_model_is_cheap() {
     }
     let each = t.elapsed() / 10;
     eprintln!("Model::new: {each:?}");
+    // The session builds one per host and copies it for each case.
+    let template = Model::new(&host, &data, &[], Vec::new(), Box::new(SmallPids)).expect("model");
+    let t = std::time::Instant::now();
+    for _ in 0..10 {
+        template.for_case(Vec::new(), Box::new(SmallPids));
+    }
+    eprintln!("Model::for_case: {:?}", t.elapsed() / 10);
+}
+
+#[test]
+fn a_model_copied_for_a_case_behaves_as_a_new_one() {
+    let data = data();
+    let host = data
+        .resolve(&HostSpec {
+            preset: Some("ubuntu-20.04".into()),
+            ..HostSpec::default()
+        })
+        .expect("host");
+    let template = Model::new(&host, &data, &[], Vec::new(), Box::new(SmallPids)).expect("model");
+    let mut fresh = Model::new(&host, &data, &[], Vec::new(), Box::new(SmallPids)).expect("model");
+    let mut copy = template.for_case(Vec::new(), Box::new(SmallPids));
+    let ops: [(&str, &str, Option<&str>); 6] = [
+        ("read", "memory/memory.limit_in_bytes", None),
+        ("mkdir", "memory/case", None),
+        (
+            "write",
+            "memory/case/memory.limit_in_bytes",
+            Some("1048576"),
+        ),
+        ("write", "memory/case/cgroup.procs", Some("42")),
+        ("read", "memory/case/cgroup.procs", None),
+        ("read", "pids/cgroup.procs", None),
+    ];
+    for (op, path, value) in ops {
+        assert_eq!(
+            on_model(&mut copy, op, path, value, 1),
+            on_model(&mut fresh, op, path, value, 1),
+            "{op} {path}"
+        );
+    }
+    assert_eq!(copy.effects(), fresh.effects());
+    let lines = |m: &Model| m.log().iter().map(|e| e.line()).collect::<Vec<_>>();
+    assert_eq!(lines(&copy), lines(&fresh));
+    // The template itself served nothing.
+    assert!(template.log().is_empty());
 }

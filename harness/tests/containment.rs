@@ -334,6 +334,20 @@ fn hostile_root_target_cannot_touch_the_host(strategy: Strategy) {
             assert!(!line.ends_with("-> ok"), "the sandbox was undone: {line}");
         }
     }
+    // Root: the cases above started from the session's prepared mount namespace (when
+    // the session directory is below a private place, as by default), so that is what
+    // was just shown to contain them.
+    if strategy == Strategy::Root
+        && cgrepro::sandbox::readonly::PRIVATE
+            .iter()
+            .any(|(d, _)| session_dir.starts_with(d))
+    {
+        assert_eq!(
+            engine.session().and_then(|s| s.mount_template_error()),
+            None,
+            "the cases did not start from the session's mount template"
+        );
+    }
     assert_eq!(
         fixture_processes(),
         Vec::<String>::new(),

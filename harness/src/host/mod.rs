@@ -194,7 +194,7 @@ pub struct HostData {
     /// The `fixtures/` directory the data came from.
     pub root: PathBuf,
     /// fixtures/kernels/*.toml.
-    pub kernels: data::KernelTables,
+    pub kernels: std::sync::Arc<data::KernelTables>,
     /// fixtures/hosts/*.toml by preset name.
     pub presets: BTreeMap<String, data::Preset>,
 }
@@ -221,7 +221,7 @@ impl HostData {
     pub fn load(fixtures: &Path) -> Result<HostData, HostError> {
         Ok(HostData {
             root: fixtures.to_owned(),
-            kernels: data::load_kernels(&fixtures.join("kernels"))?,
+            kernels: std::sync::Arc::new(data::load_kernels(&fixtures.join("kernels"))?),
             presets: data::load_presets(&fixtures.join("hosts"))?,
         })
     }

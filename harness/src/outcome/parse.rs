@@ -79,8 +79,11 @@ pub struct TextPanic {
 /// `thread 'main' panicked at 'message', src/main.rs:2:5` (older).
 pub fn rust_panic(stderr: &str) -> Option<TextPanic> {
     // Rust ≥ 1.89 adds the thread id: `thread 'main' (2) panicked at ...`.
-    let header =
-        regex::Regex::new(r"^thread '[^']*'(?: \(\d+\))? panicked at (.*)$").expect("static regex");
+    // Compiled once: classification runs this on every case's stderr.
+    static HEADER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^thread '[^']*'(?: \(\d+\))? panicked at (.*)$").expect("static regex")
+    });
+    let header = &*HEADER;
     let lines: Vec<&str> = stderr.lines().collect();
     let (i, caps) = lines
         .iter()

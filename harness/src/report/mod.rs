@@ -190,9 +190,11 @@ impl Report {
     /// `cgroup.threads` become `[PID]` in the op log and the effects. (Fixture shims and
     /// drivers start no threads before that write: their pids stay, and are evidence.)
     fn unstable_pids(&mut self) {
-        let pid_files =
+        static PID_FILES: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
             regex::Regex::new(r#"^(write \S*/(?:cgroup\.procs|tasks|cgroup\.threads) )"\d+"(.*)$"#)
-                .expect("static regex");
+                .expect("static regex")
+        });
+        let pid_files = &*PID_FILES;
         for op in &mut self.cgroupfs_ops {
             *op = pid_files.replace(op, r#"$1"[PID]"$2"#).into_owned();
         }

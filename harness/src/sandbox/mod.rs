@@ -28,6 +28,7 @@ pub mod spawn;
 pub mod stale;
 mod supervise;
 pub mod syscall;
+pub mod template;
 
 pub use crate::evidence::{Captured, Effects, Exit, Observed};
 pub use session::{probe, CaseError, PerCaseReason, Session, SessionError, SANDBOX_DEVICES};

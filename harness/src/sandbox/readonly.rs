@@ -49,6 +49,46 @@ pub fn host_mounts() -> std::io::Result<Vec<HostMount>> {
     )?))
 }
 
+/// The harness's mount table, read once and again only when it changed: the kernel
+/// flags an open `/proc/self/mountinfo` (`POLLPRI`) when a mount is added to or removed
+/// from the namespace, so a case pays one `poll` instead of reading and parsing the
+/// table, and a mount made on the machine during a session is still made read-only in
+/// the next case.
+#[derive(Debug)]
+pub struct MountTable {
+    watch: std::fs::File,
+    mounts: std::sync::Mutex<std::sync::Arc<Vec<HostMount>>>,
+}
+
+impl MountTable {
+    pub fn open() -> std::io::Result<MountTable> {
+        // Opened before the first read: a change in between is reported by the next poll.
+        let watch = std::fs::File::open("/proc/self/mountinfo")?;
+        Ok(MountTable {
+            watch,
+            mounts: std::sync::Mutex::new(std::sync::Arc::new(host_mounts()?)),
+        })
+    }
+
+    /// The mounts now.
+    pub fn current(&self) -> std::io::Result<std::sync::Arc<Vec<HostMount>>> {
+        use std::os::fd::AsFd;
+        let mut fds = [nix::poll::PollFd::new(
+            self.watch.as_fd(),
+            nix::poll::PollFlags::POLLPRI,
+        )];
+        // Under the lock: two cases that see the change re-read it once each at most.
+        let mut mounts = self.mounts.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO)
+            .map_err(std::io::Error::from)?
+            > 0;
+        if changed {
+            *mounts = std::sync::Arc::new(host_mounts()?);
+        }
+        Ok(std::sync::Arc::clone(&mounts))
+    }
+}
+
 fn parse_mountinfo(text: &str) -> Vec<HostMount> {
     text.lines()
         .filter_map(|line| {

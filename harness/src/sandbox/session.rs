@@ -31,6 +31,7 @@ use super::reaper::Reaper;
 use super::spawn::{self, Prepared, SetupStep, Step, Strategy};
 use super::supervise::{self, Pipes, SetupFailure};
 use super::syscall::{self, magic, SimKernel, Supervisor, SyscallFault, SyscallPlan};
+use super::template::{MountTemplate, TemplateError};
 use super::{Launch, Observed};
 use crate::fault::{Fault, FaultId};
 use crate::host::{ContentFault, Host, HostData, Layout};
@@ -55,6 +56,8 @@ pub enum SessionError {
     Netns(std::io::Error),
     #[error("cannot create the session's user namespace: {0}")]
     Userns(std::io::Error),
+    #[error("cannot read this machine's mount table (/proc/self/mountinfo): {0}")]
+    Mountinfo(std::io::Error),
 }
 
 /// Why one case's sandbox could not be set up (before the target ran). Its text is the
@@ -211,6 +214,9 @@ struct MaterializedHost {
     plan: Arc<SyscallPlan>,
     /// Where its systemd keeps units (hosts with systemd), worked out once.
     systemd_layout: Option<systemd::units::Layout>,
+    /// Its cgroupfs model as built, which each model case copies
+    /// ([`cgroupfs::Model::for_case`]); made by the first.
+    model: Mutex<Option<cgroupfs::Model>>,
 }
 
 /// How a case's cgroupfs model is served: on the session's connection (a clone of the
@@ -292,6 +298,19 @@ pub struct Session {
     /// Per-case FUSE threads still running after their case (they end as the kernel
     /// tears each case's mount down), waited for when the session ends.
     lingering: Mutex<Vec<cgroupfs::server::Lingering>>,
+    /// The machine's mounts, which every case makes read-only (re-read when they change).
+    mount_table: readonly::MountTable,
+    /// Root: the prepared mount namespace cases start from, made from the current mount
+    /// table (remade when it changes), or why it could not be.
+    template: Mutex<Option<TemplateSlot>>,
+    /// Why this session's cases cannot start from a template at all, if they cannot.
+    template_unusable: Option<TemplateError>,
+}
+
+/// The session's mount template for one snapshot of the machine's mounts.
+struct TemplateSlot {
+    made_from: Arc<Vec<readonly::HostMount>>,
+    result: Result<Arc<MountTemplate>, Arc<TemplateError>>,
 }
 
 impl Session {
@@ -339,6 +358,12 @@ impl Session {
             ),
             Strategy::UserNs => (None, None),
         };
+        let mount_table = readonly::MountTable::open().map_err(SessionError::Mountinfo)?;
+        let template_unusable = match strategy {
+            Strategy::Root => MountTemplate::usable(&path).err(),
+            // Init's own user namespace cannot enter a namespace the session's owns.
+            Strategy::UserNs => None,
+        };
         Ok(Session {
             dir: Some(dir),
             path,
@@ -354,6 +379,9 @@ impl Session {
             stale_removed,
             shared_cgroupfs: OnceLock::new(),
             lingering: Mutex::new(Vec::new()),
+            mount_table,
+            template: Mutex::new(None),
+            template_unusable,
         })
     }
 
@@ -400,6 +428,48 @@ impl Session {
             .get()
             .and_then(|s| s.as_ref().ok())
             .map_or(0, cgroupfs::shared::Shared::serving)
+    }
+
+    /// Why this session's cases build their mount namespace step by step rather than copy
+    /// the session's prepared one (Root strategy), once a case ran; `None` when they copy it.
+    pub fn mount_template_error(&self) -> Option<String> {
+        if self.strategy != Strategy::Root {
+            return Some("the userns strategy builds each case's mounts".into());
+        }
+        if let Some(e) = &self.template_unusable {
+            return Some(e.to_string());
+        }
+        let slot = self.template.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref().map(|s| &s.result) {
+            None => Some("no case ran yet".into()),
+            Some(Ok(_)) => None,
+            Some(Err(e)) => Some(e.to_string()),
+        }
+    }
+
+    /// The prepared mount namespace for the machine's current mounts, made (again) when
+    /// they changed; `None` when cases must build theirs (see [`super::template`]).
+    fn mount_template(
+        &self,
+        mounts: &Arc<Vec<readonly::HostMount>>,
+        private: &[&Path],
+    ) -> Option<Arc<MountTemplate>> {
+        if self.strategy != Strategy::Root || self.template_unusable.is_some() {
+            return None;
+        }
+        let mut slot = self.template.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(&s.made_from, mounts))
+        {
+            *slot = Some(TemplateSlot {
+                made_from: Arc::clone(mounts),
+                result: MountTemplate::make(Arc::clone(mounts), private)
+                    .map(Arc::new)
+                    .map_err(Arc::new),
+            });
+        }
+        slot.as_ref().and_then(|s| s.result.as_ref().ok().cloned())
     }
 
     /// Why cases on the cgroupfs model cannot run in this session, if they cannot.
@@ -454,6 +524,7 @@ impl Session {
                 sim,
                 plan,
                 systemd_layout,
+                model: Mutex::new(None),
             }))
         })
         .clone()
@@ -522,13 +593,22 @@ impl Session {
         let (model_faults, syscall_faults) = split_faults(launch, wants_model)?;
         let model_fault_ids: Vec<FaultId> = model_faults.iter().map(|f| f.id).collect();
         let model = if wants_model {
-            let m = cgroupfs::Model::new(
-                host,
-                &self.data,
-                faults,
-                model_faults,
-                Box::new(cgroupfs::AnyPid),
-            )?;
+            let m = {
+                let mut built = mhost.model.lock().unwrap_or_else(|e| e.into_inner());
+                if built.is_none() {
+                    *built = Some(cgroupfs::Model::new(
+                        host,
+                        &self.data,
+                        faults,
+                        Vec::new(),
+                        Box::new(cgroupfs::AnyPid),
+                    )?);
+                }
+                built
+                    .as_ref()
+                    .expect("built above")
+                    .for_case(model_faults, Box::new(cgroupfs::AnyPid))
+            };
             Some(match self.shared_cgroupfs() {
                 Some(shared) => {
                     let (attached, tree) = shared.attach(m)?;
@@ -637,8 +717,24 @@ impl Session {
         let (sync_r, sync_w) = pipe()?;
 
         let root = self.strategy == Strategy::Root;
-        let mut init_steps = vec![Step::MakePrivate];
-        if root {
+        // The machine's mounts, private and read-only: copied from the session's template
+        // (Root), else made so step by step (module `readonly`).
+        let private = readonly::PRIVATE;
+        let var_run = !Path::new("/var/run").is_symlink() && Path::new("/var/run").is_dir();
+        let mut covered: Vec<PathBuf> = private.iter().map(|(d, _)| PathBuf::from(d)).collect();
+        if var_run {
+            covered.push("/var/run".into());
+        }
+        let mounts = self.mount_table.current().map_err(CaseError::Mountinfo)?;
+        let template = {
+            let private: Vec<&Path> = covered.iter().map(PathBuf::as_path).collect();
+            self.mount_template(&mounts, &private)
+        };
+        let mut init_steps = match &template {
+            Some(t) => vec![Step::EnterMounts(t.fd())],
+            None => vec![Step::MakePrivate],
+        };
+        if root && template.is_none() {
             init_steps.push(Step::Detach(c("/sys/fs/cgroup")?));
         }
         let mut overlay = format!(
@@ -720,12 +816,6 @@ impl Session {
         // the copy-on-write layers for missing `[host] writable` dirs (their upper layers
         // are in the case directory, which is about to become read-only), then every
         // mount of the machine read-only, then the private, writable places.
-        let private = readonly::PRIVATE;
-        let var_run = !Path::new("/var/run").is_symlink() && Path::new("/var/run").is_dir();
-        let mut covered: Vec<PathBuf> = private.iter().map(|(d, _)| PathBuf::from(d)).collect();
-        if var_run {
-            covered.push("/var/run".into());
-        }
         let writable = layers
             .writable
             .iter()
@@ -763,9 +853,10 @@ impl Session {
             }
             covered.push(ancestor.clone());
         }
-        let mounts = readonly::host_mounts().map_err(CaseError::Mountinfo)?;
-        let covered_refs: Vec<&Path> = covered.iter().map(PathBuf::as_path).collect();
-        init_steps.extend(readonly::read_only_steps(&mounts, &covered_refs)?);
+        if template.is_none() {
+            let covered_refs: Vec<&Path> = covered.iter().map(PathBuf::as_path).collect();
+            init_steps.extend(readonly::read_only_steps(&mounts, &covered_refs)?);
+        }
         for w in &writable {
             let (readonly::Writable::Tmpfs(p) | readonly::Writable::Overlay { path: p, .. }) = w
             else {

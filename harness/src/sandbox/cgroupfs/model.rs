@@ -141,7 +141,8 @@ struct Hier {
 /// The simulated cgroupfs of one case.
 pub struct Model {
     host: Host,
-    tables: KernelTables,
+    /// Shared with the session's host data: one copy for every case.
+    tables: std::sync::Arc<KernelTables>,
     version: KernelVersion,
     entries: Vec<Option<Entry>>,
     hiers: Vec<Hier>,
@@ -387,6 +388,35 @@ impl Model {
             }
         }
         Ok(m)
+    }
+
+    /// A model for another case on the same host (and content faults): a copy of this
+    /// one, which must not have served a case, with the case's own faults and processes.
+    /// What [`Model::new`] would build, without working out the host's plan and topology
+    /// again.
+    pub fn for_case(&self, faults: Vec<Fault>, pids: Box<dyn Pids>) -> Model {
+        debug_assert!(
+            self.log.is_empty() && self.written.is_empty(),
+            "a model that served a case is no template"
+        );
+        Model {
+            host: self.host.clone(),
+            tables: std::sync::Arc::clone(&self.tables),
+            version: self.version,
+            entries: self.entries.clone(),
+            hiers: self.hiers.clone(),
+            v2_all: self.v2_all.clone(),
+            v2_implicit: self.v2_implicit.clone(),
+            kernel_v2_names: self.kernel_v2_names.clone(),
+            member: self.member.clone(),
+            arrival: self.arrival.clone(),
+            arrivals: self.arrivals,
+            pids,
+            faults: FaultSet::new(faults),
+            log: Vec::new(),
+            initial: self.initial.clone(),
+            written: BTreeSet::new(),
+        }
     }
 
     fn hier_of_dir(&self, dir: &str) -> Option<usize> {
