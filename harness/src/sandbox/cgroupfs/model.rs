@@ -1,7 +1,7 @@
 //! The in-memory cgroupfs and its semantics. Pure: no FUSE, no syscalls (process lookups
 //! go through [`Pids`]), so unit tests and the fidelity check drive it directly.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use libc::{
     EACCES, EBUSY, EEXIST, EINVAL, ENOENT, ENOSPC, ENOTDIR, EOPNOTSUPP, EPERM, EROFS, ESRCH,
@@ -38,6 +38,10 @@ pub trait Pids: Send {
     /// The tasks (thread ids) of a process; a thread id answers itself.
     fn threads(&self, pid: u32) -> Vec<u32> {
         vec![pid]
+    }
+    /// The parent process of a task (0 for the case's init), if the task is there.
+    fn ppid(&self, _pid: u32) -> Option<u32> {
+        None
     }
     /// Send `sig` to the process (the host's systemd stopping or killing a unit).
     fn signal(&self, pid: u32, sig: i32) {
@@ -135,6 +139,8 @@ struct Hier {
     dir: String,
     /// v1 controllers of the hierarchy.
     controllers: Vec<String>,
+    /// How /proc/<pid>/cgroup names it (`cpu,cpuacct`, `name=systemd`; "" on v2).
+    label: String,
     root: Ino,
 }
 
@@ -157,6 +163,9 @@ pub struct Model {
     /// migrate in); v1 sorts its pidlists.
     arrival: HashMap<(usize, u32), u64>,
     arrivals: u64,
+    /// (hierarchy, pid) moved by a write to cgroup.procs/tasks/cgroup.threads (not a
+    /// seeded membership): whose /proc/<pid>/cgroup line follows the model.
+    moved: HashSet<(usize, u32)>,
     pids: Box<dyn Pids>,
     faults: FaultSet,
     log: Vec<LogEntry>,
@@ -279,6 +288,7 @@ impl Model {
             member: HashMap::new(),
             arrival: HashMap::new(),
             arrivals: 0,
+            moved: HashSet::new(),
             pids,
             faults: FaultSet::new(faults),
             log: Vec::new(),
@@ -299,6 +309,7 @@ impl Model {
                 layer: Layer::V1,
                 dir: mt.dir.clone(),
                 controllers: mt.controllers.clone(),
+                label: mt.label(),
                 root: 0,
             });
         }
@@ -307,6 +318,7 @@ impl Model {
                 layer: Layer::V2,
                 dir: d.clone(),
                 controllers: Vec::new(),
+                label: String::new(),
                 root: 0,
             });
         }
@@ -1502,6 +1514,7 @@ impl Model {
             self.arrival.insert((h, pid), self.arrivals);
         }
         self.member.insert((h, pid), g);
+        self.moved.insert((h, pid));
         Ok(())
     }
 
@@ -1728,6 +1741,68 @@ impl Model {
             written,
             removed,
         }
+    }
+
+    /// `/proc/<pid>/cgroup` of case task `tid` (kernel/cgroup/cgroup.c, proc_cgroup_show),
+    /// rendered from the host's static view `static_view`: the same lines (hierarchy ids,
+    /// order, controller names), each path replaced by the task's group in that hierarchy
+    /// if the task, its process or (inheritance at fork) its nearest ancestor was moved by
+    /// a write to cgroup.procs/tasks/cgroup.threads. A line of a hierarchy no one moved it
+    /// in, or that names no hierarchy of the model, stays as it is.
+    ///
+    /// Limits, as the model records moves: a process moved by `tasks` moves with all its
+    /// threads (the kernel moves only the thread written); a child forked before its
+    /// parent moved shows the parent's new group (the kernel: the group at fork time).
+    pub fn proc_cgroup(&self, tid: u32, static_view: &str) -> String {
+        let mut out = String::with_capacity(static_view.len() + 16);
+        for line in static_view.split_inclusive('\n') {
+            let body = line.strip_suffix('\n').unwrap_or(line);
+            let mut parts = body.splitn(3, ':');
+            let (Some(id), Some(label), Some(_)) = (parts.next(), parts.next(), parts.next())
+            else {
+                out.push_str(line);
+                continue;
+            };
+            let h = self.hiers.iter().position(|h| match h.layer {
+                Layer::V2 => id == "0" && label.is_empty(),
+                Layer::V1 => id != "0" && h.label == label,
+            });
+            match h.and_then(|h| self.moved_group(h, tid)) {
+                Some(path) => {
+                    out.push_str(&format!("{id}:{label}:/{path}"));
+                    if line.ends_with('\n') {
+                        out.push('\n');
+                    }
+                }
+                None => out.push_str(line),
+            }
+        }
+        out
+    }
+
+    /// The group (path inside hierarchy `h`) of case task `tid` if it, its process or its
+    /// nearest ancestor process was moved there.
+    fn moved_group(&self, h: usize, tid: u32) -> Option<String> {
+        let here = |p: u32| {
+            self.moved
+                .contains(&(h, p))
+                .then(|| self.member.get(&(h, p)))
+                .flatten()
+                .and_then(|&g| self.group(g))
+                .map(|g| g.path.clone())
+        };
+        if let Some(p) = here(tid) {
+            return Some(p);
+        }
+        let mut p = self.pids.tgid(tid).unwrap_or(tid);
+        // A bound on the walk, in case a racing exit makes a loop of stale links.
+        for _ in 0..256 {
+            if let Some(path) = here(p) {
+                return Some(path);
+            }
+            p = self.pids.ppid(p).filter(|&pp| pp != 0 && pp != p)?;
+        }
+        None
     }
 
     /// The inode at a path relative to /sys/fs/cgroup (no symlinks followed but the first).
