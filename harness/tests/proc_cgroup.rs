@@ -35,6 +35,10 @@ fn main() {
             "lines_of_unknown_hierarchies_and_unmoved_processes_stay_static",
             lines_of_unknown_hierarchies_and_unmoved_processes_stay_static,
         )
+        .test(
+            "a_thread_moved_alone_shows_its_group_in_its_own_view_only",
+            a_thread_moved_alone_shows_its_group_in_its_own_view_only,
+        )
         .test_needing(
             "the_scenario_prints_what_the_real_6_1_kernel_printed",
             need_sandbox(),
@@ -160,6 +164,25 @@ fn lines_of_unknown_hierarchies_and_unmoved_processes_stay_static() {
         "7:cpu:/elsewhere\ngarbage\n0::/pod\nno newline at the end"
     );
     assert_eq!(m.proc_cgroup(20, odd), odd);
+}
+
+/// A thread moved alone into a threaded group (`cgroup.threads`): its own view
+/// (`thread-self`, `task/<tid>`) names the threaded group, its process's (`self`, `<pid>`,
+/// the leader's) the domain.
+fn a_thread_moved_alone_shows_its_group_in_its_own_view_only() {
+    let (mut m, view) = host_model(CgroupMode::V2, 0);
+    for (op, path, value) in [
+        ("mkdir", "d", None),
+        ("write", "d/cgroup.procs", Some("10")),
+        ("mkdir", "d/t", None),
+        ("write", "d/t/cgroup.type", Some("threaded")),
+        ("write", "d/t/cgroup.threads", Some("11")),
+    ] {
+        assert_eq!(on_model(&mut m, op, path, value, 10), "ok", "{op} {path}");
+    }
+    assert_eq!(m.proc_cgroup(11, &view), "0::/d/t\n");
+    assert_eq!(m.proc_cgroup(10, &view), "0::/d\n");
+    assert_eq!(m.proc_cgroup(12, &view), "0::/d\n");
 }
 
 /// The scenario's three cells (v1, v2, hybrid on the lane's 6.1) print exactly what the

@@ -1471,9 +1471,14 @@ impl Model {
             self.pids.tgid(pid).ok_or(ESRCH)?
         };
         let h = grp.hier;
+        // Where the task is: a thread not moved alone is where its process is.
         let src = self
             .member
             .get(&(h, pid))
+            .or_else(|| {
+                let tgid = self.pids.tgid(pid)?;
+                self.member.get(&(h, tgid))
+            })
             .copied()
             .unwrap_or(self.hiers[h].root);
         if v2 && !grp.path.is_empty() {
@@ -1749,6 +1754,10 @@ impl Model {
     /// if the task, its process or (inheritance at fork) its nearest ancestor was moved by
     /// a write to cgroup.procs/tasks/cgroup.threads. A line of a hierarchy no one moved it
     /// in, or that names no hierarchy of the model, stays as it is.
+    ///
+    /// `tid` is the task whose view it is: the thread-group leader for `/proc/<pid>/cgroup`,
+    /// the thread for `thread-self` and `task/<tid>` (a thread moved alone through
+    /// `cgroup.threads` shows its own group there, its process's elsewhere).
     ///
     /// Limits, as the model records moves: a process moved by `tasks` moves with all its
     /// threads (the kernel moves only the thread written); a child forked before its

@@ -76,13 +76,13 @@ pub struct SupervisorOptions {
 /// Whose `/proc/<pid>/cgroup` is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupViewOf {
-    /// The caller itself (`self`, `thread-self`, `self/task/<tid>`): its pid as the
-    /// supervisor sees it.
+    /// The caller's own view, as the supervisor numbers the task: its thread-group leader
+    /// (`self`) or the calling thread (`thread-self`).
     Caller(u32),
-    /// `/proc/<pid>/...` opened by a task of another PID namespace (the case's): the pid as
-    /// that namespace numbers it.
+    /// `/proc/<pid>/...` or `.../task/<tid>/...` opened by a task of another PID namespace
+    /// (the case's): the pid or tid as that namespace numbers it.
     CaseNs(u32),
-    /// `/proc/<pid>/...` opened by a task of the supervisor's PID namespace.
+    /// The same, opened by a task of the supervisor's PID namespace.
     Supervisor(u32),
 }
 
@@ -1019,7 +1019,8 @@ impl Ctx {
         let target = if read.is_ok() && self.plan.templates.candidate(&raw) {
             self.proc_rel(pid, dirfd, &raw, resolve & RESOLVE_IN_ROOT != 0)
                 .and_then(|rel| {
-                    let cgroup_view = procpath::last_component(&rel) == b"cgroup";
+                    let cgroup_view = (procpath::last_component(&rel) == b"cgroup")
+                        .then(|| procpath::view_task(&rel));
                     self.plan
                         .templates
                         .lookup(&rel)
@@ -1041,8 +1042,8 @@ impl Ctx {
             return Response::Continue;
         }
         let keep = flags & (libc::O_NONBLOCK | libc::O_PATH | libc::O_NOATIME);
-        if let (true, Some(spec)) = (cgroup_view, spec) {
-            if let Some(fd) = self.rendered_cgroup_view(pid, spec, &file, keep) {
+        if let (Some(task), Some(spec)) = (cgroup_view, spec) {
+            if let Some(fd) = self.rendered_cgroup_view(pid, spec, task, &file, keep) {
                 return Response::AddFd {
                     fd,
                     cloexec: flags & libc::O_CLOEXEC != 0,
@@ -1065,20 +1066,29 @@ impl Ctx {
         &mut self,
         caller: u32,
         spec: PidSpec,
+        task: procpath::ViewTask,
         file: &Path,
         keep: i32,
     ) -> Option<OwnedFd> {
+        use procpath::ViewTask;
         let render = self.proc_cgroup.clone()?;
-        let of = match spec {
-            PidSpec::Caller => CgroupViewOf::Caller(caller),
-            PidSpec::Pid(p) => {
-                let ns = remote::ns_inode(&format!("/proc/{caller}/ns/pid"));
-                if ns.is_some() && ns != self.sup_pidns {
-                    CgroupViewOf::CaseNs(p)
-                } else {
-                    CgroupViewOf::Supervisor(p)
-                }
+        // A pid the caller named, as its procfs numbers it.
+        let named = |p: u32| {
+            let ns = remote::ns_inode(&format!("/proc/{caller}/ns/pid"));
+            if ns.is_some() && ns != self.sup_pidns {
+                CgroupViewOf::CaseNs(p)
+            } else {
+                CgroupViewOf::Supervisor(p)
             }
+        };
+        let of = match (task, spec) {
+            (ViewTask::Thread(tid), _) => named(tid),
+            (ViewTask::CallerThread, _) => CgroupViewOf::Caller(caller),
+            // `self`: the thread-group leader's view, whichever thread opens it.
+            (ViewTask::Process, PidSpec::Caller) => {
+                CgroupViewOf::Caller(remote::tgid_ppid(caller).map_or(caller, |(tgid, _)| tgid))
+            }
+            (ViewTask::Process, PidSpec::Pid(p)) => named(p),
         };
         let static_view = std::fs::read(file).ok()?;
         let content = render.0(of, &static_view)?;
