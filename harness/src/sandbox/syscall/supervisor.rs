@@ -90,7 +90,10 @@ pub enum CgroupViewOf {
 /// view it is and the host's static view, it answers the content, or `None` to keep the
 /// static file.
 #[derive(Clone)]
-pub struct ProcCgroup(pub Arc<dyn Fn(CgroupViewOf, &[u8]) -> Option<Vec<u8>> + Send + Sync>);
+pub struct ProcCgroup(pub Arc<RenderCgroupView>);
+
+/// See [`ProcCgroup`]: (whose view, the static view) → the content, or `None`.
+pub type RenderCgroupView = dyn Fn(CgroupViewOf, &[u8]) -> Option<Vec<u8>> + Send + Sync;
 
 impl std::fmt::Debug for ProcCgroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
