@@ -14,13 +14,12 @@ use std::path::Path;
 use std::process::Command;
 
 use cgrepro::host::{CgroupMode, HostData, HostSpec};
-use cgrepro::lane::kernels;
 use cgrepro::sandbox::cgroupfs::corpus::on_model;
 use cgrepro::sandbox::cgroupfs::{Model, Pids};
 
 mod support;
 
-use support::{available_only, need_sandbox, root, Suite};
+use support::{available_only, lane, need_sandbox, root, Suite};
 
 const SCENARIO: &str = "scenarios/cgroupfs/proc-cgroup-follows-moves.toml";
 
@@ -46,7 +45,7 @@ fn main() {
         )
         .test_needing(
             "a_real_6_1_kernel_booted_now_prints_the_recorded_output",
-            available_only(lane()),
+            available_only(lane("6.1")),
             a_real_6_1_kernel_booted_now_prints_the_recorded_output,
         );
     suite.run()
@@ -242,16 +241,6 @@ fn find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
         }
     }
     None
-}
-
-fn lane() -> Result<(), String> {
-    let on_path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .any(|d| d.join("qemu-system-x86_64").is_file());
-    if !on_path {
-        return Err("qemu-system-x86_64 is not installed (bash ci/kernel-lane.sh)".into());
-    }
-    kernels::find(&kernels::cache_dir(), "6.1").map_err(|e| e.to_string())?;
-    Ok(())
 }
 
 /// The scenario's script, as a file the lane packs.
