@@ -3,9 +3,9 @@
 //! hierarchy's line, and so do the children it forks afterwards.
 //!
 //! * the rendering, on the model alone (a fake process tree);
-//! * the scenario `cgroupfs/proc-cgroup-follows-moves` run as a user runs it: its stdout
-//!   on the model is, line for line, what Debian's 6.1 printed in the real-kernel lane
-//!   (recorded in `fixtures/kernels/proc-cgroup/`);
+//! * the scenarios `cgroupfs/proc-cgroup-follows-moves{,-6.12}` run as a user runs them:
+//!   their stdout on the model is, line for line, what Debian's 6.1 and 6.12 printed in the
+//!   real-kernel lane (recorded in `fixtures/kernels/proc-cgroup/`);
 //! * where QEMU and the 6.1 kernel are cached (`bash ci/kernel-lane.sh 6.1`), the same
 //!   script boots on the real kernel again (v1) and must still print the recorded output.
 
@@ -39,9 +39,9 @@ fn main() {
             a_thread_moved_alone_shows_its_group_in_its_own_view_only,
         )
         .test_needing(
-            "the_scenario_prints_what_the_real_6_1_kernel_printed",
+            "the_scenarios_print_what_the_real_kernels_printed",
             need_sandbox(),
-            the_scenario_prints_what_the_real_6_1_kernel_printed,
+            the_scenarios_print_what_the_real_kernels_printed,
         )
         .test_needing(
             "a_real_6_1_kernel_booted_now_prints_the_recorded_output",
@@ -184,9 +184,9 @@ fn a_thread_moved_alone_shows_its_group_in_its_own_view_only() {
     assert_eq!(m.proc_cgroup(12, &view), "0::/d\n");
 }
 
-/// The scenario's three cells (v1, v2, hybrid on the lane's 6.1) print exactly what the
-/// real kernel printed.
-fn the_scenario_prints_what_the_real_6_1_kernel_printed() {
+/// The scenarios' cells (v1, v2, hybrid on the lane's 6.1 and 6.12) print exactly what
+/// the real kernels printed.
+fn the_scenarios_print_what_the_real_kernels_printed() {
     let root = root();
     let work = tempfile::tempdir().expect("artifacts dir");
     let o = Command::new(env!("CARGO_BIN_EXE_cgrepro"))
@@ -205,25 +205,30 @@ fn the_scenario_prints_what_the_real_6_1_kernel_printed() {
         "{said}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    for mode in ["v1", "v2", "hybrid"] {
-        let kernel = recorded(&root, mode);
-        let case = format!("proc-cgroup-follows-moves@host.cgroup={mode}");
-        let out = find(work.path(), &case).unwrap_or_else(|| {
-            panic!(
-                "no artifacts of {case} in {}: {said}",
-                work.path().display()
-            )
-        });
-        let model = std::fs::read_to_string(out.join("stdout.log")).expect("stdout.log");
-        assert_eq!(
-            model, kernel,
-            "{mode}: the model (left) and 6.1 (right) differ"
-        );
+    for (series, scenario) in [
+        ("6.1", "proc-cgroup-follows-moves"),
+        ("6.12", "proc-cgroup-follows-moves-6.12"),
+    ] {
+        for mode in ["v1", "v2", "hybrid"] {
+            let kernel = recorded(&root, series, mode);
+            let case = format!("{scenario}@host.cgroup={mode}");
+            let out = find(work.path(), &case).unwrap_or_else(|| {
+                panic!(
+                    "no artifacts of {case} in {}: {said}",
+                    work.path().display()
+                )
+            });
+            let model = std::fs::read_to_string(out.join("stdout.log")).expect("stdout.log");
+            assert_eq!(
+                model, kernel,
+                "{series} {mode}: the model (left) and the kernel (right) differ"
+            );
+        }
     }
 }
 
-fn recorded(root: &Path, mode: &str) -> String {
-    let f = root.join(format!("fixtures/kernels/proc-cgroup/6.1-{mode}.txt"));
+fn recorded(root: &Path, series: &str, mode: &str) -> String {
+    let f = root.join(format!("fixtures/kernels/proc-cgroup/{series}-{mode}.txt"));
     std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()))
 }
 
@@ -283,7 +288,7 @@ fn a_real_6_1_kernel_booted_now_prints_the_recorded_output() {
         .unwrap_or_else(|e| panic!("the guest's stdout: {e}\n{said}"));
     assert_eq!(
         out,
-        recorded(&root, "v1"),
+        recorded(&root, "6.1", "v1"),
         "6.1 v1 now (left) and as recorded (right)"
     );
 }
