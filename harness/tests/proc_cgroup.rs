@@ -3,7 +3,7 @@
 //! hierarchy's line, and so do the children it forks afterwards.
 //!
 //! * the rendering, on the model alone (a fake process tree);
-//! * the scenarios `cgroupfs/proc-cgroup-follows-moves{,-6.12}` run as a user runs them:
+//! * the scenarios `cgroupfs/proc-cgroup-*` run as a user runs them:
 //!   their stdout on the model is, line for line, what Debian's 6.1 and 6.12 printed in the
 //!   real-kernel lane (recorded in `fixtures/kernels/proc-cgroup/`);
 //! * where QEMU and the 6.1 kernel are cached (`bash ci/kernel-lane.sh 6.1`), the same
@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use cgrepro::host::{CgroupMode, HostData, HostSpec};
 use cgrepro::sandbox::cgroupfs::corpus::on_model;
@@ -51,34 +52,54 @@ fn main() {
     suite.run()
 }
 
-/// A process tree: pid → (tgid, ppid).
-struct Tree(HashMap<u32, (u32, u32)>);
+/// A process tree the test grows: pid → (tgid, ppid).
+#[derive(Clone, Default)]
+struct Tree(Arc<Mutex<HashMap<u32, (u32, u32)>>>);
+
+impl Tree {
+    fn spawn(&self, pid: u32, tgid: u32, ppid: u32) {
+        self.0.lock().unwrap().insert(pid, (tgid, ppid));
+    }
+    fn get(&self, pid: u32) -> Option<(u32, u32)> {
+        self.0.lock().unwrap().get(&pid).copied()
+    }
+}
 
 impl Pids for Tree {
     fn exists(&self, pid: u32) -> bool {
-        self.0.contains_key(&pid)
+        self.get(pid).is_some()
     }
     fn tgid(&self, tid: u32) -> Option<u32> {
-        self.0.get(&tid).map(|t| t.0)
+        self.get(tid).map(|t| t.0)
     }
     fn ppid(&self, pid: u32) -> Option<u32> {
-        self.0.get(&pid).map(|t| t.1)
+        self.get(pid).map(|t| t.1)
+    }
+    fn all(&self) -> Vec<u32> {
+        let t = self.0.lock().unwrap();
+        t.iter()
+            .filter(|(p, v)| **p == v.0)
+            .map(|(p, _)| *p)
+            .collect()
     }
 }
 
-/// The case: init 1, a shell 10 (child of 1) with a second thread 11, its child 12;
-/// 20 another child of init.
+/// The case: init 1, a shell 10 (child of 1) with a second thread 11; 20 another child of
+/// init.
 fn tree() -> Tree {
-    Tree(HashMap::from([
-        (1, (1, 0)),
-        (10, (10, 1)),
-        (11, (10, 1)),
-        (12, (12, 10)),
-        (20, (20, 1)),
-    ]))
+    let t = Tree::default();
+    t.spawn(1, 1, 0);
+    t.spawn(10, 10, 1);
+    t.spawn(11, 10, 1);
+    t.spawn(20, 20, 1);
+    t
 }
 
 fn host_model(mode: CgroupMode, systemd: u32) -> (Model, String) {
+    host_model_with(mode, systemd, tree())
+}
+
+fn host_model_with(mode: CgroupMode, systemd: u32, tree: Tree) -> (Model, String) {
     let data = HostData::load(&root().join("fixtures")).expect("host data");
     let spec = HostSpec {
         kernel: Some("6.1.0-57-amd64".into()),
@@ -88,7 +109,7 @@ fn host_model(mode: CgroupMode, systemd: u32) -> (Model, String) {
     };
     let host = data.resolve(&spec).expect("host");
     let view = host.plan(&data, &[]).expect("plan").proc["/proc/self/cgroup"].clone();
-    let m = Model::new(&host, &data, &[], Vec::new(), Box::new(tree())).expect("model");
+    let m = Model::new(&host, &data, &[], Vec::new(), Box::new(tree)).expect("model");
     (m, view)
 }
 
@@ -104,7 +125,11 @@ fn with_path(view: &str, prefix: &str, path: &str) -> String {
 
 fn a_moved_process_and_its_later_children_see_the_new_group() {
     // Hybrid with systemd: a named hierarchy (name=systemd) and cgroup2 at unified/.
-    let (mut m, view) = host_model(CgroupMode::Hybrid, 252);
+    let procs = tree();
+    // 12: the shell's child forked before the move; 13: its grandchild.
+    procs.spawn(12, 12, 10);
+    procs.spawn(13, 13, 12);
+    let (mut m, view) = host_model_with(CgroupMode::Hybrid, 252, procs.clone());
     let mem = view
         .lines()
         .find(|l| l.ends_with(":memory:/"))
@@ -118,10 +143,16 @@ fn a_moved_process_and_its_later_children_see_the_new_group() {
     );
     let moved = with_path(&view, mem, "/x/y");
     assert_ne!(moved, view);
-    // The process, its other thread, and its child (forked after the move).
-    for pid in [10, 11, 12] {
+    // A child forked after the move (14) and its child (15) start in the new group.
+    procs.spawn(14, 14, 10);
+    procs.spawn(15, 15, 14);
+    // The process, its other thread, and its later children.
+    for pid in [10, 11, 14, 15] {
         assert_eq!(m.proc_cgroup(pid, &view), moved, "pid {pid}");
     }
+    // Children forked before it moved stay where they were forked.
+    assert_eq!(m.proc_cgroup(12, &view), view);
+    assert_eq!(m.proc_cgroup(13, &view), view);
     // Another process of the case, and init: untouched.
     assert_eq!(m.proc_cgroup(20, &view), view);
     assert_eq!(m.proc_cgroup(1, &view), view);
@@ -132,12 +163,21 @@ fn a_moved_process_and_its_later_children_see_the_new_group() {
         "ok"
     );
     let both = with_path(&moved, "0::", "/u");
-    assert_eq!(m.proc_cgroup(12, &view), both);
+    assert_eq!(m.proc_cgroup(10, &view), both);
+    // 14, forked between the two moves, is in the first one's group only; 12, forked
+    // before either, in neither; 16, forked after both, in both.
+    assert_eq!(m.proc_cgroup(14, &view), moved);
+    assert_eq!(m.proc_cgroup(12, &view), view);
+    procs.spawn(16, 16, 10);
+    assert_eq!(m.proc_cgroup(16, &view), both);
+    // The shell moves back to the memory root: it reads `/` there; its children stay.
     assert_eq!(
         on_model(&mut m, "write", "memory/cgroup.procs", Some("10"), 10),
         "ok"
     );
     assert_eq!(m.proc_cgroup(10, &view), with_path(&view, "0::", "/u"));
+    assert_eq!(m.proc_cgroup(14, &view), moved);
+    assert_eq!(m.proc_cgroup(16, &view), both);
     // A refused move changes nothing: ESRCH for a pid that is not there.
     assert_eq!(
         on_model(&mut m, "write", "memory/x/cgroup.procs", Some("999"), 10),
@@ -169,7 +209,8 @@ fn lines_of_unknown_hierarchies_and_unmoved_processes_stay_static() {
 /// (`thread-self`, `task/<tid>`) names the threaded group, its process's (`self`, `<pid>`,
 /// the leader's) the domain.
 fn a_thread_moved_alone_shows_its_group_in_its_own_view_only() {
-    let (mut m, view) = host_model(CgroupMode::V2, 0);
+    let procs = tree();
+    let (mut m, view) = host_model_with(CgroupMode::V2, 0, procs.clone());
     for (op, path, value) in [
         ("mkdir", "d", None),
         ("write", "d/cgroup.procs", Some("10")),
@@ -179,13 +220,14 @@ fn a_thread_moved_alone_shows_its_group_in_its_own_view_only() {
     ] {
         assert_eq!(on_model(&mut m, op, path, value, 10), "ok", "{op} {path}");
     }
+    procs.spawn(12, 12, 10);
     assert_eq!(m.proc_cgroup(11, &view), "0::/d/t\n");
     assert_eq!(m.proc_cgroup(10, &view), "0::/d\n");
     assert_eq!(m.proc_cgroup(12, &view), "0::/d\n");
 }
 
-/// The scenarios' cells (v1, v2, hybrid on the lane's 6.1 and 6.12) print exactly what
-/// the real kernels printed.
+/// The scenarios' cells (v1, v2, hybrid on the lane's 6.1 and 6.12; a child forked before
+/// the move on 6.1) print exactly what the real kernels printed.
 fn the_scenarios_print_what_the_real_kernels_printed() {
     let root = root();
     let work = tempfile::tempdir().expect("artifacts dir");
@@ -196,7 +238,7 @@ fn the_scenarios_print_what_the_real_kernels_printed() {
         .arg("--artifacts")
         .arg(work.path())
         .arg("-j1")
-        .arg("cgroupfs/proc-cgroup-follows-moves")
+        .arg("cgroupfs/proc-cgroup-")
         .output()
         .expect("cgrepro run");
     let said = String::from_utf8_lossy(&o.stdout);
@@ -205,12 +247,28 @@ fn the_scenarios_print_what_the_real_kernels_printed() {
         "{said}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    for (series, scenario) in [
-        ("6.1", "proc-cgroup-follows-moves"),
-        ("6.12", "proc-cgroup-follows-moves-6.12"),
+    for (series, scenario, modes, suffix) in [
+        (
+            "6.1",
+            "proc-cgroup-follows-moves",
+            &["v1", "v2", "hybrid"][..],
+            "",
+        ),
+        (
+            "6.12",
+            "proc-cgroup-follows-moves-6.12",
+            &["v1", "v2", "hybrid"][..],
+            "",
+        ),
+        (
+            "6.1",
+            "proc-cgroup-child-forked-before-move",
+            &["v1", "v2"][..],
+            "-forked-before",
+        ),
     ] {
-        for mode in ["v1", "v2", "hybrid"] {
-            let kernel = recorded(&root, series, mode);
+        for mode in modes {
+            let kernel = recorded(&root, series, &format!("{mode}{suffix}"));
             let case = format!("{scenario}@host.cgroup={mode}");
             let out = find(work.path(), &case).unwrap_or_else(|| {
                 panic!(

@@ -43,6 +43,10 @@ pub trait Pids: Send {
     fn ppid(&self, _pid: u32) -> Option<u32> {
         None
     }
+    /// Every process of the case (thread-group ids).
+    fn all(&self) -> Vec<u32> {
+        Vec::new()
+    }
     /// Send `sig` to the process (the host's systemd stopping or killing a unit).
     fn signal(&self, pid: u32, sig: i32) {
         if sig == libc::SIGKILL {
@@ -166,6 +170,10 @@ pub struct Model {
     /// (hierarchy, pid) moved by a write to cgroup.procs/tasks/cgroup.threads (not a
     /// seeded membership): whose /proc/<pid>/cgroup line follows the model.
     moved: HashSet<(usize, u32)>,
+    /// (hierarchy, pid) → the group a process that was not moved itself was forked in
+    /// (`None`: the static view's line), pinned when an ancestor it followed moved after
+    /// the fork: its /proc/<pid>/cgroup keeps it, as the kernel's does.
+    inherited: HashMap<(usize, u32), Option<Ino>>,
     pids: Box<dyn Pids>,
     faults: FaultSet,
     log: Vec<LogEntry>,
@@ -289,6 +297,7 @@ impl Model {
             arrival: HashMap::new(),
             arrivals: 0,
             moved: HashSet::new(),
+            inherited: HashMap::new(),
             pids,
             faults: FaultSet::new(faults),
             log: Vec::new(),
@@ -1518,9 +1527,35 @@ impl Model {
             self.arrivals += 1;
             self.arrival.insert((h, pid), self.arrivals);
         }
+        self.pin_children(h, pid);
         self.member.insert((h, pid), g);
         self.moved.insert((h, pid));
         Ok(())
+    }
+
+    /// Before `pid` moves in hierarchy `h`: each process below it that follows it (no move
+    /// of its own or of an ancestor in between) stays where it was forked.
+    fn pin_children(&mut self, h: usize, pid: u32) {
+        let here = self.task_group(h, pid).flatten();
+        for q in self.pids.all() {
+            if q == pid || self.moved.contains(&(h, q)) || self.inherited.contains_key(&(h, q)) {
+                continue;
+            }
+            let mut a = q;
+            for _ in 0..256 {
+                let Some(up) = self.pids.ppid(a).filter(|&u| u != 0 && u != a) else {
+                    break;
+                };
+                if up == pid {
+                    self.inherited.insert((h, q), here);
+                    break;
+                }
+                if self.moved.contains(&(h, up)) || self.inherited.contains_key(&(h, up)) {
+                    break;
+                }
+                a = up;
+            }
+        }
     }
 
     /// `cgroup_is_thread_root`: a domain with threaded children, or with tasks and a
@@ -1759,9 +1794,9 @@ impl Model {
     /// the thread for `thread-self` and `task/<tid>` (a thread moved alone through
     /// `cgroup.threads` shows its own group there, its process's elsewhere).
     ///
-    /// Limits, as the model records moves: a process moved by `tasks` moves with all its
-    /// threads (the kernel moves only the thread written); a child forked before its
-    /// parent moved shows the parent's new group (the kernel: the group at fork time).
+    /// A process forked before its parent moved stays where it was forked (pinned at the
+    /// move). Limit, as the model records moves: a process moved by `tasks` moves with all
+    /// its threads (the kernel moves only the thread written).
     pub fn proc_cgroup(&self, tid: u32, static_view: &str) -> String {
         let mut out = String::with_capacity(static_view.len() + 16);
         for line in static_view.split_inclusive('\n') {
@@ -1790,24 +1825,31 @@ impl Model {
     }
 
     /// The group (path inside hierarchy `h`) of case task `tid` if it, its process or its
-    /// nearest ancestor process was moved there.
+    /// nearest ancestor process was moved there (or it was pinned there, see `inherited`).
     fn moved_group(&self, h: usize, tid: u32) -> Option<String> {
+        let g = self.task_group(h, tid).flatten()?;
+        self.group(g).map(|g| g.path.clone())
+    }
+
+    /// Where task `tid` is in hierarchy `h` as far as moves tell: `Some(Some(group))`,
+    /// `Some(None)` pinned to the static view's line, `None` nothing known (the static
+    /// view's line too).
+    fn task_group(&self, h: usize, tid: u32) -> Option<Option<Ino>> {
         let here = |p: u32| {
-            self.moved
-                .contains(&(h, p))
-                .then(|| self.member.get(&(h, p)))
-                .flatten()
-                .and_then(|&g| self.group(g))
-                .map(|g| g.path.clone())
+            if self.moved.contains(&(h, p)) {
+                self.member.get(&(h, p)).map(|&g| Some(g))
+            } else {
+                self.inherited.get(&(h, p)).copied()
+            }
         };
-        if let Some(p) = here(tid) {
-            return Some(p);
+        if let Some(g) = here(tid) {
+            return Some(g);
         }
         let mut p = self.pids.tgid(tid).unwrap_or(tid);
         // A bound on the walk, in case a racing exit makes a loop of stale links.
         for _ in 0..256 {
-            if let Some(path) = here(p) {
-                return Some(path);
+            if let Some(g) = here(p) {
+                return Some(g);
             }
             p = self.pids.ppid(p).filter(|&pp| pp != 0 && pp != p)?;
         }

@@ -86,6 +86,16 @@ impl Pids for CasePids {
         rest.split_whitespace().nth(1)?.parse().ok()
     }
 
+    fn all(&self) -> Vec<u32> {
+        std::fs::read_dir(&self.proc_root)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn tgid(&self, tid: u32) -> Option<u32> {
         let s =
             std::fs::read_to_string(self.proc_root.join(tid.to_string()).join("status")).ok()?;
