@@ -17,24 +17,14 @@ use cgrepro::lane::kernels;
 
 mod support;
 
-use support::{available_only, root, Suite};
-
-fn lane() -> Result<(), String> {
-    let on_path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .any(|d| d.join("qemu-system-x86_64").is_file());
-    if !on_path {
-        return Err("qemu-system-x86_64 is not installed (bash ci/kernel-lane.sh)".into());
-    }
-    kernels::find(&kernels::cache_dir(), "6.1").map_err(|e| e.to_string())?;
-    Ok(())
-}
+use support::{available_only, lane, root, Suite};
 
 fn main() {
     let mut suite = Suite::new();
     suite
         .test_needing(
             "the_model_is_judged_against_a_real_6_1_kernel_booted_under_qemu",
-            available_only(lane()),
+            available_only(lane("6.1")),
             the_model_is_judged_against_a_real_6_1_kernel_booted_under_qemu,
         )
         .test(

@@ -1156,6 +1156,10 @@ impl Session {
                 m.fork(tid).err()
             }))
         });
+        // /proc/<pid>/cgroup follows the model's moves (rendered at open time).
+        let proc_cgroup = served
+            .as_ref()
+            .map(|s| cgroupfs::pids::proc_cgroup_view(Arc::clone(s.model())));
         // The userns strategy's FUSE mount serves only tasks of the case's user namespace:
         // the supervisor's lookups below /sys/fs/cgroup are made from in there.
         let userns = match (&served, self.strategy) {
@@ -1170,6 +1174,7 @@ impl Session {
             syscall::SupervisorOptions {
                 fork_gate,
                 userns,
+                proc_cgroup,
                 ..Default::default()
             },
         );

@@ -89,6 +89,20 @@ pub fn need_sandbox() -> Need {
     }
 }
 
+/// The real-kernel lane can boot `series` here: `qemu-system-x86_64` on `PATH` and the
+/// series' kernel in the lane cache (`bash ci/kernel-lane.sh SERIES`); else why not. For
+/// [`available_only`]: CI may lack the lane.
+pub fn lane(series: &str) -> Result<(), String> {
+    let on_path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|d| d.join("qemu-system-x86_64").is_file());
+    if !on_path {
+        return Err("qemu-system-x86_64 is not installed (bash ci/kernel-lane.sh)".into());
+    }
+    use cgrepro::lane::kernels;
+    kernels::find(&kernels::cache_dir(), series).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// A program on `PATH` or at an absolute path.
 pub fn need_program(p: &str) -> Need {
     let found = if p.starts_with('/') {

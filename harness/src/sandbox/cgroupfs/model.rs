@@ -1,7 +1,7 @@
 //! The in-memory cgroupfs and its semantics. Pure: no FUSE, no syscalls (process lookups
 //! go through [`Pids`]), so unit tests and the fidelity check drive it directly.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use libc::{
     EACCES, EBUSY, EEXIST, EINVAL, ENOENT, ENOSPC, ENOTDIR, EOPNOTSUPP, EPERM, EROFS, ESRCH,
@@ -38,6 +38,14 @@ pub trait Pids: Send {
     /// The tasks (thread ids) of a process; a thread id answers itself.
     fn threads(&self, pid: u32) -> Vec<u32> {
         vec![pid]
+    }
+    /// The parent process of a task (0 for the case's init), if the task is there.
+    fn ppid(&self, _pid: u32) -> Option<u32> {
+        None
+    }
+    /// Every process of the case (thread-group ids).
+    fn all(&self) -> Vec<u32> {
+        Vec::new()
     }
     /// Send `sig` to the process (the host's systemd stopping or killing a unit).
     fn signal(&self, pid: u32, sig: i32) {
@@ -135,6 +143,8 @@ struct Hier {
     dir: String,
     /// v1 controllers of the hierarchy.
     controllers: Vec<String>,
+    /// How /proc/<pid>/cgroup names it (`cpu,cpuacct`, `name=systemd`; "" on v2).
+    label: String,
     root: Ino,
 }
 
@@ -158,6 +168,13 @@ pub struct Model {
     /// migrate in); v1 sorts its pidlists.
     arrival: HashMap<(usize, u32), u64>,
     arrivals: u64,
+    /// (hierarchy, pid) moved by a write to cgroup.procs/tasks/cgroup.threads (not a
+    /// seeded membership): whose /proc/<pid>/cgroup line follows the model.
+    moved: HashSet<(usize, u32)>,
+    /// (hierarchy, pid) → the group a process that was not moved itself was forked in
+    /// (`None`: the static view's line), pinned when an ancestor it followed moved after
+    /// the fork: its /proc/<pid>/cgroup keeps it, as the kernel's does.
+    inherited: HashMap<(usize, u32), Option<Ino>>,
     pids: Box<dyn Pids>,
     faults: FaultSet,
     log: Vec<LogEntry>,
@@ -280,6 +297,8 @@ impl Model {
             member: HashMap::new(),
             arrival: HashMap::new(),
             arrivals: 0,
+            moved: HashSet::new(),
+            inherited: HashMap::new(),
             pids,
             faults: FaultSet::new(faults),
             log: Vec::new(),
@@ -300,6 +319,7 @@ impl Model {
                 layer: Layer::V1,
                 dir: mt.dir.clone(),
                 controllers: mt.controllers.clone(),
+                label: mt.label(),
                 root: 0,
             });
         }
@@ -308,6 +328,7 @@ impl Model {
                 layer: Layer::V2,
                 dir: d.clone(),
                 controllers: Vec::new(),
+                label: String::new(),
                 root: 0,
             });
         }
@@ -1489,9 +1510,14 @@ impl Model {
             self.pids.tgid(pid).ok_or(ESRCH)?
         };
         let h = grp.hier;
+        // Where the task is: a thread not moved alone is where its process is.
         let src = self
             .member
             .get(&(h, pid))
+            .or_else(|| {
+                let tgid = self.pids.tgid(pid)?;
+                self.member.get(&(h, tgid))
+            })
             .copied()
             .unwrap_or(self.hiers[h].root);
         if v2 && !grp.path.is_empty() {
@@ -1531,8 +1557,35 @@ impl Model {
             self.arrivals += 1;
             self.arrival.insert((h, pid), self.arrivals);
         }
+        self.pin_children(h, pid);
         self.member.insert((h, pid), g);
+        self.moved.insert((h, pid));
         Ok(())
+    }
+
+    /// Before `pid` moves in hierarchy `h`: each process below it that follows it (no move
+    /// of its own or of an ancestor in between) stays where it was forked.
+    fn pin_children(&mut self, h: usize, pid: u32) {
+        let here = self.task_group(h, pid).flatten();
+        for q in self.pids.all() {
+            if q == pid || self.moved.contains(&(h, q)) || self.inherited.contains_key(&(h, q)) {
+                continue;
+            }
+            let mut a = q;
+            for _ in 0..256 {
+                let Some(up) = self.pids.ppid(a).filter(|&u| u != 0 && u != a) else {
+                    break;
+                };
+                if up == pid {
+                    self.inherited.insert((h, q), here);
+                    break;
+                }
+                if self.moved.contains(&(h, up)) || self.inherited.contains_key(&(h, up)) {
+                    break;
+                }
+                a = up;
+            }
+        }
     }
 
     /// `cgroup_is_thread_root`: a domain with threaded children, or with tasks and a
@@ -1758,6 +1811,79 @@ impl Model {
             written,
             removed,
         }
+    }
+
+    /// `/proc/<pid>/cgroup` of case task `tid` (kernel/cgroup/cgroup.c, proc_cgroup_show),
+    /// rendered from the host's static view `static_view`: the same lines (hierarchy ids,
+    /// order, controller names), each path replaced by the task's group in that hierarchy
+    /// if the task, its process or (inheritance at fork) its nearest ancestor was moved by
+    /// a write to cgroup.procs/tasks/cgroup.threads. A line of a hierarchy no one moved it
+    /// in, or that names no hierarchy of the model, stays as it is.
+    ///
+    /// `tid` is the task whose view it is: the thread-group leader for `/proc/<pid>/cgroup`,
+    /// the thread for `thread-self` and `task/<tid>` (a thread moved alone through
+    /// `cgroup.threads` shows its own group there, its process's elsewhere).
+    ///
+    /// A process forked before its parent moved stays where it was forked (pinned at the
+    /// move). Limit, as the model records moves: a process moved by `tasks` moves with all
+    /// its threads (the kernel moves only the thread written).
+    pub fn proc_cgroup(&self, tid: u32, static_view: &str) -> String {
+        let mut out = String::with_capacity(static_view.len() + 16);
+        for line in static_view.split_inclusive('\n') {
+            let body = line.strip_suffix('\n').unwrap_or(line);
+            let mut parts = body.splitn(3, ':');
+            let (Some(id), Some(label), Some(_)) = (parts.next(), parts.next(), parts.next())
+            else {
+                out.push_str(line);
+                continue;
+            };
+            let h = self.hiers.iter().position(|h| match h.layer {
+                Layer::V2 => id == "0" && label.is_empty(),
+                Layer::V1 => id != "0" && h.label == label,
+            });
+            match h.and_then(|h| self.moved_group(h, tid)) {
+                Some(path) => {
+                    out.push_str(&format!("{id}:{label}:/{path}"));
+                    if line.ends_with('\n') {
+                        out.push('\n');
+                    }
+                }
+                None => out.push_str(line),
+            }
+        }
+        out
+    }
+
+    /// The group (path inside hierarchy `h`) of case task `tid` if it, its process or its
+    /// nearest ancestor process was moved there (or it was pinned there, see `inherited`).
+    fn moved_group(&self, h: usize, tid: u32) -> Option<String> {
+        let g = self.task_group(h, tid).flatten()?;
+        self.group(g).map(|g| g.path.clone())
+    }
+
+    /// Where task `tid` is in hierarchy `h` as far as moves tell: `Some(Some(group))`,
+    /// `Some(None)` pinned to the static view's line, `None` nothing known (the static
+    /// view's line too).
+    fn task_group(&self, h: usize, tid: u32) -> Option<Option<Ino>> {
+        let here = |p: u32| {
+            if self.moved.contains(&(h, p)) {
+                self.member.get(&(h, p)).map(|&g| Some(g))
+            } else {
+                self.inherited.get(&(h, p)).copied()
+            }
+        };
+        if let Some(g) = here(tid) {
+            return Some(g);
+        }
+        let mut p = self.pids.tgid(tid).unwrap_or(tid);
+        // A bound on the walk, in case a racing exit makes a loop of stale links.
+        for _ in 0..256 {
+            if let Some(g) = here(p) {
+                return Some(g);
+            }
+            p = self.pids.ppid(p).filter(|&pp| pp != 0 && pp != p)?;
+        }
+        None
     }
 
     /// The inode at a path relative to /sys/fs/cgroup (no symlinks followed but the first).

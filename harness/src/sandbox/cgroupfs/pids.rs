@@ -2,8 +2,10 @@
 //! up in the case's own procfs through its init (`/proc/<init>/root/proc`).
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use super::Pids;
+use super::{Model, Pids};
+use crate::sandbox::syscall::{CgroupViewOf, ProcCgroup};
 
 pub struct CasePids {
     proc_root: PathBuf,
@@ -77,6 +79,23 @@ impl Pids for CasePids {
         v
     }
 
+    fn ppid(&self, pid: u32) -> Option<u32> {
+        // `pid (comm) S ppid ...`: comm may hold spaces and parentheses, so after the last ')'.
+        let s = std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("stat")).ok()?;
+        let (_, rest) = s.rsplit_once(')')?;
+        rest.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    fn all(&self) -> Vec<u32> {
+        std::fs::read_dir(&self.proc_root)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn tgid(&self, tid: u32) -> Option<u32> {
         let s =
             std::fs::read_to_string(self.proc_root.join(tid.to_string()).join("status")).ok()?;
@@ -94,4 +113,19 @@ pub fn case_pid(pid: u32) -> Option<u32> {
         .find_map(|l| l.strip_prefix("NSpid:"))
         .and_then(|v| v.split_whitespace().last())
         .and_then(|v| v.parse().ok())
+}
+
+/// The syscall layer's renderer of `/proc/<pid>/cgroup` for a case on the model: the pid
+/// translated to the case's PID namespace (as the model records pids), the view rendered
+/// by [`Model::proc_cgroup`] from the host's static one.
+pub fn proc_cgroup_view(model: Arc<Mutex<Model>>) -> ProcCgroup {
+    ProcCgroup(Arc::new(move |of, static_view: &[u8]| {
+        let tid = match of {
+            CgroupViewOf::CaseNs(p) => p,
+            CgroupViewOf::Caller(p) | CgroupViewOf::Supervisor(p) => case_pid(p)?,
+        };
+        let static_view = std::str::from_utf8(static_view).ok()?;
+        let m = model.lock().unwrap_or_else(|e| e.into_inner());
+        Some(m.proc_cgroup(tid, static_view).into_bytes())
+    }))
 }

@@ -102,7 +102,9 @@ pub use crate::fault::{errno_name, parse_errno, FaultHit, Op, When};
 use crate::fault::engine::Rules;
 use crate::fault::Fault;
 pub use filter::{install, install_and_send, send_fd, PreparedFilter};
-pub use supervisor::{EndReason, ForkGate, Supervisor, SupervisorOptions, SupervisorStats};
+pub use supervisor::{
+    CgroupViewOf, EndReason, ForkGate, ProcCgroup, Supervisor, SupervisorOptions, SupervisorStats,
+};
 
 use procpath::ProcTemplates;
 

@@ -74,6 +74,33 @@ pub enum PidSpec {
     Pid(u32),
 }
 
+/// Whose view a per-process /proc path (relative to the procfs root) names: the process's
+/// (`self/x`, `<pid>/x`: the thread-group leader's, as procfs answers), the calling
+/// thread's (`thread-self/x`), or a thread's by its id (`<self|pid>/task/<tid>/x`, the tid
+/// numbered as the procfs numbers it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewTask {
+    Process,
+    CallerThread,
+    Thread(u32),
+}
+
+/// See [`ViewTask`]; `rel` as [`ProcTemplates::lookup`] takes it.
+pub fn view_task(rel: &[u8]) -> ViewTask {
+    let Some((first, rest)) = split_first(rel) else {
+        return ViewTask::Process;
+    };
+    if first == b"thread-self" {
+        return ViewTask::CallerThread;
+    }
+    match split_first(rest) {
+        Some((b"task", r)) => split_first(r)
+            .and_then(|(tid, _)| std::str::from_utf8(tid).ok()?.parse().ok())
+            .map_or(ViewTask::Process, ViewTask::Thread),
+        _ => ViewTask::Process,
+    }
+}
+
 /// The simulated /proc files, indexed for matching.
 #[derive(Debug, Clone, Default)]
 pub struct ProcTemplates {
@@ -297,6 +324,16 @@ mod tests {
         assert!(!t.candidate(b"/etc/passwd"));
         assert!(ProcTemplates::new(&[("/etc/x".into(), "/x".into())]).is_err());
         assert!(ProcTemplates::new(&[("/proc/1/cgroup".into(), "/x".into())]).is_err());
+    }
+
+    #[test]
+    fn whose_view() {
+        assert_eq!(view_task(b"self/cgroup"), ViewTask::Process);
+        assert_eq!(view_task(b"42/cgroup"), ViewTask::Process);
+        assert_eq!(view_task(b"thread-self/cgroup"), ViewTask::CallerThread);
+        assert_eq!(view_task(b"self/task/77/cgroup"), ViewTask::Thread(77));
+        assert_eq!(view_task(b"42/task/43/cgroup"), ViewTask::Thread(43));
+        assert_eq!(view_task(b"cgroups"), ViewTask::Process);
     }
 
     #[test]

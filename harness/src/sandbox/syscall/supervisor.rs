@@ -68,6 +68,37 @@ pub struct SupervisorOptions {
     /// The userns strategy: the case's user namespace (its init's), for the lookups on
     /// the case's FUSE mount that FUSE refuses a task outside it (module `joined`).
     pub userns: Option<Arc<OwnedFd>>,
+    /// Renders a per-process `cgroup` view (`/proc/self/cgroup`, `/proc/<pid>/cgroup`, …)
+    /// at open time; without it the static file answers.
+    pub proc_cgroup: Option<ProcCgroup>,
+}
+
+/// Whose `/proc/<pid>/cgroup` is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupViewOf {
+    /// The caller's own view, as the supervisor numbers the task: its thread-group leader
+    /// (`self`) or the calling thread (`thread-self`).
+    Caller(u32),
+    /// `/proc/<pid>/...` or `.../task/<tid>/...` opened by a task of another PID namespace
+    /// (the case's): the pid or tid as that namespace numbers it.
+    CaseNs(u32),
+    /// The same, opened by a task of the supervisor's PID namespace.
+    Supervisor(u32),
+}
+
+/// Renders `/proc/<pid>/cgroup` from the cgroupfs model (see `Session`): called with whose
+/// view it is and the host's static view, it answers the content, or `None` to keep the
+/// static file.
+#[derive(Clone)]
+pub struct ProcCgroup(pub Arc<RenderCgroupView>);
+
+/// See [`ProcCgroup`]: (whose view, the static view) → the content, or `None`.
+pub type RenderCgroupView = dyn Fn(CgroupViewOf, &[u8]) -> Option<Vec<u8>> + Send + Sync;
+
+impl std::fmt::Debug for ProcCgroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProcCgroup")
+    }
 }
 
 /// Decides whether a task may fork: called with the caller's pid as the supervisor sees
@@ -89,6 +120,7 @@ impl Default for SupervisorOptions {
             pin_cpu: None,
             fork_gate: None,
             userns: None,
+            proc_cgroup: None,
         }
     }
 }
@@ -361,6 +393,7 @@ fn run(
     let mut sup = Ctx::new(plan, listener, pid);
     sup.fork_gate = opts.fork_gate.clone();
     sup.userns = opts.userns.clone();
+    sup.proc_cgroup = opts.proc_cgroup.clone();
     let end = sup.serve(stop, stats);
     set(&|s| s.ended = end);
 }
@@ -395,6 +428,8 @@ struct Ctx {
     fork_gate: Option<ForkGate>,
     /// See [`SupervisorOptions::userns`].
     userns: Option<Arc<OwnedFd>>,
+    /// See [`SupervisorOptions::proc_cgroup`].
+    proc_cgroup: Option<ProcCgroup>,
     listener: OwnedFd,
     names: Vec<Option<&'static str>>,
     /// The plan's faults with this run's counters.
@@ -443,6 +478,7 @@ impl Ctx {
         Ctx {
             fork_gate: None,
             userns: None,
+            proc_cgroup: None,
             faults: plan.faults.clone(),
             plan,
             listener,
@@ -986,16 +1022,18 @@ impl Ctx {
         let target = if read.is_ok() && self.plan.templates.candidate(&raw) {
             self.proc_rel(pid, dirfd, &raw, resolve & RESOLVE_IN_ROOT != 0)
                 .and_then(|rel| {
+                    let cgroup_view = (procpath::last_component(&rel) == b"cgroup")
+                        .then(|| procpath::view_task(&rel));
                     self.plan
                         .templates
                         .lookup(&rel)
-                        .map(|(f, s)| (f.clone(), s))
+                        .map(|(f, s)| (f.clone(), s, cgroup_view))
                 })
         } else {
             None
         };
         self.buf = raw;
-        let Some((file, spec)) = target else {
+        let Some((file, spec, cgroup_view)) = target else {
             return Response::Continue;
         };
         if let Some(PidSpec::Pid(p)) = spec {
@@ -1007,6 +1045,14 @@ impl Ctx {
             return Response::Continue;
         }
         let keep = flags & (libc::O_NONBLOCK | libc::O_PATH | libc::O_NOATIME);
+        if let (Some(task), Some(spec)) = (cgroup_view, spec) {
+            if let Some(fd) = self.rendered_cgroup_view(pid, spec, task, &file, keep) {
+                return Response::AddFd {
+                    fd,
+                    cloexec: flags & libc::O_CLOEXEC != 0,
+                };
+            }
+        }
         match open_file(&file, libc::O_RDONLY | libc::O_CLOEXEC | keep) {
             Some(fd) => Response::AddFd {
                 fd,
@@ -1014,6 +1060,50 @@ impl Ctx {
             },
             None => Response::Errno(libc::ENOENT),
         }
+    }
+
+    /// A per-process `cgroup` view rendered now by [`SupervisorOptions::proc_cgroup`]: a
+    /// memfd with the content, reopened read-only (as the target asked: `keep` flags). `None`
+    /// keeps the static file (no renderer, the task gone, or no memfd).
+    fn rendered_cgroup_view(
+        &mut self,
+        caller: u32,
+        spec: PidSpec,
+        task: procpath::ViewTask,
+        file: &Path,
+        keep: i32,
+    ) -> Option<OwnedFd> {
+        use procpath::ViewTask;
+        let render = self.proc_cgroup.clone()?;
+        // A pid the caller named, as its procfs numbers it.
+        let named = |p: u32| {
+            let ns = remote::ns_inode(&format!("/proc/{caller}/ns/pid"));
+            if ns.is_some() && ns != self.sup_pidns {
+                CgroupViewOf::CaseNs(p)
+            } else {
+                CgroupViewOf::Supervisor(p)
+            }
+        };
+        let of = match (task, spec) {
+            (ViewTask::Thread(tid), _) => named(tid),
+            (ViewTask::CallerThread, _) => CgroupViewOf::Caller(caller),
+            // `self`: the thread-group leader's view, whichever thread opens it.
+            (ViewTask::Process, PidSpec::Caller) => {
+                CgroupViewOf::Caller(remote::tgid_ppid(caller).map_or(caller, |(tgid, _)| tgid))
+            }
+            (ViewTask::Process, PidSpec::Pid(p)) => named(p),
+        };
+        let static_view = std::fs::read(file).ok()?;
+        let content = render.0(of, &static_view)?;
+        let mem = nix::sys::memfd::memfd_create(c"cgroup", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .ok()?;
+        let mut f = std::fs::File::from(mem);
+        std::io::Write::write_all(&mut f, &content).ok()?;
+        // A read-only open of the memfd (its own offset 0), as the target's open asked.
+        open_file(
+            Path::new(&format!("/proc/self/fd/{}", f.as_raw_fd())),
+            libc::O_RDONLY | libc::O_CLOEXEC | keep,
+        )
     }
 
     /// The opened path relative to the root of the procfs it lies in, if it lies in one.
