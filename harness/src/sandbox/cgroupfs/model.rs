@@ -417,7 +417,10 @@ impl Model {
     /// again.
     pub fn for_case(&self, faults: Vec<Fault>, pids: Box<dyn Pids>) -> Model {
         debug_assert!(
-            self.log.is_empty() && self.written.is_empty(),
+            self.log.is_empty()
+                && self.written.is_empty()
+                && self.moved.is_empty()
+                && self.inherited.is_empty(),
             "a model that served a case is no template"
         );
         Model {
@@ -437,6 +440,9 @@ impl Model {
             log: Vec::new(),
             initial: self.initial.clone(),
             written: BTreeSet::new(),
+            // Nothing moved yet: the template served no case.
+            moved: HashSet::new(),
+            inherited: HashMap::new(),
         }
     }
 
