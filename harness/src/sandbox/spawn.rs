@@ -115,7 +115,8 @@ pub struct Prepared {
     /// Namespaces for init.
     pub clone_flags: c_int,
     pub init_steps: Vec<Step>,
-    /// Files with simulated /proc content, opened by init before any mount.
+    /// Files with simulated /proc content, opened by init before its own mounts (in the
+    /// session's prepared mount namespace when it entered one).
     pub views: Vec<CString>,
     /// Views bound over the target's own /proc/<pid>/<name> before it execs:
     /// (view index, name), e.g. (0, "mountinfo").
