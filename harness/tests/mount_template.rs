@@ -97,8 +97,8 @@ fn a_mount_made_during_a_session_is_seen_read_only_by_the_next_case() {
     );
     assert_eq!(session.mount_template_error(), None);
 
-    // SAFETY: mount with valid, NUL-terminated arguments, in the test's own namespace.
     let target = std::ffi::CString::new(mnt.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mount with valid, NUL-terminated arguments, in the test's own namespace.
     let r = unsafe {
         libc::mount(
             c"tmpfs".as_ptr(),
