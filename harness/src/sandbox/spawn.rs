@@ -13,7 +13,9 @@
 //!
 //! * [`Strategy::Root`] (harness is root): init is cloned into new mount, PID, network,
 //!   UTS, IPC and cgroup namespaces *without* a user namespace, so it can detach the real
-//!   cgroup mounts (`umount2(MNT_DETACH)`) before mounting the simulated tree. The target
+//!   cgroup mounts (`umount2(MNT_DETACH)`) before mounting the simulated tree. (Where the
+//!   session prepared a mount namespace with those mounts detached, [`super::template`],
+//!   init is cloned without one and enters a copy of that instead: [`Step::EnterMounts`].) The target
 //!   then enters a user namespace of its own in which its uid 0 is an unprivileged uid on
 //!   the host: even a root target that reaches a real cgroupfs cannot write a file in it,
 //!   and it cannot undo init's mounts (their namespace belongs to the initial user
@@ -130,7 +132,8 @@ pub struct Prepared {
     /// Namespaces for init.
     pub clone_flags: c_int,
     pub init_steps: Vec<Step>,
-    /// Files with simulated /proc content, opened by init before any mount.
+    /// Files with simulated /proc content, opened by init before its own mounts (in the
+    /// session's prepared mount namespace when it entered one).
     pub views: Vec<CString>,
     /// Views bound over the target's own /proc/<pid>/<name> before it execs:
     /// (view index, name), e.g. (0, "mountinfo").

@@ -12,8 +12,9 @@
 //!
 //! The template is a copy of the machine's mount table at the time it was made. When that
 //! table changes (a mount added or removed on the machine; [`super::readonly::MountTable`]
-//! notices), the next case makes a new template, so a case never sees a stale machine and
-//! the template never pins a mount the machine let go of for longer than one case.
+//! notices), the next case makes a new template, so a case never sees a stale machine. A
+//! file system the machine unmounts stays pinned by the old template until then (the
+//! next case, or the end of the session).
 //!
 //! The private places (/run, /tmp, /dev/shm, /var/tmp, /var/run) are left writable in the
 //! template, as they were in a case before its own tmpfs's covered them: the session

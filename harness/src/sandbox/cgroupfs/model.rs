@@ -180,6 +180,20 @@ pub struct Model {
     log: Vec<LogEntry>,
     initial: BTreeSet<String>,
     written: BTreeSet<String>,
+    /// A group or file was added, removed, hidden or shown since the model was built.
+    reshaped: bool,
+    /// The model's tree as built (shared by the copies [`Model::for_case`] makes):
+    /// [`Model::effects`] of a case that changed no structure reads it instead of walking
+    /// every file.
+    built: std::sync::Arc<Built>,
+}
+
+/// The paths of a model as built, and the effects a walk of it finds.
+#[derive(Debug, Default)]
+struct Built {
+    paths: BTreeSet<String>,
+    created: Vec<String>,
+    removed: Vec<String>,
 }
 
 /// A devices cgroup rule (`a`, `c 1:3 rwm`), normalised; `None` if malformed.
@@ -304,6 +318,8 @@ impl Model {
             log: Vec::new(),
             initial: BTreeSet::new(),
             written: BTreeSet::new(),
+            reshaped: false,
+            built: std::sync::Arc::default(),
         };
         // The mount's top directory: the read-only tmpfs (v1, hybrid), or replaced below
         // by the cgroup2 root group (v2).
@@ -408,6 +424,13 @@ impl Model {
                 }
             }
         }
+        let (paths, created, removed) = m.walk();
+        m.built = std::sync::Arc::new(Built {
+            paths,
+            created,
+            removed,
+        });
+        m.reshaped = false;
         Ok(m)
     }
 
@@ -443,6 +466,8 @@ impl Model {
             // Nothing moved yet: the template served no case.
             moved: HashSet::new(),
             inherited: HashMap::new(),
+            reshaped: false,
+            built: std::sync::Arc::clone(&self.built),
         }
     }
 
@@ -451,6 +476,7 @@ impl Model {
     }
 
     fn insert(&mut self, parent: Ino, name: &str, body: Body) -> Ino {
+        self.reshaped = true;
         let ino = self.entries.len() as Ino;
         self.entries.push(Some(Entry {
             name: name.to_owned(),
@@ -1045,6 +1071,7 @@ impl Model {
     }
 
     fn remove_files_of(&mut self, g: Ino, controller: &str) {
+        self.reshaped = true;
         let names: Vec<String> = self
             .entry(g)
             .map(|e| {
@@ -1073,6 +1100,7 @@ impl Model {
     }
 
     fn do_rmdir(&mut self, parent: Ino, name: &str) -> Result<(), i32> {
+        self.reshaped = true;
         let e = self.entry(parent).ok_or(ENOENT)?;
         let &ino = e.children.get(name).ok_or(ENOENT)?;
         if matches!(e.body, Body::Top) {
@@ -1351,6 +1379,7 @@ impl Model {
     /// cgroup_pressure_write: the group's `{cpu,memory,io,irq}.pressure` files are shown or
     /// hidden (cgroup_file_show): hidden, they are gone from lookups and listings.
     fn show_psi_files(&mut self, g: Ino, show: bool) {
+        self.reshaped = true;
         const PSI: [&str; 4] = [
             "cpu.pressure",
             "memory.pressure",
@@ -1767,29 +1796,28 @@ impl Model {
 
     /// What the case did to the cgroupfs, from the final state.
     pub fn effects(&self) -> Effects {
-        let mut now = BTreeSet::new();
-        let mut created = Vec::new();
-        let mut stack = vec![ROOT];
-        while let Some(i) = stack.pop() {
-            let Some(e) = self.entry(i) else { continue };
-            for &c in e.children.values() {
-                let p = self.path(c);
-                if self.group(c).is_some() {
-                    stack.push(c);
-                    if !self.initial.contains(&p) {
-                        created.push(p.clone());
-                    }
-                }
-                now.insert(p);
+        let walked;
+        let (now, created, removed) = if self.reshaped {
+            walked = self.walk();
+            (&walked.0, walked.1.clone(), walked.2.clone())
+        } else {
+            // Debug builds (the tests) check the shortcut against the walk.
+            #[cfg(debug_assertions)]
+            {
+                let (paths, created, removed) = self.walk();
+                assert!(
+                    paths == self.built.paths
+                        && created == self.built.created
+                        && removed == self.built.removed,
+                    "the model's structure changed without `reshaped`"
+                );
             }
-        }
-        created.sort();
-        let mut removed: Vec<String> = Vec::new();
-        for p in &self.initial {
-            if !now.contains(p) && !removed.iter().any(|r| p.starts_with(&format!("{r}/"))) {
-                removed.push(p.clone());
-            }
-        }
+            (
+                &self.built.paths,
+                self.built.created.clone(),
+                self.built.removed.clone(),
+            )
+        };
         let mut written = BTreeMap::new();
         for p in &self.written {
             if !now.contains(p) {
@@ -1890,6 +1918,35 @@ impl Model {
             p = self.pids.ppid(p).filter(|&pp| pp != 0 && pp != p)?;
         }
         None
+    }
+
+    /// Every path of the tree now, and the groups created and paths removed since it was
+    /// built (the top-most of a removed subtree).
+    fn walk(&self) -> (BTreeSet<String>, Vec<String>, Vec<String>) {
+        let mut now = BTreeSet::new();
+        let mut created = Vec::new();
+        let mut stack = vec![ROOT];
+        while let Some(i) = stack.pop() {
+            let Some(e) = self.entry(i) else { continue };
+            for &c in e.children.values() {
+                let p = self.path(c);
+                if self.group(c).is_some() {
+                    stack.push(c);
+                    if !self.initial.contains(&p) {
+                        created.push(p.clone());
+                    }
+                }
+                now.insert(p);
+            }
+        }
+        created.sort();
+        let mut removed: Vec<String> = Vec::new();
+        for p in &self.initial {
+            if !now.contains(p) && !removed.iter().any(|r| p.starts_with(&format!("{r}/"))) {
+                removed.push(p.clone());
+            }
+        }
+        (now, created, removed)
     }
 
     /// The inode at a path relative to /sys/fs/cgroup (no symlinks followed but the first).
