@@ -34,6 +34,7 @@ fn main() {
     suite.test_needing(
         "a_mount_made_during_a_session_is_seen_read_only_by_the_next_case",
         need_root("a mount namespace of the test's own")
+            .and_then(|()| need_visible_repository())
             .and_then(|()| need_sandbox())
             .and_then(|()| {
                 if private {
@@ -48,6 +49,26 @@ fn main() {
         a_mount_made_during_a_session_is_seen_read_only_by_the_next_case,
     );
     suite.run()
+}
+
+/// The case's private places (its own /tmp, /run, /var/tmp, /dev/shm).
+const PRIVATE: [&str; 4] = ["/dev/shm", "/tmp", "/run", "/var/tmp"];
+
+/// The test mounts below the repository's `target/`: a case must see that place, so the
+/// repository must not be below one of the case's private places (a clone in /tmp is).
+fn need_visible_repository() -> support::Need {
+    let root = root();
+    match PRIVATE.iter().find(|d| root.starts_with(d)) {
+        None => Ok(()),
+        Some(d) => Err(support::Unmet {
+            why: format!(
+                "the repository ({}) is below {d}, which every case sees as its own empty \
+                 {d}: clone it elsewhere to run this test",
+                root.display()
+            ),
+            ci_provides: false,
+        }),
+    }
 }
 
 fn a_mount_made_during_a_session_is_seen_read_only_by_the_next_case() {
@@ -77,10 +98,7 @@ fn a_mount_made_during_a_session_is_seen_read_only_by_the_next_case() {
     let engine = Engine::new(&root).unwrap();
     let case = engine.load(&scenario).unwrap().cases.remove(0);
     let session = engine.session().expect("sandbox available");
-    if !["/dev/shm", "/tmp", "/run", "/var/tmp"]
-        .iter()
-        .any(|d| session.path().starts_with(d))
-    {
+    if !PRIVATE.iter().any(|d| session.path().starts_with(d)) {
         eprintln!(
             "the session directory {} is not below a private place: no template to test",
             session.path().display()
